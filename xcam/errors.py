@@ -1,0 +1,65 @@
+"""Exceptions raised by xcam.
+
+Every error derives from :class:`XcamError` and from the built-in type a caller would expect
+(``ValueError``, ``TypeError``, ``RuntimeError``), so ``except ValueError`` keeps working. Each
+message names the argument, what was expected, what was given, and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "XcamError",
+    "InputError",
+    "InputTypeError",
+    "LayerNotFoundError",
+    "TargetError",
+    "HeadNotFoundError",
+    "GradientModeError",
+]
+
+
+class XcamError(Exception):
+    """Base class of every error xcam raises on purpose."""
+
+
+class InputError(XcamError, ValueError):
+    """An argument has the right type but a wrong value or shape."""
+
+
+class InputTypeError(XcamError, TypeError):
+    """An argument has the wrong type."""
+
+
+class LayerNotFoundError(XcamError, ValueError):
+    """A layer named by the caller does not exist in the model."""
+
+
+class TargetError(XcamError, ValueError):
+    """Targets do not fit the batch or the model output."""
+
+
+class HeadNotFoundError(XcamError, ValueError):
+    """The model has no head of the form a method needs (CAM: global average pool -> Linear)."""
+
+
+class GradientModeError(XcamError, RuntimeError):
+    """A gradient method was called where autograd cannot run (``torch.inference_mode()``)."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` pointing at the first caller outside the xcam package.
+
+    Automatic choices are announced this way, so that the warning names the user's line whatever
+    depth inside xcam it was raised from.
+    """
+    import os
+    import sys
+    import warnings
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -1,0 +1,45 @@
+"""The :class:`Explanation` every explainer returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["Explanation"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Saliency maps for a batch, with what produced them.
+
+    Attributes:
+        maps: (B, H, W) float32 at input resolution, raw (after the method's own ReLU, not
+            normalised), on the input's device.
+        low_res: (B, h, w) map at the explained layer's resolution before upsampling, or ``None``
+            for methods without a layer.
+        targets: (B,) class index per sample, or ``None`` when the score came from a callable or
+            a unit target.
+        scores: (B,) the explained score per sample on the clean input (detached).
+        layer: label of the explained layer (``"layer4"``, ``"avgpool:input"``), or ``None``.
+        method: registered name of the explainer.
+        params: the explainer's hyper-parameters, for provenance.
+    """
+
+    maps: Tensor
+    low_res: Tensor | None
+    targets: Tensor | None
+    scores: Tensor
+    layer: str | None
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+    def normalized(self) -> Tensor:
+        """Per-sample min-max normalised maps in [0, 1] (a constant map becomes 0)."""
+        from .postprocess import normalize
+
+        return normalize(self.maps)

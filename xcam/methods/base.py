@@ -1,0 +1,213 @@
+"""Base classes shared by every explainer.
+
+An explainer takes its hyper-parameters in the constructor and is called the same way whatever the
+method: ``explainer(inputs, targets=None) -> Explanation``. The call owns forward, backward, grad
+mode and hook lifetime; nothing survives between calls except a cached automatic layer choice.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..capture import capture
+from ..errors import GradientModeError, InputError, InputTypeError, TargetError
+from ..explanation import Explanation
+from ..layers import LayerSpec, Tap, auto_layer, resolve_layer
+from ..postprocess import upsample
+from ..targets import Targets, UnitTarget, class_scores
+
+__all__ = ["Explainer", "CAMExplainer", "check_inputs", "LayerPass", "weighted_sum"]
+
+
+def check_inputs(inputs: object, name: str = "inputs") -> Tensor:
+    """Validate an input batch: a finite floating-point tensor of shape (B, C, H, W)."""
+    if not isinstance(inputs, Tensor):
+        raise InputTypeError(
+            f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(inputs).__name__}; "
+            "convert images with torchvision.transforms.functional.to_tensor"
+        )
+    if not inputs.dtype.is_floating_point:
+        raise InputTypeError(
+            f"{name} must be a floating-point tensor, got dtype {inputs.dtype}; "
+            "use inputs.float() (and scale pixels as the model expects)"
+        )
+    if inputs.dim() != 4:
+        fix = "; add the batch dimension with inputs[None]" if inputs.dim() == 3 else ""
+        raise InputError(f"{name} must have shape (B, C, H, W), got {tuple(inputs.shape)}{fix}")
+    if inputs.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (shape {tuple(inputs.shape)})")
+    if not bool(torch.isfinite(inputs).all()):
+        n_bad = int((~torch.isfinite(inputs)).sum())
+        raise InputError(
+            f"{name} contains {n_bad} NaN or infinite values; clean or clamp the input first"
+        )
+    return inputs
+
+
+def weighted_sum(weights: Tensor, features: Tensor) -> Tensor:
+    """``ReLU( sum_k w_k F_k )``: (B, C) weights and (B, C, h, w) features -> (B, h, w)."""
+    return torch.relu(torch.einsum("bc,bchw->bhw", weights, features))
+
+
+class Explainer(abc.ABC):
+    """Base class of every explainer.
+
+    Subclasses implement :meth:`explain` on a validated (B, C, H, W) batch and declare their
+    capabilities as class attributes.
+    """
+
+    name: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = True
+    needs_layer: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
+        """Explain ``inputs`` (B, C, H, W) for ``targets`` (see :mod:`xcam.targets`)."""
+        x = check_inputs(inputs)
+        if self.needs_gradients and (torch.is_inference_mode_enabled() or x.is_inference()):
+            raise GradientModeError(
+                f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
+                "call it outside inference_mode (and pass a tensor created outside it)"
+            )
+        return self.explain(x, targets)
+
+    @abc.abstractmethod
+    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        """Compute the explanation of a validated batch."""
+
+    def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model for a batch of ``batch_size`` (cost estimate)."""
+        return batch_size
+
+    def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`Explanation` for provenance."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass
+class LayerPass:
+    """What one forward (and backward) pass recorded at the explained layer."""
+
+    features: Tensor  # (B, C, h, w), detached
+    grads: Tensor | None  # (B, C, h, w) or None
+    indices: Tensor | None  # (B,) class per sample, None for callable / unit targets
+    scores: Tensor  # (B,) detached
+
+
+class CAMExplainer(Explainer):
+    """Base of the CAM family: a map ``ReLU( sum_k w_k F_k )`` over one layer's feature maps.
+
+    Args:
+        model: a CNN (or any model whose ``layer`` outputs (B, C, h, w)).
+        layer: dotted name (``"layer4"``, ``"avgpool:input"``), module, or ``None`` to choose
+            automatically (announced with a warning).
+        channels: restrict the weighted sum to these feature maps (indices into C).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec | None = None,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(model)
+        self.layer = layer
+        self._tap: Tap | None = None if layer is None else resolve_layer(model, layer)
+        if channels is not None:
+            if isinstance(channels, (str, bytes)) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in channels
+            ):
+                raise InputTypeError("channels must be a sequence of ints (feature-map indices)")
+            if len(channels) == 0:
+                raise InputError("channels is empty; pass at least one feature-map index or None")
+        self.channels = None if channels is None else [int(c) for c in channels]
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"layer": self._tap.label if self._tap else self.layer}
+        if self.channels is not None:
+            out["channels"] = self.channels
+        return out
+
+    def tap(self, inputs: Tensor) -> Tap:
+        """The explained layer; chosen automatically on the first call when ``layer=None``."""
+        if self._tap is None:
+            self._tap = auto_layer(self.model, inputs[:1])
+        return self._tap
+
+    def select(self, tensor: Tensor) -> Tensor:
+        """Keep only the chosen ``channels`` of a (B, C, ...) tensor."""
+        if self.channels is None:
+            return tensor
+        c = tensor.shape[1]
+        bad = [k for k in self.channels if not 0 <= k < c]
+        if bad:
+            raise InputError(
+                f"channels {bad} out of range: layer {self._tap.label if self._tap else '?'} "
+                f"has {c} feature maps (valid 0..{c - 1})"
+            )
+        return tensor[:, self.channels]
+
+    def run(self, inputs: Tensor, targets: Targets, *, gradients: bool) -> LayerPass:
+        """One forward pass (and a backward pass to the layer when ``gradients``)."""
+        tap = self.tap(inputs)
+        unit = targets if isinstance(targets, UnitTarget) else None
+        taps: list[Any] = [tap]
+        if unit is not None:
+            taps.append(resolve_layer(self.model, unit.layer))  # type: ignore[arg-type]
+        with torch.set_grad_enabled(gradients), capture(self.model, taps) as cap:
+            output = self.model(inputs)
+            if unit is not None:
+                if cap.order(taps[1]) < cap.order(tap):
+                    raise TargetError(
+                        f"unit target layer {taps[1].label!r} runs before the explained layer "
+                        f"{tap.label!r}; choose a unit at or after the explained layer"
+                    )
+                indices, scores = None, unit.score(cap[taps[1]])
+            else:
+                indices, scores = class_scores(targets, output, inputs.shape[0])
+            features = cap[tap]
+            if features.dim() != 4:
+                raise InputError(
+                    f"layer {tap.label!r} outputs shape {tuple(features.shape)}, not a (B, C, h, w) "
+                    "feature map; choose a convolutional layer (see xcam.list_layers(model, x))"
+                )
+            grads = cap.gradients(scores, tap)[tap.label] if gradients else None
+        return LayerPass(features.detach(), grads, indices, scores.detach())
+
+    def finish(self, inputs: Tensor, low_res: Tensor, lp: LayerPass) -> Explanation:
+        """Upsample the (B, h, w) map to the input size and build the :class:`Explanation`."""
+        low_res = low_res.float()
+        return Explanation(
+            maps=upsample(low_res, tuple(inputs.shape[-2:])),  # type: ignore[arg-type]
+            low_res=low_res,
+            targets=lp.indices,
+            scores=lp.scores,
+            layer=self._tap.label if self._tap else None,
+            method=self.name,
+            params=self.params(),
+        )
+
+    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        lp = self.run(inputs, targets, gradients=self.needs_gradients)
+        features = self.select(lp.features)
+        grads = None if lp.grads is None else self.select(lp.grads)
+        return self.finish(inputs, self.low_res(features, grads, lp), lp)
+
+    def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map from the (channel-selected) features and gradients."""
+        raise NotImplementedError(f"{type(self).__name__} must implement low_res or explain")

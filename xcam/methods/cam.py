@@ -1,0 +1,75 @@
+"""CAM (Zhou et al., CVPR 2016)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import HeadNotFoundError, TargetError
+from ..explanation import Explanation
+from ..layers import GAPHead, LayerSpec, find_gap_head, resolve_layer
+from ..registry import register_explainer
+from ..targets import Targets, UnitTarget
+from .base import CAMExplainer, LayerPass
+
+__all__ = ["CAM"]
+
+
+@register_explainer("cam")
+class CAM(CAMExplainer):
+    """Class activation mapping: the classifier's own weights over the pooled features.
+
+    Needs a head global-average-pool -> Linear with weight ``W`` (K, C). With ``F`` the features
+    at the input of the pooling, ``map^c = ReLU( sum_k W[c, k] F_k )``. On such a head CAM equals
+    ``h * w`` times Grad-CAM at the same layer. One forward pass, no gradients.
+
+    Args:
+        model: a classifier whose head is global average pooling -> (dropout) -> Linear; found
+            automatically (pooling module or ``x.mean((2, 3))``), checked numerically.
+        layer: ignored unless given, in which case it must be the pooled features' tap.
+        channels: restrict the sum to these feature maps.
+
+    Raises:
+        HeadNotFoundError: the model has no such head (the message says what was found).
+    """
+
+    needs_gradients = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec | None = None,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(model, layer=None, channels=channels)
+        self._requested = None if layer is None else resolve_layer(model, layer)
+        self.head: GAPHead | None = None
+
+    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        if isinstance(targets, UnitTarget) or (callable(targets) and not isinstance(targets, Tensor)):
+            raise TargetError(
+                "CAM explains classes through the classifier's weights; it takes None, an int or "
+                "one class per sample. Use GradCAM for unit or callable targets"
+            )
+        if self.head is None:
+            head = find_gap_head(self.model, inputs[:1])
+            if self._requested is not None and self._requested != head.features:
+                raise HeadNotFoundError(
+                    f"CAM: layer {self._requested.label!r} is not the features the classifier "
+                    f"pools; CAM is defined at {head.features.label!r} (pass layer=None)"
+                )
+            self.head, self._tap = head, head.features
+        return super().explain(inputs, targets)
+
+    def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        assert self.head is not None and lp.indices is not None
+        weight = self.select(self.head.linear.weight.detach()[lp.indices])
+        return torch.relu(torch.einsum("bc,bchw->bhw", weight.to(features.dtype), features))
+
+    def params(self) -> dict[str, Any]:
+        out = super().params()
+        out["layer"] = self._tap.label if self._tap else None
+        return out
