@@ -57,7 +57,7 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     import warnings
 
     package_dir = os.path.dirname(os.path.abspath(__file__))
-    level = 1
+    level = 2
     frame = sys._getframe(1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package_dir):
         frame = frame.f_back  # type: ignore[assignment]

@@ -13,7 +13,7 @@ from ..explanation import Explanation
 from ..layers import LayerSpec
 from ..registry import register_explainer
 from ..targets import Targets
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, weighted_sum
 from .gradcampp import gradcampp_weights
 
 __all__ = ["SmoothGradCAMPlusPlus", "noise_sigma"]
