@@ -148,7 +148,9 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
     return calls, out
 
 
-def list_layers(model: nn.Module, example: Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
+def list_layers(
+    model: nn.Module, example: Tensor | None = None
+) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Candidate layers: ``(name, module type, output shape without batch)`` in execution order.
 
     With ``example`` (an input batch) the model runs once to read the output shapes and to order the

@@ -1,0 +1,1 @@
+"""Slow, obviously-correct re-implementations written from the papers' equations."""
