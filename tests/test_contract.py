@@ -1,0 +1,150 @@
+"""The contract every registered explainer keeps; parametrised over the registry.
+
+A new explainer is picked up here without editing this file. Explainers that need a special kind
+of model (LFI-CAM needs its own network) get it from ``SPECIAL_MODELS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import xcam
+from tests.conftest import TinyNet, _randomize_bn
+from xcam.methods import CAMExplainer
+from xcam.registry import EXPLAINERS
+from xcam.targets import channel
+
+
+def _lficam_model() -> nn.Module:
+    from xcam.lfi import LFICAMNet
+
+    torch.manual_seed(0)
+    import torchvision
+
+    return LFICAMNet(torchvision.models.resnet18(num_classes=5), depth=1).eval()
+
+
+SPECIAL_MODELS = {"lficam": _lficam_model}
+NAMES = xcam.list_explainers()
+
+
+def make(name: str) -> tuple[nn.Module, object]:
+    if name in SPECIAL_MODELS:
+        model = SPECIAL_MODELS[name]()
+    else:
+        torch.manual_seed(0)
+        model = TinyNet()
+        _randomize_bn(model, torch.Generator().manual_seed(1))
+    model.eval()
+    cls = EXPLAINERS.get(name)
+    kwargs = {}
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs["seed"] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model, xcam.create(name, model, **kwargs)
+
+
+def hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def run(explainer, x, targets=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer(x, targets)
+
+
+def test_registry_lists_the_core_methods():
+    assert {"cam", "gradcam", "gradcampp", "smoothgradcampp"} <= set(NAMES)
+    with pytest.raises(ValueError, match="did you mean 'gradcam'"):
+        xcam.create("gradcma", TinyNet())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shapes_dtype_fields(name):
+    model, explainer = make(name)
+    exp = run(explainer, X)
+    assert exp.maps.shape == (2, 32, 32)
+    assert exp.maps.dtype == torch.float32
+    assert exp.maps.device == X.device
+    assert torch.isfinite(exp.maps).all()
+    assert exp.method == name
+    assert exp.scores.shape == (2,) and not exp.scores.requires_grad
+    with torch.no_grad():
+        out = model(X)
+    assert exp.targets is not None and torch.equal(exp.targets, out.argmax(1))
+    assert torch.allclose(exp.scores, out.gather(1, exp.targets[:, None])[:, 0], atol=1e-5)
+    one = run(explainer, X[:1])
+    assert one.maps.shape == (1, 32, 32)  # B = 1 stays 3-D
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_leaves_model_as_it_was(name):
+    model, explainer = make(name)
+    model.train()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    sentinel = {n: torch.full_like(p, 3.0) for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = sentinel[n].clone()
+    requires = [p.requires_grad for p in model.parameters()]
+    n_hooks = hooks(model)
+    run(explainer, X, targets=1)
+    assert hooks(model) == n_hooks
+    assert [m.training for m in model.modules()] == flags
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # BN stats too
+    assert all(torch.equal(p.grad, sentinel[n]) for n, p in model.named_parameters())
+    assert [p.requires_grad for p in model.parameters()] == requires
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_hook_left_after_an_exception(name):
+    model, explainer = make(name)
+    n_hooks = hooks(model)
+    with pytest.raises(ValueError):
+        run(explainer, X, targets=[0, 99])
+    assert hooks(model) == n_hooks
+    with pytest.raises(ValueError):
+        run(explainer, X, targets=lambda out: out[:, :2])  # wrong shape from a callable
+    assert hooks(model) == n_hooks
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_equals_samples_one_by_one(name):
+    model, explainer = make(name)
+    cls = EXPLAINERS.get(name)
+    if not cls.deterministic:
+        pytest.skip("stochastic: noise for a batch is not the noise for its samples alone")
+    batch = run(explainer, X, targets=[1, 3])
+    for b, t in enumerate([1, 3]):
+        single = run(explainer, X[b:b + 1], targets=t)
+        scale = max(1e-6, float(batch.maps[b].abs().max()))
+        assert float((single.maps[0] - batch.maps[b]).abs().max()) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "cam"
+                                  and issubclass(EXPLAINERS.get(n), CAMExplainer)])
+def test_cam_family_accepts_unit_targets(name):
+    model, explainer = make(name)
+    exp = run(explainer, X, targets=channel("pool:input", 3))
+    assert exp.targets is None
+    with torch.no_grad(), xcam.capture(model, "pool:input") as cap:
+        model(X)
+    assert torch.allclose(exp.scores, cap["pool:input"][:, 3].sum((1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not EXPLAINERS.get(n).deterministic])
+def test_stochastic_methods_are_reproducible_with_a_seed(name):
+    _, a = make(name)
+    _, b = make(name)
+    assert torch.equal(run(a, X).maps, run(b, X).maps)

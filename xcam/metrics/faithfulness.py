@@ -1,0 +1,628 @@
+"""Faithfulness metrics: does the model's output change where the map says it matters?
+
+Every metric here takes ``(model, inputs, maps, targets)``: a model returning (B, classes)
+scores, the (B, C, H, W) inputs in the model's own input space, their (B, H, W) maps at input
+resolution and the target classes (``None`` for the top class, an int, a sequence or a (B,)
+LongTensor). Perturbed copies are built with tensor ops and run in forward passes of at most
+``batch_size`` images under ``torch.no_grad()``. The clean forward pass is run once per call and
+shared by every step; pass ``clean_output=model(inputs)`` to share it across metrics too.
+Definitions: ``specs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import InputError, InputTypeError, TargetError
+from ..postprocess import normalize
+from ._core import (
+    _check_int,
+    _check_number,
+    baseline_like,
+    batched_scores,
+    check_batch_size,
+    check_inputs_and_maps,
+    check_model,
+    clean_forward,
+    descending_rank,
+    make_generator,
+    metric,
+    pearson,
+    resolve_targets,
+    target_scores,
+)
+
+__all__ = [
+    "CurveResult",
+    "deletion",
+    "insertion",
+    "average_drop",
+    "increase_in_confidence",
+    "faithfulness_correlation",
+    "infidelity",
+    "max_sensitivity",
+    "gaussian_blur",
+]
+
+
+def _clean_cost(params: dict[str, Any]) -> int:
+    return 1 if params.get("clean_output") is None else 0
+
+
+@dataclass(frozen=True)
+class CurveResult:
+    """Result of :func:`deletion` and :func:`insertion`.
+
+    Attributes:
+        auc: (B,) float32 area under each curve (trapezoid rule over ``fractions``).
+        curves: (B, steps + 1) float32 softmax probability of the target after each step; column
+            0 is before any pixel moved, column ``steps`` after all of them did.
+        fractions: (steps + 1,) float32 share of pixels moved at each step, from 0 to 1.
+        kind: ``"deletion"`` or ``"insertion"``.
+        higher_is_better: False for deletion, True for insertion.
+    """
+
+    auc: Tensor
+    curves: Tensor
+    fractions: Tensor
+    kind: str
+    higher_is_better: bool
+
+    def __len__(self) -> int:
+        return int(self.auc.shape[0])
+
+    def plot(self, ax: Any = None, label: str | None = None, samples: bool = False) -> Any:
+        """Plot the mean curve (see :func:`xcam.metrics.plot_curves`); returns the axes."""
+        from .plot import plot_curves
+
+        return plot_curves({label or self.kind: self}, ax=ax, samples=samples)
+
+
+def _step_counts(n_pixels: int, steps: int, device: torch.device) -> Tensor:
+    """(steps + 1,) pixels moved after each step: ``floor(k * N / steps)``, from 0 to N."""
+    k = torch.arange(steps + 1, dtype=torch.long, device=device)
+    return torch.div(k * n_pixels, steps, rounding_mode="floor")
+
+
+def _curve(
+    model: Callable[[Tensor], Any],
+    start: Tensor,
+    end: Tensor,
+    rank: Tensor,
+    counts: Tensor,
+    indices: Tensor,
+    batch_size: int,
+) -> Tensor:
+    """Softmax probabilities (B, S) of images that take ``end``'s value at the ``counts[k]`` most
+    relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts."""
+    b = start.shape[0]
+    s = counts.numel()
+
+    def make_batch(ids: Tensor) -> Tensor:
+        sample, step = ids // s, ids % s
+        moved = rank[sample] < counts[step][:, None, None]  # (r, H, W)
+        return torch.where(moved[:, None], end[sample], start[sample])
+
+    scores = batched_scores(model, make_batch, b * s, lambda ids: ids // s, indices,
+                            batch_size, softmax=True, device=start.device)
+    return scores.reshape(b, s)
+
+
+def _auc(curves: Tensor, counts: Tensor, n_pixels: int) -> tuple[Tensor, Tensor]:
+    fractions = counts.double() / n_pixels
+    auc = torch.trapezoid(curves.double(), fractions, dim=1)
+    return auc.float(), fractions.float()
+
+
+def _curve_cost(n: int, p: dict[str, Any]) -> int:
+    return n * (int(p["steps"]) + _clean_cost(p))
+
+
+@metric("deletion", higher_is_better=False, family="faithfulness", cost=_curve_cost)
+def deletion(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    steps: int = 100,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+) -> CurveResult:
+    """Deletion curve and AUC (Petsiuk et al., "RISE", BMVC 2018). Lower is better.
+
+    Pixels are ordered by the map, descending, ties by raster index. After step k of ``steps``
+    the first ``n_k = floor(k * N / steps)`` pixels (N = H * W, all channels) hold the baseline;
+    the curve is the softmax probability of the target class after each step, from the clean
+    image (k = 0, the shared clean forward pass) to the all-baseline image (k = steps). The AUC
+    is the trapezoid rule over the fraction of pixels deleted, ``n_k / N``, in [0, 1].
+
+    Args:
+        model: returns (B, classes) scores (logits); the softmax is taken here.
+        inputs: (B, C, H, W) in the model's input space.
+        maps: (B, H, W) at input resolution.
+        targets: class per sample: None (top class on the clean input), int, sequence, LongTensor.
+        steps: number of equal steps (default 100).
+        baseline: value deleted pixels take, in the model's input space: a number (default 0) or
+            a tensor broadcastable to the inputs (e.g. per-channel (C, 1, 1)).
+        batch_size: most images per forward pass.
+        clean_output: the model's output on ``inputs``, to share one clean pass among metrics.
+
+    Returns:
+        :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
+    """
+    model = check_model(model)
+    x, m = check_inputs_and_maps(inputs, maps)
+    steps = _check_int("steps", steps, 1)
+    batch_size = check_batch_size(batch_size)
+    base = baseline_like(baseline, x)
+    output = clean_forward(model, x, clean_output)
+    indices = resolve_targets(targets, output)
+    n_pixels = m.shape[1] * m.shape[2]
+    counts = _step_counts(n_pixels, steps, x.device)
+    perturbed = _curve(model, x, base, descending_rank(m), counts[1:], indices, batch_size)
+    curves = torch.cat([target_scores(output, indices, softmax=True)[:, None], perturbed], dim=1)
+    auc, fractions = _auc(curves, counts, n_pixels)
+    return CurveResult(auc, curves, fractions, "deletion", False)
+
+
+def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
+    """Per-channel Gaussian blur of a (B, C, H, W) batch with replicate padding.
+
+    The separable kernel is ``exp(-t^2 / (2 sigma^2))``, ``t = -(k-1)/2 .. (k-1)/2``, normalised
+    to sum 1. Replicate padding keeps a constant image constant (RISE pads with zeros, which
+    darkens the border).
+    """
+    k = _check_int("kernel_size", kernel_size, 1)
+    if k % 2 == 0:
+        raise InputError(f"kernel_size must be odd, got {k}")
+    sig = _check_number("sigma", sigma, 0.0)
+    if sig == 0 or k == 1:
+        return inputs.clone()
+    c = inputs.shape[1]
+    t = torch.arange(k, dtype=torch.float64, device=inputs.device) - (k - 1) / 2
+    g = torch.exp(-0.5 * (t / sig) ** 2)
+    g = (g / g.sum()).to(inputs.dtype)
+    pad = k // 2
+    out = F.pad(inputs, (pad, pad, pad, pad), mode="replicate")
+    out = F.conv2d(out, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return F.conv2d(out, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
+@metric("insertion", higher_is_better=True, family="faithfulness", cost=_curve_cost)
+def insertion(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    steps: int = 100,
+    batch_size: int = 64,
+    *,
+    blur_kernel_size: int = 11,
+    blur_sigma: float = 5.0,
+    clean_output: Tensor | None = None,
+) -> CurveResult:
+    """Insertion curve and AUC (Petsiuk et al., "RISE", BMVC 2018). Higher is better.
+
+    Starts from a blurred copy of the image (:func:`gaussian_blur`, kernel 11, sigma 5) and puts
+    the original pixels back (all channels) in the map's order, descending, ties by raster
+    index: after step k the first ``floor(k * N / steps)`` pixels are original. The curve is the
+    softmax probability of the target class from the blurred image (k = 0) to the original
+    (k = steps, the shared clean forward pass); AUC by the trapezoid rule over the fraction of
+    pixels inserted, in [0, 1].
+
+    Args:
+        model, inputs, maps, targets, steps, batch_size, clean_output: as in :func:`deletion`.
+        blur_kernel_size: side of the Gaussian kernel (odd, default 11).
+        blur_sigma: its standard deviation in pixels (default 5).
+
+    Returns:
+        :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
+    """
+    model = check_model(model)
+    x, m = check_inputs_and_maps(inputs, maps)
+    steps = _check_int("steps", steps, 1)
+    batch_size = check_batch_size(batch_size)
+    blurred = gaussian_blur(x, blur_kernel_size, blur_sigma)
+    output = clean_forward(model, x, clean_output)
+    indices = resolve_targets(targets, output)
+    n_pixels = m.shape[1] * m.shape[2]
+    counts = _step_counts(n_pixels, steps, x.device)
+    perturbed = _curve(model, blurred, x, descending_rank(m), counts[:-1], indices, batch_size)
+    curves = torch.cat([perturbed, target_scores(output, indices, softmax=True)[:, None]], dim=1)
+    auc, fractions = _auc(curves, counts, n_pixels)
+    return CurveResult(auc, curves, fractions, "insertion", True)
+
+
+def _masked_scores(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    baseline: float | Tensor,
+    batch_size: int,
+    clean_output: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """``(Y, O)``: target probability on ``x`` and on ``m * x + (1 - m) * baseline``."""
+    model = check_model(model)
+    x, m = check_inputs_and_maps(inputs, maps)
+    batch_size = check_batch_size(batch_size)
+    base = baseline_like(baseline, x)
+    output = clean_forward(model, x, clean_output)
+    indices = resolve_targets(targets, output)
+    weight = normalize(m)[:, None].to(x.dtype)
+
+    def make_batch(ids: Tensor) -> Tensor:
+        return weight[ids] * x[ids] + (1 - weight[ids]) * base[ids]
+
+    y = target_scores(output, indices, softmax=True)
+    o = batched_scores(model, make_batch, x.shape[0], lambda ids: ids, indices, batch_size,
+                       softmax=True, device=x.device)
+    return y, o
+
+
+def _masked_cost(n: int, p: dict[str, Any]) -> int:
+    return n * (1 + _clean_cost(p))
+
+
+@metric("average_drop", higher_is_better=False, family="faithfulness", cost=_masked_cost)
+def average_drop(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+) -> Tensor:
+    """Drop in confidence per sample (Chattopadhay et al., "Grad-CAM++", WACV 2018).
+
+    ``Y`` is the softmax probability of the target on ``x``; ``O`` the same on
+    ``m * x + (1 - m) * baseline`` with ``m`` the min-max normalised map. The per-sample score is
+    the relative drop ``max(0, Y - O) / Y`` in [0, 1]; the paper's *average drop* is
+    ``100 * mean`` of it (a percentage). Lower is better.
+
+    Args:
+        model, inputs, maps, targets, batch_size, clean_output: as in :func:`deletion`.
+        baseline: what ``1 - m`` blends towards, in the model's input space (default 0).
+
+    Returns:
+        (B,) float32 in [0, 1]; NaN where ``Y`` is exactly 0 (the relative drop is undefined).
+    """
+    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output)
+    drop = (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y))
+    return torch.where(y > 0, drop, torch.full_like(drop, float("nan")))
+
+
+@metric("increase_in_confidence", higher_is_better=True, family="faithfulness",
+        cost=_masked_cost)
+def increase_in_confidence(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+) -> Tensor:
+    """Increase in confidence per sample (Chattopadhay et al., "Grad-CAM++", WACV 2018).
+
+    1.0 where the explanation map alone raises the target's softmax probability, ``O > Y``
+    (``Y``, ``O`` as in :func:`average_drop`), else 0.0; the paper reports ``100 * mean``.
+    Higher is better.
+
+    Returns:
+        (B,) float32 of 0.0 / 1.0.
+    """
+    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output)
+    return (o > y).float()
+
+
+def _correlation_cost(n: int, p: dict[str, Any]) -> int:
+    return n * (int(p["n"]) + _clean_cost(p))
+
+
+@metric("faithfulness_correlation", higher_is_better=True, family="faithfulness",
+        cost=_correlation_cost, stochastic=True)
+def faithfulness_correlation(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    n: int = 100,
+    subset: int = 224,
+    seed: int | None = None,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    softmax: bool = False,
+    clean_output: Tensor | None = None,
+) -> Tensor:
+    """Faithfulness correlation (Bhatt et al., "Evaluating and aggregating feature-based model
+    explanations", IJCAI 2020).
+
+    For ``n`` random subsets S of ``subset`` pixels (drawn without replacement, independently
+    per sample), the Pearson correlation over S between the map's sum ``sum_{p in S} M(p)`` and
+    the drop of the target score ``f(x) - f(x with S set to the baseline)`` (all channels).
+
+    Args:
+        model, inputs, maps, targets, batch_size, clean_output: as in :func:`deletion`.
+        n: number of random subsets per sample (default 100).
+        subset: pixels per subset (default 224).
+        seed: seed of the subset generator; ``None`` draws a fresh one from torch's global RNG.
+            Subsets are drawn one sample at a time, so results do not depend on ``batch_size``.
+        baseline: value of the removed pixels (default 0, in the model's input space).
+        softmax: score the softmax probability instead of the raw output (logit, the default).
+
+    Returns:
+        (B,) float32 in [-1, 1]; NaN where the map sums or the drops do not vary over the subsets
+        (a constant map, or a model blind to the subsets).
+    """
+    model = check_model(model)
+    x, m = check_inputs_and_maps(inputs, maps)
+    n = _check_int("n", n, 2)
+    subset = _check_int("subset", subset, 1)
+    batch_size = check_batch_size(batch_size)
+    if not isinstance(softmax, bool):
+        raise InputTypeError(f"softmax must be a bool, got {type(softmax).__name__}")
+    b, _, h, w = x.shape
+    if subset > h * w:
+        raise InputError(
+            f"subset={subset} is larger than the {h}x{w} = {h * w} pixels of an image; pass "
+            f"subset <= {h * w}"
+        )
+    base = baseline_like(baseline, x)
+    output = clean_forward(model, x, clean_output)
+    indices = resolve_targets(targets, output)
+    gen = make_generator(seed, x.device)
+    chosen = torch.stack([
+        torch.rand(n, h * w, generator=gen, device=x.device).topk(subset, dim=1).indices
+        for _ in range(b)
+    ])  # (B, n, subset): one draw per sample, independent of batch_size
+    flat_maps = m.reshape(b, -1)
+    attributed = flat_maps.double().gather(1, chosen.reshape(b, -1)).reshape(b, n, subset).sum(-1)
+
+    def make_batch(ids: Tensor) -> Tensor:
+        sample, draw = ids // n, ids % n
+        removed = torch.zeros(ids.numel(), h * w, dtype=torch.bool, device=x.device)
+        removed.scatter_(1, chosen[sample, draw], True)
+        return torch.where(removed.view(-1, 1, h, w), base[sample], x[sample])
+
+    perturbed = batched_scores(model, make_batch, b * n, lambda ids: ids // n, indices,
+                               batch_size, softmax=softmax, device=x.device).reshape(b, n)
+    drop = target_scores(output, indices, softmax)[:, None].double() - perturbed.double()
+    return pearson(attributed, drop)
+
+
+def _captum_chunks(n_samples: int, batch_size: int, n_perturb: int) -> list[tuple[slice, int]]:
+    """Chunks of samples, one captum call each, with the ``max_examples_per_batch`` to pass.
+
+    A chunk holds ``max(1, batch_size // n_perturb)`` samples; ``max_examples_per_batch`` stays
+    within the range captum accepts without a warning (one copy of every sample of the chunk at
+    least, all of its copies at most).
+    """
+    per_chunk = max(1, batch_size // n_perturb)
+    chunks = []
+    for start in range(0, n_samples, per_chunk):
+        rows = min(n_samples, start + per_chunk) - start
+        chunks.append((slice(start, start + rows), max(rows, min(batch_size, rows * n_perturb))))
+    return chunks
+
+
+def _captum_images(n: int, batch_size: int, n_perturb: int) -> int:
+    """Images captum's metrics run: per chunk, every perturbed copy plus one clean pass per
+    sub-batch (infidelity recomputes the clean output for each sub-batch)."""
+    total = 0
+    for sl, max_examples in _captum_chunks(n, batch_size, n_perturb):
+        rows = sl.stop - sl.start
+        per_batch = min(max(max_examples // rows, 1), n_perturb)
+        sub_batches = -(-n_perturb // per_batch)
+        total += rows * (n_perturb + sub_batches)
+    return total
+
+
+def _infidelity_cost(n: int, p: dict[str, Any]) -> int:
+    return n + _captum_images(n, int(p["batch_size"]), int(p["n_perturb_samples"]))
+
+
+@metric("infidelity", higher_is_better=False, family="faithfulness", cost=_infidelity_cost,
+        stochastic=True)
+def infidelity(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    n_perturb_samples: int = 10,
+    noise_std: float = 0.1,
+    batch_size: int = 64,
+    seed: int | None = None,
+    *,
+    normalize: bool = False,
+    softmax: bool = False,
+) -> Tensor:
+    """Infidelity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS
+    2019), computed by ``captum.metrics.infidelity``.
+
+    ``INFD = E_I[(I^T M - (f(x) - f(x - I)))^2]`` with per-pixel Gaussian perturbations
+    ``I ~ N(0, noise_std^2)`` shared by all channels of a pixel, so that ``I^T M`` is
+    ``sum_p I(p) M(p)`` over pixels (the map is spread as ``M / C`` over the C channels for
+    captum). ``f`` is the target's raw output (or its softmax probability with ``softmax=True``).
+
+    Args:
+        model, inputs, maps, targets: as in :func:`deletion`.
+        n_perturb_samples: perturbations per sample (default 10).
+        noise_std: standard deviation of the perturbation, in the model's input space.
+        batch_size: most perturbed images per forward pass (captum's
+            ``max_examples_per_batch``; at least one per sample of a chunk).
+        seed: seed of the perturbation generator (``None``: fresh from torch's global RNG).
+        normalize: captum's ``normalize`` (scale the map by the best factor beta first).
+        softmax: score the softmax probability instead of the raw output.
+
+    Returns:
+        (B,) float32, >= 0. Lower is better.
+    """
+    from captum.metrics import infidelity as captum_infidelity
+
+    model = check_model(model)
+    x, m = check_inputs_and_maps(inputs, maps)
+    n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
+    std = _check_number("noise_std", noise_std, 0.0)
+    batch_size = check_batch_size(batch_size)
+    output = clean_forward(model, x, None)
+    indices = resolve_targets(targets, output)
+    gen = make_generator(seed, x.device)
+    b, c, h, w = x.shape
+    attributions = (m[:, None] / c).expand(b, c, h, w).to(x.dtype)
+
+    def forward(batch: Tensor) -> Tensor:
+        out = model(batch).float()
+        return torch.softmax(out, dim=1) if softmax else out
+
+    def perturb(batch: Tensor) -> tuple[Tensor, Tensor]:
+        noise = torch.randn(batch.shape[0], 1, h, w, generator=gen, device=batch.device,
+                            dtype=batch.dtype) * std
+        noise = noise.expand_as(batch)
+        return noise, batch - noise
+
+    scores = []
+    for sl, max_examples in _captum_chunks(b, batch_size, n_perturb):
+        scores.append(captum_infidelity(
+            forward, perturb, x[sl], attributions[sl], target=indices[sl],
+            n_perturb_samples=n_perturb, max_examples_per_batch=max_examples,
+            normalize=normalize,
+        ).reshape(-1))
+    return torch.cat(scores).float()
+
+
+def _explainer_images(explainer: object, n_images: int) -> int:
+    from ..methods.base import Explainer
+
+    return explainer.forward_passes(n_images) if isinstance(explainer, Explainer) else n_images
+
+
+def _sensitivity_cost(n: int, p: dict[str, Any]) -> int:
+    # our clean explanation (targets), captum's clean one, and every perturbed copy
+    return _explainer_images(p.get("explainer"), n * (int(p["n_perturb_samples"]) + 2))
+
+
+def explanation_maps(explainer: Callable[..., Any], inputs: Tensor, targets: object) -> Tensor:
+    """Call an explainer (or any ``f(inputs, targets)``) and return its (B, H, W) maps."""
+    with torch.enable_grad():
+        result = explainer(inputs, targets)
+    from ..explanation import Explanation
+
+    maps = result.maps if isinstance(result, Explanation) else result
+    if not isinstance(maps, Tensor) or maps.dim() != 3 or maps.shape[0] != inputs.shape[0]:
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        raise InputTypeError(
+            f"explainer must return an Explanation or a (B, H, W) map tensor for B = "
+            f"{inputs.shape[0]} inputs, got {got}"
+        )
+    return maps.detach().float()
+
+
+def explained_targets(explainer: Callable[..., Any], inputs: Tensor,
+                      targets: object) -> tuple[Tensor, Tensor]:
+    """``(maps, indices)``: the explanation on ``inputs`` and the class index it explained."""
+    from ..explanation import Explanation
+
+    if targets is None:
+        with torch.enable_grad():
+            result = explainer(inputs, None)
+        if not isinstance(result, Explanation) or result.targets is None:
+            raise TargetError(
+                "targets=None needs an explainer that returns an Explanation with class targets; "
+                "pass the class indices explicitly"
+            )
+        return result.maps.detach().float(), result.targets.to(inputs.device)
+    if isinstance(targets, bool):
+        raise TargetError(f"targets must be class indices, not a bool ({targets!r})")
+    b = inputs.shape[0]
+    if isinstance(targets, int):
+        indices = torch.full((b,), targets, dtype=torch.long, device=inputs.device)
+    elif isinstance(targets, Tensor) and targets.dim() == 1 and not targets.dtype.is_floating_point \
+            and targets.dtype != torch.bool:
+        indices = targets.to(device=inputs.device, dtype=torch.long)
+    elif isinstance(targets, (list, tuple)) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in targets):
+        indices = torch.tensor(list(targets), dtype=torch.long, device=inputs.device)
+    else:
+        raise TargetError(
+            "targets must be None, an int, a sequence of ints or a 1-D LongTensor (one class "
+            f"per sample); got {type(targets).__name__}"
+        )
+    if indices.shape[0] != b:
+        raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {b}; pass one "
+                          "class per sample, or a single int")
+    return explanation_maps(explainer, inputs, indices), indices
+
+
+@metric("max_sensitivity", higher_is_better=False, family="robustness", cost=_sensitivity_cost,
+        stochastic=True)
+def max_sensitivity(
+    explainer: Callable[..., Any],
+    inputs: Tensor,
+    targets: object,
+    n_perturb_samples: int = 10,
+    radius: float = 0.02,
+    batch_size: int = 64,
+    seed: int | None = None,
+) -> Tensor:
+    """Max-sensitivity (Yeh et al., NeurIPS 2019), computed by ``captum.metrics.sensitivity_max``.
+
+    ``max_{||d||_inf <= r} ||E(x + d) - E(x)|| / ||E(x)||`` (Frobenius norms; captum divides by
+    1 where ``E(x)`` is 0), estimated with ``n_perturb_samples`` uniform perturbations
+    ``d ~ U[-radius, radius]`` per input value, the same class explained on every copy.
+
+    Args:
+        explainer: an xcam explainer, or any callable ``f(inputs, targets)`` returning an
+            :class:`~xcam.Explanation` or (B, H, W) maps. It runs with gradients enabled.
+        inputs: (B, C, H, W).
+        targets: class per sample; ``None`` takes the classes the explainer chose on the clean
+            input (it must then return an Explanation).
+        n_perturb_samples: perturbed copies per sample (default 10).
+        radius: L-infinity radius of the perturbation, in the model's input space (default 0.02,
+            as captum's ``perturb_radius``).
+        batch_size: most perturbed images per explainer call.
+        seed: seed of the perturbation generator.
+
+    Returns:
+        (B,) float32 >= 0. Lower is better.
+    """
+    from captum.metrics import sensitivity_max
+
+    from ..methods.base import check_inputs
+
+    if not callable(explainer):
+        raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
+    x = check_inputs(inputs)
+    n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
+    r = _check_number("radius", radius, 0.0)
+    batch_size = check_batch_size(batch_size)
+    _, indices = explained_targets(explainer, x, targets)
+    gen = make_generator(seed, x.device)
+
+    def explain(batch: Tensor | tuple[Tensor, ...], target: Tensor) -> Tensor:
+        batch = batch[0] if isinstance(batch, tuple) else batch
+        return explanation_maps(explainer, batch, target)
+
+    def perturb(batch: Tensor) -> Tensor:
+        noise = torch.rand(batch.shape, generator=gen, device=batch.device, dtype=batch.dtype)
+        return batch + (2 * noise - 1) * r
+
+    scores = []
+    for sl, max_examples in _captum_chunks(x.shape[0], batch_size, n_perturb):
+        scores.append(sensitivity_max(
+            explain, x[sl], perturb_func=perturb, n_perturb_samples=n_perturb,
+            max_examples_per_batch=max_examples, target=indices[sl],
+        ).reshape(-1))
+    return torch.cat(scores).float()

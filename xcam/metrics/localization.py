@@ -1,0 +1,354 @@
+"""Localization metrics: does the map point at the object?
+
+Every function takes maps (B, H, W) at input resolution and ground truth ``gt``, either a bool
+mask (B, H, W) or, per sample, a list of ``(x0, y0, x1, y1)`` boxes in input pixels
+(inclusive-exclusive; rasterised by :func:`xcam.metrics.boxes_to_masks`). Scores are per sample,
+(B,) float32, NaN where the ground truth is empty. Definitions: ``specs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError, InputTypeError
+from ..postprocess import normalize
+from ._core import (
+    _check_number,
+    check_maps,
+    descending_order,
+    ground_truth,
+    metric,
+    parse_boxes,
+)
+
+__all__ = [
+    "pointing_game",
+    "pointing_game_baseline",
+    "energy_pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "max_box_acc",
+    "BoxAccResult",
+]
+
+_NAN = float("nan")
+
+
+def _undefined_where_empty(scores: Tensor, mask: Tensor) -> Tensor:
+    """NaN for samples whose ground truth has no pixel."""
+    nonempty = mask.reshape(mask.shape[0], -1).any(dim=1)
+    return torch.where(nonempty, scores, torch.full_like(scores, _NAN))
+
+
+@metric("pointing_game", higher_is_better=True, family="localization")
+def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
+    """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016).
+
+    A hit (1.0) when the map's maximum lies within ``tolerance`` pixels (Euclidean, input pixels)
+    of a ground-truth pixel, else a miss (0.0):
+    ``hit = any_{p in GT} ||argmax(map) - p||_2 <= tolerance``.
+    Ties: the first maximum in raster order. A constant map (no maximum) is a miss.
+
+    Report it beside :func:`pointing_game_baseline`, the score of a map that always points at the
+    image centre.
+
+    Args:
+        maps: (B, H, W) maps at input resolution.
+        gt: (B, H, W) bool mask, or per sample a list of ``(x0, y0, x1, y1)`` boxes.
+        tolerance: radius in pixels (default 15, as in the paper); 0 asks for the exact pixel.
+
+    Returns:
+        (B,) float32: 1.0 hit, 0.0 miss, NaN where the ground truth is empty.
+    """
+    m = check_maps(maps)
+    tol = _check_number("tolerance", tolerance, 0.0)
+    mask = ground_truth(gt, m)
+    b, h, w = m.shape
+    flat = m.reshape(b, -1)
+    top = flat.argmax(dim=1)  # the first maximum in raster order
+    py = (top // w).to(torch.float64)[:, None, None]
+    px = (top % w).to(torch.float64)[:, None, None]
+    ys = torch.arange(h, dtype=torch.float64, device=m.device)[None, :, None]
+    xs = torch.arange(w, dtype=torch.float64, device=m.device)[None, None, :]
+    near = (ys - py) ** 2 + (xs - px) ** 2 <= tol * tol
+    hit = (near & mask).reshape(b, -1).any(dim=1)
+    constant = flat.max(dim=1).values == flat.min(dim=1).values
+    scores = (hit & ~constant).float()
+    return _undefined_where_empty(scores, mask)
+
+
+def pointing_game_baseline(
+    gt: object, tolerance: float = 15, size: tuple[int, int] | None = None
+) -> Tensor:
+    """The centre baseline of the pointing game: a map whose maximum is the image centre.
+
+    The map is 1 at pixel ``(H // 2, W // 2)`` and 0 elsewhere, scored by :func:`pointing_game`.
+    A method that does not beat it on a data set has not learned to localise there.
+
+    Args:
+        gt: bool mask (B, H, W), or boxes per sample (then ``size`` is required).
+        tolerance: as in :func:`pointing_game`.
+        size: ``(H, W)`` of the images when ``gt`` holds boxes.
+
+    Returns:
+        (B,) float32 hits (1.0 / 0.0), NaN where the ground truth is empty.
+    """
+    if isinstance(gt, Tensor) and gt.dtype == torch.bool and gt.dim() == 3:
+        b, h, w = gt.shape
+        device = gt.device
+    else:
+        if size is None:
+            raise InputError(
+                "pointing_game_baseline: size=(H, W) is required when gt holds boxes "
+                "(pass size=inputs.shape[-2:])"
+            )
+        h, w = (int(v) for v in size)
+        b = parse_boxes(gt)[0].shape[0]
+        device = torch.device("cpu")
+    centre = torch.zeros(b, h, w, device=device)
+    centre[:, h // 2, w // 2] = 1.0
+    return pointing_game(centre, gt, tolerance=tolerance)
+
+
+def _mass_share(positive: Tensor, mask: Tensor) -> Tensor:
+    """Share of the (non-negative) map's sum inside the mask; a zero map counts as uniform."""
+    b = positive.shape[0]
+    flat = positive.reshape(b, -1).double()
+    inside_mask = mask.reshape(b, -1)
+    total = flat.sum(dim=1)
+    inside = (flat * inside_mask).sum(dim=1)
+    area = inside_mask.double().mean(dim=1)
+    share = torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
+                        area)
+    return _undefined_where_empty(share.float(), mask)
+
+
+@metric("energy_pointing_game", higher_is_better=True, family="localization")
+def energy_pointing_game(maps: Tensor, gt: object) -> Tensor:
+    """Energy-based pointing game (Wang et al., "Score-CAM", 2020).
+
+    The map is min-max normalised per sample, clamped at 0 and divided by its sum; the score is
+    the share of that mass inside the ground truth:
+    ``sum_{p in GT} E(p) / sum_p E(p)`` with ``E = max(0, (M - min M) / (max M - min M))``.
+    A zero map (also a constant one, which min-max sends to 0) counts as uniform: the score is
+    then the ground-truth area over the image area.
+
+    Args:
+        maps: (B, H, W).
+        gt: bool mask (B, H, W) or boxes per sample.
+
+    Returns:
+        (B,) float32 in [0, 1], NaN where the ground truth is empty.
+    """
+    m = check_maps(maps)
+    mask = ground_truth(gt, m)
+    return _mass_share(normalize(m).clamp(min=0), mask)
+
+
+@metric("relevance_mass", higher_is_better=True, family="localization")
+def relevance_mass(maps: Tensor, gt: object) -> Tensor:
+    """Relevance mass accuracy (Arras et al., "CLEVR-XAI", 2022).
+
+    The energy game on the raw positive map, without min-max:
+    ``sum_{p in GT} R+(p) / sum_p R+(p)`` with ``R+ = max(0, M)``. A map with no positive value
+    counts as uniform (ground-truth area over image area).
+
+    Args:
+        maps: (B, H, W).
+        gt: bool mask (B, H, W) or boxes per sample.
+
+    Returns:
+        (B,) float32 in [0, 1], NaN where the ground truth is empty.
+    """
+    m = check_maps(maps)
+    mask = ground_truth(gt, m)
+    return _mass_share(m.clamp(min=0), mask)
+
+
+@metric("relevance_rank", higher_is_better=True, family="localization")
+def relevance_rank(maps: Tensor, gt: object) -> Tensor:
+    """Relevance rank accuracy (Arras et al., "CLEVR-XAI", 2022).
+
+    With K the number of ground-truth pixels, the share of the map's K highest pixels that lie
+    inside the ground truth: ``|top_K(M) ∩ GT| / K``. Pixels are ranked by value, descending,
+    ties by raster index (a constant map takes the first K pixels in raster order).
+
+    Args:
+        maps: (B, H, W).
+        gt: bool mask (B, H, W) or boxes per sample.
+
+    Returns:
+        (B,) float32 in [0, 1], NaN where the ground truth is empty.
+    """
+    m = check_maps(maps)
+    mask = ground_truth(gt, m)
+    b = m.shape[0]
+    flat_mask = mask.reshape(b, -1)
+    k = flat_mask.sum(dim=1)  # (B,)
+    in_gt_by_rank = flat_mask.gather(1, descending_order(m))
+    hits = torch.cumsum(in_gt_by_rank.long(), dim=1).gather(1, (k - 1).clamp(min=0)[:, None])[:, 0]
+    scores = hits.double() / k.clamp(min=1).double()
+    return _undefined_where_empty(scores.float(), mask)
+
+
+@dataclass(frozen=True)
+class BoxAccResult:
+    """Result of :func:`max_box_acc`.
+
+    Attributes:
+        value: MaxBoxAcc (or MaxBoxAccV2): ``mean_d max_t BoxAcc(t, d)``, a float in [0, 1].
+        iou: (B, T) float32 per sample and threshold: the best IoU between an estimated box and
+            any ground-truth box (0 where ``map >= t`` is empty); NaN rows for samples without
+            boxes.
+        thresholds: (T,) the map thresholds t.
+        iou_thresholds: the IoU levels d.
+        box_acc: (D, T) float32 ``BoxAcc(t, d)``: the share of samples with ``IoU >= d``.
+        v2: whether every component's box counted (V2) or only the largest component's.
+    """
+
+    value: float
+    iou: Tensor
+    thresholds: Tensor
+    iou_thresholds: tuple[float, ...]
+    box_acc: Tensor
+    v2: bool
+
+    def __len__(self) -> int:
+        return int(self.iou.shape[0])
+
+
+def _box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of boxes (..., 4) against (..., M, 4), inclusive-exclusive pixel coordinates."""
+    a = a[..., None, :]
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / torch.where(union > 0, union, torch.ones_like(union)),
+                       torch.zeros_like(union))
+
+
+def _thresholds(thresholds: object, device: torch.device) -> Tensor:
+    if thresholds is None:
+        return torch.arange(100, dtype=torch.float64, device=device) / 100
+    if isinstance(thresholds, Tensor):
+        t = thresholds.detach().to(device=device, dtype=torch.float64).reshape(-1)
+    elif isinstance(thresholds, Sequence) and not isinstance(thresholds, (str, bytes)):
+        try:
+            t = torch.tensor([float(v) for v in thresholds], dtype=torch.float64, device=device)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"thresholds must be numbers, got {thresholds!r}") from None
+    else:
+        raise InputTypeError(
+            f"thresholds must be a sequence or 1-D tensor of numbers in [0, 1], or None for "
+            f"0.00..0.99 step 0.01; got {type(thresholds).__name__}"
+        )
+    if t.numel() == 0 or not bool(torch.isfinite(t).all()):
+        raise InputError(f"thresholds must be a non-empty list of finite numbers, got {t.tolist()}")
+    return t
+
+
+@metric("max_box_acc", higher_is_better=True, family="localization")
+def max_box_acc(
+    maps: Tensor,
+    boxes: object,
+    thresholds: Sequence[float] | Tensor | None = None,
+    v2: bool = False,
+    iou_thresholds: Sequence[float] | None = None,
+) -> BoxAccResult:
+    """MaxBoxAcc and MaxBoxAccV2 (Choe et al., "Evaluating weakly supervised object localization
+    methods right", CVPR 2020).
+
+    Each map is min-max normalised. For every threshold t the mask ``map >= t`` is split into
+    8-connected components (OpenCV ``connectedComponentsWithStats``); the box of the largest
+    component (most pixels; ties: the lowest label, i.e. the first in raster order) is the
+    estimate, or with ``v2=True`` every component's box is, the best one counting. The per-sample
+    score at t is the best IoU between an estimate and any ground-truth box (0 when the mask is
+    empty). ``BoxAcc(t, d)`` is the share of samples with ``IoU >= d``;
+    ``MaxBoxAcc = max_t BoxAcc(t, 0.5)`` and
+    ``MaxBoxAccV2 = mean_{d in {0.3, 0.5, 0.7}} max_t BoxAcc(t, d)``.
+
+    Boxes (estimated and ground truth) are ``(x0, y0, x1, y1)`` in pixels, inclusive-exclusive, so
+    a component covering columns 2..5 has ``x0 = 2, x1 = 6``.
+
+    Args:
+        maps: (B, H, W).
+        boxes: per sample, a list of ground-truth ``(x0, y0, x1, y1)`` boxes (a sample with an
+            empty list has NaN IoUs and does not count in BoxAcc).
+        thresholds: map thresholds t (default 0.00, 0.01, ..., 0.99).
+        v2: score every component's box (MaxBoxAccV2) instead of the largest component's.
+        iou_thresholds: IoU levels d (default (0.5,), or (0.3, 0.5, 0.7) with ``v2=True``).
+
+    Returns:
+        :class:`BoxAccResult` with ``.value`` (float) and ``.iou`` (B, T).
+    """
+    import cv2
+    import numpy as np
+
+    m = check_maps(maps)
+    if not isinstance(v2, bool):
+        raise InputTypeError(f"v2 must be a bool, got {type(v2).__name__}")
+    b, h, w = m.shape
+    gt, valid = parse_boxes(boxes, b)
+    thr = _thresholds(thresholds, m.device)
+    if iou_thresholds is None:
+        levels: tuple[float, ...] = (0.3, 0.5, 0.7) if v2 else (0.5,)
+    else:
+        levels = tuple(_check_number("iou_thresholds", float(d), 0.0) for d in iou_thresholds)
+        if not levels:
+            raise InputError("iou_thresholds is empty; pass at least one IoU level such as (0.5,)")
+    n_t = thr.numel()
+
+    # The only numpy / CPU edge: OpenCV labels the thresholded masks.
+    norm = normalize(m).double()
+    masks = (norm[None] >= thr[:, None, None, None]).to(torch.uint8).cpu().numpy()  # (T, B, H, W)
+    has_gt = valid.any(dim=1)
+    rows, found = [], []
+    for t in range(n_t):
+        for i in range(b):
+            if not bool(has_gt[i]):
+                continue
+            n, _, stats, _ = cv2.connectedComponentsWithStats(masks[t, i], connectivity=8)
+            if n <= 1:
+                continue
+            comp = stats[1:]
+            if not v2:
+                comp = comp[int(np.argmax(comp[:, cv2.CC_STAT_AREA])), None]
+            x0 = comp[:, cv2.CC_STAT_LEFT]
+            y0 = comp[:, cv2.CC_STAT_TOP]
+            est = np.stack([x0, y0, x0 + comp[:, cv2.CC_STAT_WIDTH],
+                            y0 + comp[:, cv2.CC_STAT_HEIGHT]], axis=1)
+            found.append(est)
+            rows.append(np.full(len(est), t * b + i))
+    iou = torch.zeros(n_t * b, dtype=torch.float64)
+    if found:
+        est_t = torch.from_numpy(np.concatenate(found)).to(torch.float64)
+        row_t = torch.from_numpy(np.concatenate(rows)).long()
+        sample = row_t % b
+        pair = _box_iou(est_t, gt[sample])  # (R, M)
+        pair = torch.where(valid[sample], pair, torch.zeros_like(pair))
+        iou.scatter_reduce_(0, row_t, pair.max(dim=1).values, reduce="amax")
+    iou = iou.reshape(n_t, b).t().contiguous()  # (B, T)
+    iou[~has_gt] = _NAN
+
+    scored = iou[has_gt]  # (B', T)
+    if scored.shape[0] == 0:
+        box_acc = torch.full((len(levels), n_t), _NAN, dtype=torch.float64)
+        value = _NAN
+    else:
+        box_acc = torch.stack([(scored >= d).double().mean(dim=0) for d in levels])  # (D, T)
+        value = float(box_acc.max(dim=1).values.mean())
+    return BoxAccResult(
+        value=value,
+        iou=iou.float().to(m.device),
+        thresholds=thr.float(),
+        iou_thresholds=levels,
+        box_acc=box_acc.float().to(m.device),
+        v2=v2,
+    )

@@ -1,0 +1,270 @@
+"""Sanity checks: does the map depend on the model and on the class it explains?
+
+Both checks recompute explanations, so they take an explainer rather than precomputed maps. They
+compare maps with :func:`xcam.metrics.spearman` (rank correlation) and :func:`xcam.metrics.ssim`
+(structural similarity of min-max normalised maps). Definitions: ``specs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, InputTypeError
+from ..layers import resolve_layer
+from ._core import _check_int, check_model, clean_forward, make_generator, metric, resolve_targets
+from ._core import spearman as _spearman
+from ._core import ssim as _ssim
+from .faithfulness import _explainer_images, explained_targets, explanation_maps
+
+__all__ = [
+    "RandomizationResult",
+    "model_parameter_randomization",
+    "random_logit",
+    "cascade_layers",
+]
+
+
+@dataclass(frozen=True)
+class RandomizationResult:
+    """Result of :func:`model_parameter_randomization`.
+
+    Attributes:
+        layers: module names in cascade order (output side first); column j of the scores is the
+            model with ``layers[: j + 1]`` re-initialised.
+        spearman: (B, L) float32 Spearman rank correlation between the original map and the map
+            after each step; NaN where either map is constant.
+        ssim: (B, L) float32 SSIM between the min-max normalised maps.
+    """
+
+    layers: tuple[str, ...]
+    spearman: Tensor
+    ssim: Tensor
+
+    def __len__(self) -> int:
+        return int(self.spearman.shape[0])
+
+
+def cascade_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that own parameters, output side first.
+
+    The reverse of registration order (``named_modules()``), which follows the forward pass in
+    ``torchvision`` models; pass ``layers=`` explicitly to
+    :func:`model_parameter_randomization` where it does not.
+    """
+    return [name for name, module in model.named_modules()
+            if any(True for _ in module.parameters(recurse=False))][::-1]
+
+
+def _reinitialize(module: nn.Module, seed: int) -> None:
+    """Re-initialise every parameter of ``module`` (recursively), seeded.
+
+    Modules with ``reset_parameters`` (Conv, Linear, BatchNorm, LayerNorm, ...) use it, which
+    also resets batch-norm running statistics; parameters of other modules are shuffled
+    (a seeded random permutation of their values, which keeps their distribution).
+    """
+    devices = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed)
+        for sub in module.modules():
+            own = list(sub.parameters(recurse=False))
+            if not own:
+                continue
+            reset = getattr(type(sub), "reset_parameters", None)
+            if callable(reset):
+                sub.reset_parameters()  # type: ignore[operator]
+                continue
+            for p in own:
+                perm = torch.randperm(p.numel(), device=p.device)
+                p.copy_(p.reshape(-1)[perm].reshape(p.shape))
+
+
+def _make_explainer(explainer: object, model: nn.Module,
+                    explainer_kwargs: dict[str, Any] | None) -> Callable[..., Any]:
+    """An explainer bound to ``model``: from a registered name, a factory, or an xcam explainer
+    (rebuilt on ``model`` from its class and ``params()``)."""
+    from ..methods.base import Explainer
+    from ..registry import create
+
+    kwargs = dict(explainer_kwargs or {})
+    if isinstance(explainer, str):
+        return create(explainer, model, **kwargs)
+    if isinstance(explainer, Explainer):
+        params = {**explainer.params(), **kwargs}
+        try:
+            return type(explainer)(model, **params)
+        except TypeError as err:
+            raise InputTypeError(
+                f"explainer: could not rebuild {type(explainer).__name__} on the randomised copy "
+                f"from its params() {params} ({err}); pass a factory instead, e.g. "
+                f"explainer=lambda m: {type(explainer).__name__}(m, layer=...)"
+            ) from None
+    if callable(explainer):
+        built = explainer(model)
+        if not callable(built):
+            raise InputTypeError(
+                "explainer: a factory must return an explainer (a callable taking inputs and "
+                f"targets) for the model it is given; it returned {type(built).__name__}"
+            )
+        return built
+    raise InputTypeError(
+        "explainer must be a registered name ('gradcam'), an xcam explainer, or a factory "
+        f"model -> explainer; got {type(explainer).__name__}"
+    )
+
+
+def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    if layers is None:
+        names = cascade_layers(model)
+        if not names:
+            raise InputError(f"model {type(model).__name__} has no parameters to randomise")
+        return names
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise InputTypeError(
+            f"layers must be a list of module names in cascade order (output side first), got "
+            f"{type(layers).__name__}"
+        )
+    if not layers:
+        raise InputError("layers is empty; pass module names or None for every parametrised one")
+    names = []
+    for name in layers:
+        tap = resolve_layer(model, name)
+        if not any(True for _ in tap.module.parameters()):
+            raise InputError(f"layer {name!r} has no parameters to randomise")
+        names.append(tap.name)
+    return names
+
+
+def _randomization_cost(n: int, p: dict[str, Any]) -> int:
+    model = p.get("model")
+    if not isinstance(model, nn.Module):
+        raise InputError("model_parameter_randomization.forward_passes needs model= to count layers")
+    n_layers = len(_layer_names(model, p.get("layers")))
+    per = p.get("explainer")
+    from ..methods.base import Explainer
+
+    images = per.forward_passes(n) if isinstance(per, Explainer) else n
+    return n + images * (n_layers + 1)
+
+
+@metric("model_parameter_randomization", higher_is_better=False, family="sanity",
+        cost=_randomization_cost, stochastic=True)
+def model_parameter_randomization(
+    model: nn.Module,
+    explainer: str | Callable[..., Any],
+    inputs: Tensor,
+    targets: object,
+    layers: Sequence[str] | None = None,
+    seed: int | None = None,
+    *,
+    explainer_kwargs: dict[str, Any] | None = None,
+) -> RandomizationResult:
+    """Cascading model-parameter randomisation (Adebayo et al., "Sanity checks for saliency
+    maps", NeurIPS 2018).
+
+    One deep copy of the model is randomised progressively: from the output layer towards the
+    input, one more layer's parameters are re-initialised at a time (seeded; see
+    :func:`cascade_layers`) and the explanation is recomputed, for the same classes (chosen on
+    the original model when ``targets`` is None). After each step, the Spearman rank correlation
+    and the SSIM between the original map and the new one are recorded per sample. A method that
+    passes shows falling curves; lower similarity is better. The caller's model is untouched.
+
+    Args:
+        model: the trained model (put it in eval mode).
+        explainer: a registered name (``"gradcam"``; ``explainer_kwargs`` go to its
+            constructor), an xcam explainer (rebuilt on the copy from its class and ``params()``),
+            or a factory ``model -> explainer``.
+        inputs: (B, C, H, W).
+        targets: class per sample (None: the original model's top class).
+        layers: module names to randomise, in cascade order; default every module that owns
+            parameters, output side first. A named block is re-initialised as a whole.
+        seed: seed of the re-initialisation (``None``: fresh from torch's global RNG); step j
+            uses ``seed + j``.
+        explainer_kwargs: constructor arguments when ``explainer`` is a name.
+
+    Returns:
+        :class:`RandomizationResult` with (B, L) ``spearman`` and ``ssim``.
+    """
+    from ..methods.base import check_inputs
+
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
+    x = check_inputs(inputs)
+    names = _layer_names(model, layers)
+    base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
+    indices = resolve_targets(targets, clean_forward(model, x, None))
+
+    randomised = copy.deepcopy(model)
+    modules = dict(randomised.named_modules())
+    explain = _make_explainer(explainer, randomised, explainer_kwargs)
+    original = explanation_maps(explain, x, indices)
+    rho, sim = [], []
+    for j, name in enumerate(names):
+        _reinitialize(modules[name], base_seed + j)
+        new = explanation_maps(explain, x, indices)
+        rho.append(_spearman(original, new))
+        sim.append(_ssim(original, new))
+    return RandomizationResult(tuple(names), torch.stack(rho, dim=1), torch.stack(sim, dim=1))
+
+
+def _random_logit_cost(n: int, p: dict[str, Any]) -> int:
+    calls = 1 if p.get("maps") is not None else 2
+    return _explainer_images(p.get("explainer"), n * calls)
+
+
+@metric("random_logit", higher_is_better=False, family="sanity", cost=_random_logit_cost,
+        stochastic=True)
+def random_logit(
+    explainer: Callable[..., Any],
+    inputs: Tensor,
+    targets: object,
+    n_classes: int,
+    seed: int | None = None,
+    *,
+    maps: Tensor | None = None,
+) -> Tensor:
+    """Random-logit test (Sixt et al., "When explanations lie", ICML 2020).
+
+    SSIM between the map for the target class and the map for another class drawn uniformly
+    among the ``n_classes - 1`` others (seeded). A class-sensitive method gives dissimilar maps;
+    lower is better.
+
+    Args:
+        explainer: an xcam explainer or any ``f(inputs, targets)`` returning an Explanation or
+            (B, H, W) maps.
+        inputs: (B, C, H, W).
+        targets: class per sample (None: the class the explainer picks, which needs an
+            Explanation back).
+        n_classes: number of classes of the model (>= 2).
+        seed: seed of the class draw.
+        maps: the target class's maps if already computed (saves one explanation).
+
+    Returns:
+        (B,) float32 SSIM in [-1, 1].
+    """
+    from ..methods.base import check_inputs
+
+    if not callable(explainer):
+        raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
+    x = check_inputs(inputs)
+    k = _check_int("n_classes", n_classes, 2)
+    if maps is not None and targets is not None:
+        from ._core import check_maps
+
+        target_maps = check_maps(maps).float().to(x.device)
+        _, indices = explained_targets(lambda inp, t: target_maps, x, targets)
+    else:
+        target_maps, indices = explained_targets(explainer, x, targets)
+    if int(indices.max()) >= k or int(indices.min()) < 0:
+        raise InputError(f"targets hold class {int(indices.max())}, outside n_classes={k}")
+    gen = make_generator(seed, x.device)
+    shift = torch.randint(1, k, (x.shape[0],), generator=gen, device=x.device)
+    other = (indices + shift) % k
+    other_maps = explanation_maps(explainer, x, other)
+    return _ssim(target_maps, other_maps)
