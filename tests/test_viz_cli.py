@@ -16,7 +16,9 @@ def test_overlay_colors_the_peak_red_and_keeps_the_image_where_alpha_is_zero():
     out = viz.overlay(img, m, alpha=0.6)
     assert out.shape == (8, 8, 3) and out.dtype == np.uint8
     r, g, b = out[2, 5].astype(int)
-    assert r > 150 and b < 120  # jet's maximum is dark red
+    assert r > g + 30 and r > b + 30  # jet's maximum is dark red
+    r0, g0, b0 = out[7, 0].astype(int)
+    assert b0 > r0 + 30 and b0 > g0 + 30  # its minimum dark blue
     assert np.array_equal(viz.overlay(img, m, alpha=0.0), img)
     with pytest.raises(InputError, match="alpha"):
         viz.overlay(img, m, alpha=2)

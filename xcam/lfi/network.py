@@ -420,8 +420,10 @@ class LFICAMNet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Constructor settings and provenance, stored in checkpoints (plain Python values)."""
+        linears = [m for m in self.backbone.modules() if isinstance(m, nn.Linear)]
         return {
             "family": self.family, "arch": self.arch, "classes": self.classes,
+            "num_classes": linears[-1].out_features if linears else None,
             "channels": self.channels, "depth": self.fin.depth, "width": self.fin.width,
             "relu": self.fin.relu,
         }

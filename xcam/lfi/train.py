@@ -140,10 +140,10 @@ def _loader(
 
 def _batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise InputError(
-            "each batch must be (images, labels) or (images, labels, masks); got "
-            f"{type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-        )
+        got = f"a {type(batch).__name__}"
+        if isinstance(batch, (tuple, list)):
+            got += f" of length {len(batch)}"
+        raise InputError(f"each batch must be (images, labels) or (images, labels, masks); got {got}")
     images, labels = batch[0], batch[1]
     if not isinstance(images, Tensor) or images.dim() != 4:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -452,8 +452,16 @@ def build_backbone(arch: str, num_classes: int, weights: str | os.PathLike[str] 
         weights: ``None`` (random initialisation), a torchvision weights name (``"DEFAULT"``,
             ``"IMAGENET1K_V1"``; downloaded by torchvision; the final Linear is replaced by a new
             one when ``num_classes`` differs), or the path of a state dict saved from the same
-            architecture with ``num_classes`` outputs (read with ``weights_only=True``).
+            architecture with ``num_classes`` outputs, or of a :func:`fit` checkpoint (its
+            backbone is used), read with ``weights_only=True``.
     """
+    return _build_backbone(arch, num_classes, weights)[0]
+
+
+def _build_backbone(
+    arch: str, num_classes: int, weights: str | os.PathLike[str] | None
+) -> tuple[nn.Module, bool]:
+    """:func:`build_backbone`, and whether the pretrained head had to be replaced."""
     import torchvision
 
     names = torchvision.models.list_models(module=torchvision.models)
@@ -465,6 +473,7 @@ def build_backbone(arch: str, num_classes: int, weights: str | os.PathLike[str] 
             "(see torchvision.models.list_models(module=torchvision.models))"
         )
     _check_positive("num_classes", num_classes, int)
+    replaced = False
     if weights is None:
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     elif os.path.exists(os.fspath(weights)):
@@ -475,9 +484,9 @@ def build_backbone(arch: str, num_classes: int, weights: str | os.PathLike[str] 
         model.load_state_dict(state)
     else:
         model = torchvision.models.get_model(arch, weights=str(weights))
-        _replace_last_linear(model, num_classes)
+        replaced = _replace_last_linear(model, num_classes)
     _split_for(model)  # fail early on a family LFICAMNet does not know
-    return cast(nn.Module, model)
+    return cast(nn.Module, model), replaced
 
 
 def load_checkpoint(
@@ -582,18 +591,13 @@ def train_imagefolder(
     num_classes = len(train_set.classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if mode == "posthoc" and weights is not None and not os.path.exists(os.fspath(weights)):
-            import torchvision
-
-            probe = torchvision.models.get_model(arch, weights=None)
-            out = [m for m in probe.modules() if isinstance(m, nn.Linear)][-1].out_features
-            if out != num_classes:
-                raise InputError(
-                    f"mode='posthoc' explains a model already trained on these {num_classes} classes, "
-                    f"but weights={weights!r} is a {out}-class torchvision model; pass the path of "
-                    "the trained model's state dict"
-                )
-        backbone = build_backbone(arch, num_classes, weights)
+        backbone, replaced = _build_backbone(arch, num_classes, weights)
+        if mode == "posthoc" and replaced:
+            raise InputError(
+                f"mode='posthoc' explains a model already trained on these {num_classes} classes, "
+                f"but weights={weights!r} has another number of classes (its head would be new and "
+                "frozen); pass the path of the trained model's state dict"
+            )
         net = LFICAMNet(backbone, depth=depth, width=width, seed=seed)
     net.arch, net.classes = arch, list(train_set.classes)
     history = fit(

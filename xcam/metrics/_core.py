@@ -192,13 +192,16 @@ def check_inputs_and_maps(inputs: object, maps: object) -> tuple[Tensor, Tensor]
 
 
 def check_model(model: object) -> Callable[[Tensor], Any]:
-    """A callable model; a module left in training mode is announced (it is called as it is)."""
+    """A callable model; batch norm or dropout left in training mode is announced (the model is
+    called as it is)."""
     if not callable(model):
         raise InputTypeError(
             f"model must be a torch.nn.Module or a callable returning (B, classes) scores, "
             f"got {type(model).__name__}"
         )
-    if isinstance(model, nn.Module) and model.training:
+    mode_dependent = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+    if isinstance(model, nn.Module) and model.training and any(
+            m.training and isinstance(m, mode_dependent) for m in model.modules()):
         warn(
             f"model ({type(model).__name__}) is in training mode: batch norm and dropout make "
             "scores depend on the batch; call model.eval() first"
@@ -351,13 +354,12 @@ def _box_tensor(item: object, where: str) -> Tensor:
                 "wrap it as [[x0, y0, x1, y1]]"
             )
         try:
-            t = torch.tensor([list(bx) for bx in item], dtype=torch.float64).reshape(len(item), -1)
+            t = torch.tensor([[float(v) for v in bx] for bx in item], dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
             raise InputError(
                 f"{where} must be a list of (x0, y0, x1, y1) boxes, got {item!r}"
             ) from None
-        if len(item) == 0:
-            t = t.reshape(0, 4)
+        t = t.reshape(0, 4) if len(item) == 0 else t
     else:
         raise InputTypeError(
             f"{where} must be a list of (x0, y0, x1, y1) boxes or an (n, 4) tensor, got "

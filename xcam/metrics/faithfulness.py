@@ -530,40 +530,49 @@ def explanation_maps(explainer: Callable[..., Any], inputs: Tensor, targets: obj
     return maps.detach().float()
 
 
-def explained_targets(explainer: Callable[..., Any], inputs: Tensor,
-                      targets: object) -> tuple[Tensor, Tensor]:
-    """``(maps, indices)``: the explanation on ``inputs`` and the class index it explained."""
-    from ..explanation import Explanation
-
+def class_indices(targets: object, batch: int, device: torch.device) -> Tensor | None:
+    """(B,) LongTensor from an int, a sequence of ints or a 1-D integer tensor; None stays None."""
     if targets is None:
-        with torch.enable_grad():
-            result = explainer(inputs, None)
-        if not isinstance(result, Explanation) or result.targets is None:
-            raise TargetError(
-                "targets=None needs an explainer that returns an Explanation with class targets; "
-                "pass the class indices explicitly"
-            )
-        return result.maps.detach().float(), result.targets.to(inputs.device)
+        return None
     if isinstance(targets, bool):
         raise TargetError(f"targets must be class indices, not a bool ({targets!r})")
-    b = inputs.shape[0]
     if isinstance(targets, int):
-        indices = torch.full((b,), targets, dtype=torch.long, device=inputs.device)
-    elif isinstance(targets, Tensor) and targets.dim() == 1 and not targets.dtype.is_floating_point \
-            and targets.dtype != torch.bool:
-        indices = targets.to(device=inputs.device, dtype=torch.long)
+        indices = torch.full((batch,), targets, dtype=torch.long, device=device)
+    elif (isinstance(targets, Tensor) and targets.dim() == 1
+          and not targets.dtype.is_floating_point and targets.dtype != torch.bool):
+        indices = targets.to(device=device, dtype=torch.long)
     elif isinstance(targets, (list, tuple)) and all(
             isinstance(t, int) and not isinstance(t, bool) for t in targets):
-        indices = torch.tensor(list(targets), dtype=torch.long, device=inputs.device)
+        indices = torch.tensor(list(targets), dtype=torch.long, device=device)
     else:
         raise TargetError(
             "targets must be None, an int, a sequence of ints or a 1-D LongTensor (one class "
             f"per sample); got {type(targets).__name__}"
         )
-    if indices.shape[0] != b:
-        raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {b}; pass one "
-                          "class per sample, or a single int")
-    return explanation_maps(explainer, inputs, indices), indices
+    if indices.shape[0] != batch:
+        raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {batch}; pass "
+                          "one class per sample, or a single int")
+    if bool((indices < 0).any()):
+        raise TargetError(f"targets hold a negative class index {int(indices.min())}")
+    return indices
+
+
+def explained_targets(explainer: Callable[..., Any], inputs: Tensor,
+                      targets: object) -> tuple[Tensor, Tensor]:
+    """``(maps, indices)``: the explanation on ``inputs`` and the class index it explained."""
+    from ..explanation import Explanation
+
+    indices = class_indices(targets, inputs.shape[0], inputs.device)
+    if indices is not None:
+        return explanation_maps(explainer, inputs, indices), indices
+    with torch.enable_grad():
+        result = explainer(inputs, None)
+    if not isinstance(result, Explanation) or result.targets is None:
+        raise TargetError(
+            "targets=None needs an explainer that returns an Explanation with class targets; "
+            "pass the class indices explicitly"
+        )
+    return explanation_maps(lambda _x, _t: result, inputs, None), result.targets.to(inputs.device)
 
 
 @metric("max_sensitivity", higher_is_better=False, family="robustness", cost=_sensitivity_cost,
@@ -611,9 +620,12 @@ def max_sensitivity(
     _, indices = explained_targets(explainer, x, targets)
     gen = make_generator(seed, x.device)
 
-    def explain(batch: Tensor | tuple[Tensor, ...], target: Tensor) -> Tensor:
+    def explain(batch: Tensor | tuple[Tensor, ...], target: Tensor) -> tuple[Tensor]:
+        # captum passes the clean inputs as a tuple and iterates over what comes back
         batch = batch[0] if isinstance(batch, tuple) else batch
-        return explanation_maps(explainer, batch, target)
+        if target.numel() == 1:  # captum does not expand a one-element target
+            target = target.reshape(1).expand(batch.shape[0])
+        return (explanation_maps(explainer, batch, target),)
 
     def perturb(batch: Tensor) -> Tensor:
         noise = torch.rand(batch.shape, generator=gen, device=batch.device, dtype=batch.dtype)

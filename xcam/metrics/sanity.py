@@ -17,10 +17,23 @@ from torch import Tensor, nn
 
 from ..errors import InputError, InputTypeError
 from ..layers import resolve_layer
-from ._core import _check_int, check_model, clean_forward, make_generator, metric, resolve_targets
+from ._core import (
+    _check_int,
+    check_maps,
+    check_model,
+    clean_forward,
+    make_generator,
+    metric,
+    resolve_targets,
+)
 from ._core import spearman as _spearman
 from ._core import ssim as _ssim
-from .faithfulness import _explainer_images, explained_targets, explanation_maps
+from .faithfulness import (
+    _explainer_images,
+    class_indices,
+    explained_targets,
+    explanation_maps,
+)
 
 __all__ = [
     "RandomizationResult",
@@ -243,7 +256,8 @@ def random_logit(
             Explanation back).
         n_classes: number of classes of the model (>= 2).
         seed: seed of the class draw.
-        maps: the target class's maps if already computed (saves one explanation).
+        maps: the target class's (B, H, W) maps if already computed, with explicit ``targets``
+            (saves one explanation).
 
     Returns:
         (B,) float32 SSIM in [-1, 1].
@@ -254,11 +268,12 @@ def random_logit(
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
     x = check_inputs(inputs)
     k = _check_int("n_classes", n_classes, 2)
-    if maps is not None and targets is not None:
-        from ._core import check_maps
-
-        target_maps = check_maps(maps).float().to(x.device)
-        _, indices = explained_targets(lambda inp, t: target_maps, x, targets)
+    given = class_indices(targets, x.shape[0], x.device)
+    if maps is not None and given is not None:
+        target_maps, indices = check_maps(maps).float().to(x.device), given
+        if tuple(target_maps.shape) != (x.shape[0], *x.shape[2:]):
+            raise InputError(f"maps must have shape {(x.shape[0], *x.shape[2:])} (one map per "
+                             f"input, at input resolution), got {tuple(target_maps.shape)}")
     else:
         target_maps, indices = explained_targets(explainer, x, targets)
     if int(indices.max()) >= k or int(indices.min()) < 0:

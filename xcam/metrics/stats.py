@@ -35,7 +35,7 @@ def _scores(values: object, name: str) -> Tensor:
         )
     if t.dim() != 1:
         raise InputError(f"{name} must be 1-D (one score per sample), got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or not (t.dtype.is_floating_point or not t.is_complex()):
+    if t.dtype == torch.bool or t.is_complex():
         raise InputTypeError(f"{name} must be real numbers, got dtype {t.dtype}")
     return t.double()
 
@@ -176,8 +176,7 @@ def wilcoxon(a: Tensor, b: Tensor, alternative: str = "two-sided") -> WilcoxonRe
     n = int(d_all.numel())
     if n == 0:
         raise InputError("a and b have no pair where both scores are defined (not NaN)")
-    median = float(d_all.median()) if n % 2 else float(d_all.sort().values[n // 2 - 1:n // 2 + 1]
-                                                       .mean())
+    median = float(torch.quantile(d_all, 0.5))
     d = d_all[d_all != 0]
     m = int(d.numel())
     if m == 0:

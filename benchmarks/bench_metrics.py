@@ -1,0 +1,142 @@
+"""Speed of the faithfulness curves on CPU: ``python -m benchmarks metrics [--quick]``.
+
+Two comparisons, each timed in interleaved rounds within one run (ratios are what counts):
+
+1. xcam deletion + insertion (one shared clean pass) against the bare batched forward passes
+   those curves need: the same number of images, in passes of the same size, on random tensors.
+   Target: within 1.2x.
+2. The xcam deletion curve against Quantus ``PixelFlipping`` on the same images, maps, targets
+   and number of steps. Quantus counts ``features_in_step`` in channel values, so K steps over
+   all pixels of a 3-channel H x W image is ``features_in_step = 3 * H * W / K``; Quantus also
+   requires it to divide H * W, so K is a multiple of 3 (96 near 100 on 224 x 224).
+   Target: no slower.
+
+Model: ResNet-18 with random weights (nothing is downloaded), 224 x 224 inputs, eval mode.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torchvision
+
+from benchmarks.common import format_table, interleaved
+from xcam.metrics import deletion, insertion
+from xcam.postprocess import upsample
+
+if not hasattr(np, "trapz"):  # Quantus 0.6 calls numpy.trapz, which numpy 2.4 removed
+    np.trapz = np.trapezoid  # type: ignore[attr-defined]
+
+
+def _setup(n_images: int, size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor,
+                                              torch.Tensor]:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n_images, 3, size, size, generator=gen)
+    # CAM-like maps: a coarse 7 x 7 map upsampled to the input
+    maps = upsample(torch.rand(n_images, 7, 7, generator=gen), (size, size))
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1)
+    return model, x, maps, targets
+
+
+def _bare(model: torch.nn.Module, x: torch.Tensor, rows: int, curves: int,
+          batch_size: int) -> Callable[[], None]:
+    """The forward passes the curves need, on a prebuilt batch: the clean pass, then ``rows``
+    images per curve in passes of at most ``batch_size``."""
+    buffer = torch.randn(min(batch_size, rows), *x.shape[1:])
+
+    def run() -> None:
+        with torch.no_grad():
+            model(x)
+            for _ in range(curves):
+                for start in range(0, rows, batch_size):
+                    model(buffer[: min(batch_size, rows - start)])
+
+    return run
+
+
+def _quantus_steps(size: int, wanted: int) -> tuple[int, int]:
+    """``(K, features_in_step)`` with K closest to ``wanted`` such that
+    ``features_in_step = 3 * H * W / K`` is an integer that divides ``H * W`` (Quantus' rule)."""
+    pixels = size * size
+    options = [(k, 3 * pixels // k) for k in range(3, 3 * pixels + 1, 3)
+               if (3 * pixels) % k == 0 and pixels % (3 * pixels // k) == 0]
+    return min(options, key=lambda kf: (abs(kf[0] - wanted), kf[0]))
+
+
+def main(quick: bool = False) -> str:
+    n_images = 2
+    steps = 20 if quick else 100
+    rounds = 2 if quick else 3
+    size = 224
+    batch_size = 64
+    model, x, maps, targets = _setup(n_images, size)
+
+    # 1. deletion + insertion vs the bare forward passes they need
+    def xcam_curves() -> None:
+        with torch.no_grad():
+            clean = model(x)
+        deletion(model, x, maps, targets, steps=steps, batch_size=batch_size, clean_output=clean)
+        insertion(model, x, maps, targets, steps=steps, batch_size=batch_size, clean_output=clean)
+
+    rows = n_images * steps
+    first = interleaved(
+        {
+            "bare batched forwards": _bare(model, x, rows, 2, batch_size),
+            "xcam deletion + insertion": xcam_curves,
+        },
+        rounds=rounds,
+    )
+
+    # 2. deletion curve vs Quantus PixelFlipping, same images and steps
+    import quantus
+
+    q_steps, features_in_step = _quantus_steps(size, steps)
+    pixel_flipping = quantus.PixelFlipping(
+        features_in_step=features_in_step, perturb_baseline="black", disable_warnings=True,
+        display_progressbar=False,
+    )
+    x_np, y_np = x.numpy(), targets.numpy()
+    a_np = maps.numpy()[:, None]
+
+    def quantus_deletion() -> None:
+        pixel_flipping(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np, device="cpu",
+                       batch_size=n_images)
+
+    def xcam_deletion() -> None:
+        deletion(model, x, maps, targets, steps=q_steps, batch_size=batch_size)
+
+    second = interleaved(
+        {"quantus PixelFlipping": quantus_deletion, "xcam deletion": xcam_deletion},
+        rounds=rounds,
+    )
+
+    setting = (
+        f"ResNet-18 (random weights), {n_images} images of 3x{size}x{size}, {steps} steps, "
+        f"batch_size {batch_size}, CPU ({torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"quantus {quantus.__version__}; median of {rounds} interleaved rounds"
+    )
+    images_curves = n_images * (2 * steps + 1)
+    return "\n\n".join([
+        "## Metrics: deletion and insertion curves",
+        setting,
+        format_table(
+            f"Deletion + insertion vs the bare forward passes they need ({images_curves} images)",
+            first, {"vs bare": "bare batched forwards"},
+        ),
+        format_table(
+            f"Deletion curve vs Quantus PixelFlipping ({q_steps} steps, Quantus "
+            f"features_in_step={features_in_step})",
+            second, {"vs Quantus": "quantus PixelFlipping"},
+        ),
+    ])
+
+
+if __name__ == "__main__":
+    print(main(quick=True))

@@ -1,0 +1,340 @@
+"""Localization metrics: hand-built known answers, edge cases and brute-force references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xcam.errors import InputError, InputTypeError
+from xcam.metrics import (
+    boxes_to_masks,
+    energy_pointing_game,
+    max_box_acc,
+    pointing_game,
+    pointing_game_baseline,
+    relevance_mass,
+    relevance_rank,
+)
+
+H = W = 40
+
+
+def one_hot(y: int, x: int, h: int = H, w: int = W) -> torch.Tensor:
+    m = torch.zeros(1, h, w)
+    m[0, y, x] = 1.0
+    return m
+
+
+def box_mask(x0: int, y0: int, x1: int, y1: int, h: int = H, w: int = W) -> torch.Tensor:
+    m = torch.zeros(1, h, w, dtype=torch.bool)
+    m[0, y0:y1, x0:x1] = True
+    return m
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def test_boxes_to_masks_is_inclusive_exclusive():
+    mask = boxes_to_masks([[(1, 0, 3, 2)], []], (3, 4))
+    assert mask.dtype == torch.bool and mask.shape == (2, 3, 4)
+    assert mask[0].int().tolist() == [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    assert not mask[1].any()
+
+
+def test_boxes_to_masks_union_clipping_and_tensor_forms():
+    boxes = [[(0, 0, 2, 1), (3, 2, 10, 10)]]
+    mask = boxes_to_masks(boxes, (3, 4))
+    assert mask[0].int().tolist() == [[1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
+    assert torch.equal(boxes_to_masks(torch.tensor([[[0, 0, 2, 1], [3, 2, 10, 10]]]), (3, 4)), mask)
+    assert torch.equal(boxes_to_masks([torch.tensor([[0.0, 0, 2, 1], [3, 2, 10, 10]])], (3, 4)),
+                       mask)
+    # fractional coordinates: pixel x is inside when x0 <= x < x1
+    assert boxes_to_masks([[(0.5, 0, 2.5, 1)]], (1, 4))[0, 0].int().tolist() == [0, 1, 1, 0]
+
+
+def test_boxes_errors_name_the_fix():
+    with pytest.raises(InputError, match=r"wrap it as \[\[x0, y0, x1, y1\]\]"):
+        boxes_to_masks([(0, 0, 2, 2)], (4, 4))
+    with pytest.raises(InputError, match="x1 < x0"):
+        boxes_to_masks([[(3, 0, 2, 2)]], (4, 4))
+    with pytest.raises(InputError, match="2 entries for a batch of 1"):
+        pointing_game(torch.rand(1, 4, 4), [[(0, 0, 1, 1)], []])
+    with pytest.raises(InputTypeError, match="bool"):
+        pointing_game(torch.rand(1, 4, 5), torch.ones(1, 4, 5))
+
+
+def test_masks_and_boxes_give_the_same_scores():
+    maps = torch.rand(2, H, W, generator=torch.Generator().manual_seed(0))
+    boxes = [[(5, 5, 20, 12)], [(0, 30, 40, 40), (10, 0, 12, 5)]]
+    mask = boxes_to_masks(boxes, (H, W))
+    for fn in (pointing_game, energy_pointing_game, relevance_mass, relevance_rank):
+        assert torch.equal(fn(maps, boxes), fn(maps, mask)), fn.name
+
+
+# ----------------------------------------------------------------------------- pointing game
+
+
+def test_pointing_game_hit_miss_and_tolerance_boundary():
+    gt = box_mask(10, 10, 20, 20)
+    assert pointing_game(one_hot(15, 15), gt).tolist() == [1.0]
+    assert pointing_game(one_hot(35, 35), gt).tolist() == [0.0]
+    # maximum at (y=23, x=24): nearest GT pixel (19, 19) is sqrt(16 + 25) = 6.40 px away
+    m = one_hot(23, 24)
+    d = math.sqrt(4**2 + 5**2)
+    assert pointing_game(m, gt, tolerance=d).tolist() == [1.0]
+    assert pointing_game(m, gt, tolerance=d - 1e-6).tolist() == [0.0]
+    assert pointing_game(m, gt, tolerance=0).tolist() == [0.0]
+    # default tolerance 15: a maximum 15 px right of the box hits, 16 px misses
+    assert pointing_game(one_hot(15, 19 + 15), gt).tolist() == [1.0]
+    assert pointing_game(one_hot(15, 19 + 16), gt).tolist() == [0.0]
+
+
+def test_pointing_game_ties_take_the_first_maximum_in_raster_order():
+    gt = box_mask(30, 30, 40, 40)
+    m = torch.zeros(1, H, W)
+    m[0, 0, 0] = 1.0  # first in raster order, outside
+    m[0, 35, 35] = 1.0  # inside
+    assert pointing_game(m, gt, tolerance=0).tolist() == [0.0]
+    m2 = torch.zeros(1, H, W)
+    m2[0, 35, 35] = 1.0
+    m2[0, 39, 0] = 1.0  # later in raster order
+    assert pointing_game(m2, gt, tolerance=0).tolist() == [1.0]
+
+
+def test_pointing_game_constant_map_is_a_miss_and_empty_gt_is_nan():
+    gt = torch.ones(1, H, W, dtype=torch.bool)
+    assert pointing_game(torch.full((1, H, W), 0.3), gt).tolist() == [0.0]
+    assert pointing_game(torch.zeros(1, H, W), gt).tolist() == [0.0]
+    out = pointing_game(one_hot(3, 3).repeat(2, 1, 1), [[], [(0, 0, 5, 5)]])
+    assert math.isnan(out[0]) and out[1] == 1.0
+
+
+def test_pointing_game_baseline_points_at_the_centre():
+    near_centre = box_mask(18, 18, 22, 22)
+    corner = box_mask(0, 0, 3, 3)
+    gt = torch.cat([near_centre, corner])
+    assert pointing_game_baseline(gt, tolerance=0).tolist() == [1.0, 0.0]
+    # boxes need the image size; centre pixel (20, 20) -> 15 px reaches x = 5 on row 20
+    out = pointing_game_baseline([[(0, 20, 6, 21)], [(0, 20, 5, 21)], []], size=(H, W))
+    assert out[:2].tolist() == [1.0, 0.0] and math.isnan(out[2])
+    with pytest.raises(InputError, match="size="):
+        pointing_game_baseline([[(0, 0, 1, 1)]])
+
+
+def _pointing_reference(m: torch.Tensor, gt: torch.Tensor, tol: float) -> float:
+    h, w = m.shape
+    if not gt.any():
+        return float("nan")
+    best, at = None, None
+    for y in range(h):
+        for x in range(w):
+            if best is None or m[y, x] > best:
+                best, at = m[y, x], (y, x)
+    if bool((m == m.max()).all()):
+        return 0.0
+    for y in range(h):
+        for x in range(w):
+            if gt[y, x] and (y - at[0]) ** 2 + (x - at[1]) ** 2 <= tol * tol:
+                return 1.0
+    return 0.0
+
+
+def _rank_reference(m: torch.Tensor, gt: torch.Tensor) -> float:
+    vals = m.flatten().tolist()
+    inside = gt.flatten().tolist()
+    k = sum(inside)
+    if k == 0:
+        return float("nan")
+    order = sorted(range(len(vals)), key=lambda p: (-vals[p], p))
+    return sum(inside[p] for p in order[:k]) / k
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 3), min_size=48, max_size=48),
+    box=st.tuples(st.integers(0, 8), st.integers(0, 6), st.integers(0, 8), st.integers(0, 6)),
+    tol=st.sampled_from([0.0, 1.0, 1.5, 3.0]),
+)
+def test_pointing_and_rank_match_brute_force_with_ties(values, box, tol):
+    m = torch.tensor(values, dtype=torch.float32).reshape(1, 6, 8)
+    x0, y0, x1, y1 = box
+    boxes = [[(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))]]
+    gt = boxes_to_masks(boxes, (6, 8))
+    exp_p = _pointing_reference(m[0], gt[0], tol)
+    exp_r = _rank_reference(m[0], gt[0])
+    got_p = float(pointing_game(m, boxes, tolerance=tol)[0])
+    got_r = float(relevance_rank(m, boxes)[0])
+    if math.isnan(exp_p):
+        assert math.isnan(got_p) and math.isnan(got_r)
+    else:
+        assert got_p == exp_p
+        assert got_r == pytest.approx(exp_r, abs=1e-7)
+
+
+# ----------------------------------------------------------------------------- mass
+
+
+def test_energy_and_mass_known_answers():
+    gt = box_mask(0, 0, 10, 4)  # 40 of 1600 pixels
+    inside = gt.float()
+    assert energy_pointing_game(inside, gt).tolist() == [1.0]
+    assert relevance_mass(inside, gt).tolist() == [1.0]
+    away = (~gt).float()
+    assert energy_pointing_game(away, gt).tolist() == [0.0]
+    assert relevance_mass(away, gt).tolist() == [0.0]
+    # half the mass inside: value 3 on 40 inside pixels, 1 on 120 of the others, 0 elsewhere
+    m = inside * 3
+    m[0, 20:23, 0:40] = 1.0
+    assert relevance_mass(m, gt).item() == pytest.approx(120 / 240)
+    # the energy game min-maxes first: the same map divided by 3 (min 0, max 1) -> same shares
+    assert energy_pointing_game(m, gt).item() == pytest.approx(120 / 240)
+
+
+def test_energy_min_max_step_differs_from_relevance_mass():
+    gt = box_mask(0, 0, 10, 4)  # 40 of 1600
+    m = 1.0 + gt.float()  # 2 inside, 1 outside
+    # min-max sends it to the indicator: all energy inside
+    assert energy_pointing_game(m, gt).item() == pytest.approx(1.0)
+    # relevance mass keeps the raw positive map: 80 / (80 + 1560)
+    assert relevance_mass(m, gt).item() == pytest.approx(80 / 1640)
+
+
+def test_mass_clamps_negative_values():
+    gt = box_mask(0, 0, 10, 4)
+    m = torch.where(gt, torch.tensor(1.0), torch.tensor(-5.0))
+    assert relevance_mass(m, gt).item() == 1.0
+    m2 = torch.where(gt, torch.tensor(1.0), torch.tensor(0.5))
+    m2[0, -1, -1] = -100.0  # min-max: outside becomes 0.9925..., not 0.5
+    lo, hi = -100.0, 1.0
+    outside = (0.5 - lo) / (hi - lo)
+    expected = 40 / (40 + outside * (1600 - 41))
+    assert energy_pointing_game(m2, gt).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [0.0, 2.5, -1.0])
+def test_constant_and_zero_maps_count_as_uniform(value):
+    gt = box_mask(0, 0, 10, 4)
+    m = torch.full((1, H, W), value)
+    assert energy_pointing_game(m, gt).item() == pytest.approx(40 / 1600)
+    assert relevance_mass(m, gt).item() == pytest.approx(40 / 1600)
+
+
+def test_empty_ground_truth_is_nan_everywhere():
+    m = torch.rand(2, H, W)
+    gt = torch.zeros(2, H, W, dtype=torch.bool)
+    gt[1, :2, :2] = True
+    for fn in (pointing_game, energy_pointing_game, relevance_mass, relevance_rank):
+        out = fn(m, gt)
+        assert math.isnan(out[0]) and not math.isnan(out[1]), fn.name
+
+
+# ----------------------------------------------------------------------------- rank
+
+
+def test_relevance_rank_known_answers_and_ties():
+    gt = box_mask(0, 0, 40, 1)  # the first row: K = 40
+    ramp = torch.arange(H * W, dtype=torch.float32).reshape(1, H, W)
+    assert relevance_rank(-ramp, gt).tolist() == [1.0]  # top 40 = the first row
+    assert relevance_rank(ramp, gt).tolist() == [0.0]  # top 40 = the last row
+    # a constant map: ties by raster index, so the first row again
+    assert relevance_rank(torch.ones(1, H, W), gt).tolist() == [1.0]
+    gt_last = box_mask(0, 39, 40, 40)
+    assert relevance_rank(torch.ones(1, H, W), gt_last).tolist() == [0.0]
+    # half of the top K inside
+    m = torch.zeros(1, H, W)
+    m[0, 0, :20] = 2.0
+    m[0, 5, :20] = 1.0
+    assert relevance_rank(m, gt).tolist() == [0.5]
+
+
+# ----------------------------------------------------------------------------- MaxBoxAcc
+
+
+def test_max_box_acc_box_shaped_map_is_perfect():
+    # component on columns 2..5, rows 1..3 -> box (2, 1, 6, 4), inclusive-exclusive
+    m = torch.zeros(1, 10, 12)
+    m[0, 1:4, 2:6] = 1.0
+    r = max_box_acc(m, [[(2, 1, 6, 4)]])
+    assert r.iou.shape == (1, 100)
+    assert r.iou[0, 0].item() == pytest.approx(12 / 120)  # t = 0: the whole image is one box
+    r = max_box_acc(m, [[(2, 1, 6, 4)]], thresholds=[0.0, 0.5, 1.0])
+    assert r.iou[0].tolist() == pytest.approx([12 / 120, 1.0, 1.0])
+    assert r.value == 1.0
+    # the same ground truth shifted one pixel right: IoU = 9 / 15
+    r = max_box_acc(m, [[(3, 1, 7, 4)]], thresholds=[0.5])
+    assert r.iou[0, 0].item() == pytest.approx(0.6)
+    assert r.value == 1.0  # 0.6 >= 0.5
+
+
+def test_max_box_acc_pointing_away_and_constant_maps():
+    m = torch.zeros(2, 10, 12)
+    m[0, 7:10, 8:12] = 1.0  # far from the box
+    r = max_box_acc(m, [[(0, 0, 3, 3)], [(0, 0, 3, 3)]], thresholds=[0.0, 0.5])
+    assert r.iou[0].tolist() == pytest.approx([9 / 120, 0.0])
+    # sample 1 is constant: min-max gives 0, so only t = 0 finds a (whole-image) component
+    assert r.iou[1].tolist() == pytest.approx([9 / 120, 0.0])
+    assert r.value == 0.0
+    assert r.box_acc.tolist() == [[0.0, 0.0]]
+
+
+def test_max_box_acc_largest_component_vs_v2_every_component():
+    m = torch.zeros(1, 20, 20)
+    m[0, 10:20, 10:20] = 1.0  # large blob, away from the object
+    m[0, 1:3, 1:3] = 0.8  # small blob, on the object
+    boxes = [[(1, 1, 3, 3)]]
+    v1 = max_box_acc(m, boxes)
+    v2 = max_box_acc(m, boxes, v2=True)
+    # v1: the largest component is the big blob at every t > 0
+    assert v1.value == 0.0
+    # v2: the small blob's box matches exactly for t in (0, 0.8]
+    assert v2.value == 1.0
+    assert v2.iou[0, 1:81].eq(1.0).all() and v2.iou[0, 81:].eq(0.0).all()
+    assert v2.iou_thresholds == (0.3, 0.5, 0.7)
+
+
+def test_max_box_acc_uses_8_connectivity_and_ties_take_the_first_label():
+    m = torch.zeros(1, 6, 6)
+    m[0, 0, 0] = m[0, 1, 1] = m[0, 2, 2] = 1.0  # one diagonal component of 3 pixels
+    r = max_box_acc(m, [[(0, 0, 3, 3)]], thresholds=[0.5])
+    assert r.iou[0, 0].item() == 1.0
+    # two components of equal size: the first in raster order counts
+    m = torch.zeros(1, 6, 6)
+    m[0, 0, 4:6] = 1.0
+    m[0, 4, 0:2] = 1.0
+    assert max_box_acc(m, [[(4, 0, 6, 1)]], thresholds=[0.5]).iou[0, 0].item() == 1.0
+    assert max_box_acc(m, [[(0, 4, 2, 5)]], thresholds=[0.5]).iou[0, 0].item() == 0.0
+
+
+def test_max_box_acc_value_is_max_over_thresholds_of_share_of_samples():
+    # three samples; at t = 0.5 two of them localise, at t = 0.9 only one does
+    m = torch.zeros(3, 10, 10)
+    m[:, 2:5, 2:5] = 1.0
+    m[1, 2:5, 2:5] = 0.6
+    m[1, 8, 8] = 1.0  # sample 1: at t = 0.9 only the stray pixel survives
+    m[2, 6:10, 6:10] = 1.0  # sample 2: a bigger blob elsewhere wins
+    boxes = [[(2, 2, 5, 5)]] * 3
+    r = max_box_acc(m, boxes, thresholds=[0.5, 0.9])
+    assert r.box_acc.shape == (1, 2)
+    assert r.box_acc[0].tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert r.value == pytest.approx(2 / 3)
+
+
+def test_max_box_acc_samples_without_boxes_are_nan_and_do_not_count():
+    m = torch.zeros(2, 8, 8)
+    m[:, 1:3, 1:3] = 1.0
+    r = max_box_acc(m, [[(1, 1, 3, 3)], []], thresholds=[0.5])
+    assert r.iou[0, 0].item() == 1.0 and math.isnan(r.iou[1, 0])
+    assert r.value == 1.0
+    r_none = max_box_acc(m, [[], []], thresholds=[0.5])
+    assert math.isnan(r_none.value)
+
+
+def test_max_box_acc_best_of_several_ground_truth_boxes():
+    m = torch.zeros(1, 10, 10)
+    m[0, 5:8, 5:8] = 1.0
+    r = max_box_acc(m, [[(0, 0, 2, 2), (5, 5, 8, 8)]], thresholds=[0.5])
+    assert r.iou[0, 0].item() == 1.0

@@ -1,0 +1,217 @@
+"""SmoothGrad (Smilkov et al., 2017), its squared form and VarGrad (Adebayo et al., 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError, InputTypeError
+from ..explanation import Explanation
+from ..registry import register_explainer
+from ..targets import Targets
+from ._perturb import (
+    check_noise_level,
+    check_positive_int,
+    check_seed,
+    clean_pass,
+    follow,
+    make_generator,
+)
+from .base import Explainer
+from .gradient import InputGradient, check_reduction, input_gradients, reduce_channels
+from .smooth_gradcampp import noise_sigma
+
+__all__ = ["SmoothGrad", "VarGrad"]
+
+
+@register_explainer("smoothgrad")
+class SmoothGrad(Explainer):
+    """SmoothGrad: an explainer's maps averaged over noisy copies of the input.
+
+    Smilkov, Thorat, Kim, Viegas & Wattenberg, "SmoothGrad: removing noise by adding noise", 2017.
+    With ``n = n_samples`` copies ``x + eps_i``, ``eps_i ~ N(0, sigma^2)`` and
+    ``sigma = noise_level * (max(x) - min(x))`` per sample::
+
+        plain     M(x) = 1/n sum_i G(x + eps_i)
+        squared   M(x) = 1/n sum_i G(x + eps_i)^2                    (SmoothGrad-Squared)
+        VarGrad   M(x) = 1/n sum_i (G(x + eps_i) - 1/n sum_j G(x + eps_j))^2   (Adebayo et al.)
+
+    For the default wrapped explainer, the input gradient, ``G = dS^c/dx`` is the (B, C, H, W)
+    gradient and the statistic is taken per pixel and channel *before* the channel reduction
+    (``abs_sum`` by default: ``|M|.sum(channel)``; ``abs_max`` and ``sum`` as options), as in the
+    paper's visualisations. For any other wrapped explainer (Grad-CAM, ...) ``G`` is its (B, H, W)
+    map, and ``low_res`` is the same statistic of its low-resolution maps. With ``n_samples=1`` and
+    ``noise_level=0`` the plain form equals the wrapped explainer.
+
+    The class explained is chosen on the clean input (one forward pass without gradients, which also
+    gives ``scores``) and kept for every copy. Noise is drawn one copy at a time from a generator
+    seeded with ``seed``, so two calls with the same seed are bit-identical; the copies then run in
+    batches of at most ``batch_size`` images.
+
+    Args:
+        model: the model to explain.
+        explainer: a gradient explainer built on the same model; ``None`` = the input gradient.
+        n_samples: number of noisy copies per image (default 25).
+        noise_level: noise standard deviation relative to the input's value range (default 0.15).
+        squared: average the squares (SmoothGrad-Squared).
+        batch_size: most images per forward/backward pass (default 32).
+        seed: seed of the noise; ``None`` draws one from torch's global RNG.
+        vargrad: return the variance over the copies (VarGrad) instead of the mean.
+        reduction: channel reduction of the default input gradient: ``"abs_sum"`` (default),
+            ``"abs_max"`` or ``"sum"``. With another explainer, set it on that explainer.
+    """
+
+    needs_layer = False
+    deterministic = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        explainer: Explainer | None = None,
+        n_samples: int = 25,
+        noise_level: float = 0.15,
+        squared: bool = False,
+        batch_size: int = 32,
+        seed: int | None = None,
+        *,
+        vargrad: bool = False,
+        reduction: str | None = None,
+    ) -> None:
+        super().__init__(model)
+        if explainer is None:
+            explainer = InputGradient(model, check_reduction("abs_sum" if reduction is None else reduction))
+        else:
+            if not isinstance(explainer, Explainer):
+                raise InputTypeError(
+                    f"explainer must be an xcam explainer (e.g. xcam.methods.GradCAM(model)) or None "
+                    f"for the input gradient, got {type(explainer).__name__}"
+                )
+            if explainer.model is not model:
+                raise InputError(
+                    "explainer was built on a different model than the one SmoothGrad explains; "
+                    "build both on the same model instance"
+                )
+            if reduction is not None:
+                raise InputError(
+                    f"reduction={reduction!r} applies to the default input gradient only; for "
+                    f"another explainer set it there, e.g. explainer=InputGradient(model, "
+                    f"reduction={reduction!r})"
+                )
+        if squared and vargrad:
+            raise InputError("squared=True and vargrad=True exclude each other; choose one statistic")
+        self.explainer = explainer
+        self.n_samples = check_positive_int("n_samples", n_samples)
+        self.noise_level = check_noise_level(noise_level)
+        self.squared = bool(squared)
+        self.vargrad = bool(vargrad)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.seed = check_seed(seed)
+
+    def params(self) -> dict[str, Any]:
+        return {"explainer": self.explainer.name, **self.explainer.params(),
+                "n_samples": self.n_samples, "noise_level": self.noise_level,
+                "squared": self.squared, "vargrad": self.vargrad,
+                "batch_size": self.batch_size, "seed": self.seed}
+
+    def forward_passes(self, batch_size: int) -> int:
+        return batch_size + self.n_samples * self.explainer.forward_passes(batch_size)
+
+    def _noisy_batches(self, inputs: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``(copies, samples)`` of at most ``batch_size`` noisy copies, copy by copy."""
+        b = inputs.shape[0]
+        sigma = noise_sigma(inputs, self.noise_level)
+        gen = make_generator(self.seed, inputs.device)
+        rows = torch.arange(b, device=inputs.device)
+        parts: list[Tensor] = []
+        samples: list[Tensor] = []
+        size = 0
+        for _ in range(self.n_samples):
+            noise = torch.randn(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            noisy = inputs + noise * sigma
+            start = 0
+            while start < b:
+                take = min(b - start, self.batch_size - size)
+                parts.append(noisy[start:start + take])
+                samples.append(rows[start:start + take])
+                size += take
+                start += take
+                if size == self.batch_size:
+                    yield torch.cat(parts), torch.cat(samples)
+                    parts, samples, size = [], [], 0
+        if parts:
+            yield torch.cat(parts), torch.cat(samples)
+
+    def _statistic(self, s1: Tensor, s2: Tensor) -> Tensor:
+        n = float(self.n_samples)
+        if self.vargrad:
+            return (s2 / n - (s1 / n) ** 2).clamp_min(0)
+        return s2 / n if self.squared else s1 / n
+
+    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        indices, scores, fixed = clean_pass(self.model, inputs, targets)
+        b = inputs.shape[0]
+        sums: dict[str, Tensor] = {}
+
+        def add(key: str, value: Tensor, samples: Tensor) -> None:
+            for suffix, v in (("1", value), ("2", value * value)):
+                acc = sums.get(key + suffix)
+                if acc is None:
+                    acc = sums[key + suffix] = value.new_zeros((b, *value.shape[1:]))
+                acc.index_add_(0, samples, v)
+
+        layer = None
+        fast = isinstance(self.explainer, InputGradient)
+        for copies, samples in self._noisy_batches(inputs):
+            if fast:
+                _, _, grads = input_gradients(self.model, copies, follow(fixed, samples))
+                add("g", grads, samples)
+            else:
+                exp = self.explainer(copies, follow(fixed, samples))
+                add("m", exp.maps, samples)
+                if exp.low_res is not None:
+                    add("l", exp.low_res, samples)
+                layer = exp.layer
+
+        if fast:
+            stat = self._statistic(sums["g1"], sums["g2"])
+            maps, low_res = reduce_channels(stat, self.explainer.reduction), None  # type: ignore[attr-defined]
+        else:
+            maps = self._statistic(sums["m1"], sums["m2"])
+            low_res = self._statistic(sums["l1"], sums["l2"]).float() if "l1" in sums else None
+        return Explanation(
+            maps=maps.float(),
+            low_res=low_res,
+            targets=indices,
+            scores=scores,
+            layer=layer,
+            method=self.name,
+            params=self.params(),
+        )
+
+
+@register_explainer("vargrad")
+class VarGrad(SmoothGrad):
+    """VarGrad: the variance of an explainer's maps over noisy copies of the input.
+
+    Adebayo, Gilmer, Goodfellow & Kim, "Local explanation methods for deep neural networks lack
+    sensitivity to parameter values", ICLR workshop 2018:
+    ``M(x) = 1/n sum_i (G(x + eps_i) - 1/n sum_j G(x + eps_j))^2`` (population variance), with the
+    noise of :class:`SmoothGrad`. Same as ``SmoothGrad(..., vargrad=True)``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        explainer: Explainer | None = None,
+        n_samples: int = 25,
+        noise_level: float = 0.15,
+        batch_size: int = 32,
+        seed: int | None = None,
+        *,
+        reduction: str | None = None,
+    ) -> None:
+        super().__init__(model, explainer, n_samples=n_samples, noise_level=noise_level,
+                         batch_size=batch_size, seed=seed, vargrad=True, reduction=reduction)
