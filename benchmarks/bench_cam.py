@@ -46,7 +46,6 @@ def _bare_noisy(model, layer, x, targets, n, batch_size=32):
 
 
 def main(quick: bool = False) -> str:
-    import xcam
     from captum.attr import LayerGradCam
     from pytorch_grad_cam import GradCAM as PGCGradCAM
     from pytorch_grad_cam import GradCAMPlusPlus as PGCGradCAMPP
@@ -54,6 +53,8 @@ def main(quick: bool = False) -> str:
     from torchcam.methods import GradCAM as TCGradCAM
     from torchcam.methods import GradCAMpp as TCGradCAMpp
     from torchcam.methods import SmoothGradCAMpp as TCSmooth
+
+    import xcam
 
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)

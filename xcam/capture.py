@@ -56,6 +56,8 @@ class Capture:
 
     # -- recording ---------------------------------------------------------------------------
     def _store(self, tap: Tap, tensor: Tensor) -> Tensor:
+        if tap.kind == "relu":
+            tensor = torch.relu(tensor)
         if torch.is_grad_enabled() and not tensor.requires_grad and not torch.is_inference_mode_enabled():
             # The layer is not connected to autograd (frozen parameters, input without grad):
             # make the stored tensor a leaf so that gradients with respect to it still exist.

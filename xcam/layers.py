@@ -26,21 +26,30 @@ __all__ = [
     "GAPHead",
     "find_gap_head",
     "auto_layer",
+    "to_nchw",
 ]
+
+
+TapKind = Literal["output", "input", "relu"]
 
 
 @dataclass(frozen=True, eq=False)
 class Tap:
-    """A recorded place in the forward pass: ``module``'s ``kind`` ("output" or "input")."""
+    """A recorded place in the forward pass.
+
+    ``kind`` is ``"output"`` (the module's output), ``"input"`` (its first input) or ``"relu"``
+    (its output after a ReLU: DenseNet pools ``relu(features.norm5)``, which no module returns;
+    since ReLU is idempotent, passing the rectified tensor downstream changes nothing).
+    """
 
     name: str
     module: nn.Module
-    kind: Literal["output", "input"] = "output"
+    kind: TapKind = "output"
 
     @property
     def label(self) -> str:
-        """``"layer4"`` for an output, ``"avgpool:input"`` for an input."""
-        return self.name if self.kind == "output" else f"{self.name}:input"
+        """``"layer4"``, ``"avgpool:input"`` or ``"features.norm5:relu"``."""
+        return self.name if self.kind == "output" else f"{self.name}:{self.kind}"
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -90,9 +99,10 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> Tap:
     name, kind = layer, "output"
     if ":" in layer:
         name, _, suffix = layer.rpartition(":")
-        if suffix not in ("input", "output"):
+        if suffix not in ("input", "output", "relu"):
             raise InputError(
-                f"layer {layer!r}: the part after ':' must be 'input' or 'output', got {suffix!r}"
+                f"layer {layer!r}: the part after ':' must be 'input', 'output' or 'relu', "
+                f"got {suffix!r}"
             )
         kind = suffix
     modules = dict(model.named_modules())
@@ -127,7 +137,11 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
 
     def make_hook(name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            first = args[0] if args and isinstance(args[0], Tensor) else None
+            # Clones: a later in-place op (DenseNet's F.relu(..., inplace=True)) must not change
+            # what was recorded.
+            first = args[0].clone() if args and isinstance(args[0], Tensor) else None
+            if isinstance(output, Tensor):
+                output = output.clone()
             calls.append(_Call(name, module, first, output))
 
         return hook
@@ -153,11 +167,12 @@ def list_layers(
 ) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Candidate layers: ``(name, module type, output shape without batch)`` in execution order.
 
-    With ``example`` (an input batch) the model runs once to read the output shapes and to order the
-    modules as they execute; without it the shapes are ``None`` and the order is registration order.
+    The model runs once on ``example`` (default: one 3x224x224 zero image) to read the output
+    shapes and to order the modules as they execute. Modules that do not run are left out.
     """
     if example is None:
-        return [(n, type(m).__name__, None) for n, m in model.named_modules() if n]
+        param = next(model.parameters(), None)
+        example = torch.zeros(1, 3, 224, 224, device=param.device if param is not None else None)
     calls, _ = trace_calls(model, example[:1], leaves_only=False)
     seen: set[str] = set()
     rows: list[tuple[str, str, tuple[int, ...] | None]] = []
@@ -172,6 +187,44 @@ def list_layers(
 
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Flatten, nn.Identity)
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+
+
+def _power_of_two(n: float) -> bool:
+    return n >= 1 and float(n).is_integer() and (int(n) & (int(n) - 1)) == 0
+
+
+def to_nchw(tensor: Tensor, input_size: tuple[int, int]) -> Tensor:
+    """View a layer's output as a (B, C, h, w) feature map.
+
+    - (B, C, h, w) is returned as it is;
+    - channels-last (B, h, w, C) (Swin's stages) is permuted; it is recognised when only the
+      (h, w) reading divides the input size by a power of two;
+    - tokens (B, N, D) (ViT) lose their class / prefix tokens, the ``N - prefix`` patch tokens
+      form an h x w grid with the input's aspect ratio.
+
+    Raises:
+        InputError: the tensor cannot be read as a feature map.
+    """
+    H, W = input_size
+    if tensor.dim() == 4:
+        c_first = _power_of_two(H / tensor.shape[2]) and _power_of_two(W / tensor.shape[3])
+        c_last = _power_of_two(H / tensor.shape[1]) and _power_of_two(W / tensor.shape[2])
+        if c_last and not c_first:
+            return tensor.permute(0, 3, 1, 2)
+        return tensor
+    if tensor.dim() == 3:
+        n = tensor.shape[1]
+        for prefix in (0, 1, 2):
+            grid = n - prefix
+            h = round((grid * H / W) ** 0.5)
+            if h > 0 and grid % h == 0 and abs(h / (grid // h) - H / W) < 1e-6:
+                w = grid // h
+                return tensor[:, prefix:].reshape(tensor.shape[0], h, w, -1).permute(0, 3, 1, 2)
+    raise InputError(
+        f"a layer output of shape {tuple(tensor.shape)} cannot be read as a feature map "
+        f"(B, C, h, w), channels-last (B, h, w, C) or tokens (B, 1 + h*w, D) for a {H}x{W} "
+        "input; choose another layer (see xcam.list_layers(model))"
+    )
 
 
 @dataclass(frozen=True)
@@ -189,7 +242,7 @@ def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
     The check is numerical, on one forward pass of ``example``: the model output must be the last
     Linear's output, and that Linear's input must be the spatial mean of the 4-D tensor recorded at
     the returned tap. Pooling written as a function (``x.mean((2, 3))``) is found as well as a
-    pooling module.
+    pooling module, and so is a ReLU applied as a function before it (DenseNet).
 
     Raises:
         HeadNotFoundError: naming what was expected and what was found.
@@ -218,46 +271,106 @@ def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
     if j < 0:
         raise HeadNotFoundError(f"CAM: nothing runs before the Linear {lin_call.name!r} in {name}")
     prev = calls[j]
-    if isinstance(prev.module, _POOLS):
-        tap, features = Tap(prev.name, prev.module, "input"), prev.input
-    else:
-        tap, features = Tap(prev.name, prev.module, "output"), prev.output
     pooled = lin_call.input
-    ok = (
-        isinstance(features, Tensor) and features.dim() == 4 and pooled is not None
-        and pooled.dim() == 2 and pooled.shape[1] == features.shape[1]
-        and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5)
+    features: object
+    if isinstance(prev.module, _POOLS):
+        candidates = [(Tap(prev.name, prev.module, "input"), prev.input)]
+    else:
+        out_t = prev.output
+        candidates = [(Tap(prev.name, prev.module, "output"), out_t)]
+        if isinstance(out_t, Tensor):
+            candidates.append((Tap(prev.name, prev.module, "relu"), torch.relu(out_t)))
+    for tap, features in candidates:
+        if (
+            isinstance(features, Tensor) and features.dim() == 4 and pooled is not None
+            and pooled.dim() == 2 and pooled.shape[1] == features.shape[1]
+            and (tap.kind == "input" or features.shape[-1] * features.shape[-2] > 1)
+            and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5)
+        ):
+            return GAPHead(tap, linear, lin_call.name)
+    features = candidates[0][1]
+    got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+    raise HeadNotFoundError(
+        f"CAM needs a head global-average-pool -> Linear; in {name} the last Linear "
+        f"{lin_call.name!r} receives {tuple(pooled.shape) if pooled is not None else None}, "
+        f"which is not the spatial mean of {candidates[0][0].label!r} ({type(prev.module).__name__}, "
+        f"output {got}); use GradCAM, which works with any head"
     )
-    if not ok:
-        got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise HeadNotFoundError(
-            f"CAM needs a head global-average-pool -> Linear; in {name} the last Linear "
-            f"{lin_call.name!r} receives {tuple(pooled.shape) if pooled is not None else None}, "
-            f"which is not the spatial mean of {tap.label!r} ({type(prev.module).__name__}, "
-            f"output {got}); use GradCAM, which works with any head"
-        )
-    return GAPHead(tap, linear, lin_call.name)
+
+
+def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call]) -> _Call | None:
+    """For token models (ViT): the last layer whose patch tokens still reach the output.
+
+    After the last block only the class token is read, so the last blocks' per-token layers have
+    zero gradient on patch tokens; the answer is the last one with a non-zero patch gradient
+    (in torchvision's ViT, the last encoder block's ``ln_1``).
+    """
+    size = tuple(example.shape[-2:])
+    tokens = []
+    for c in calls:
+        if isinstance(c.output, Tensor) and c.output.dim() == 3 and c.output.shape[0] == 1:
+            try:
+                to_nchw(c.output, size)  # type: ignore[arg-type]
+            except InputError:
+                continue
+            tokens.append(c)
+    if not tokens:
+        return None
+    from .capture import capture
+
+    taps = [Tap(c.name, c.module, "output") for c in tokens]
+    with torch.enable_grad(), capture(model, taps) as cap:
+        out = model(example[:1])
+        last = cap[taps[-1]]
+        # The model's top score, and the class token of the last token layer as a fallback for
+        # heads that are all zero (torchvision zero-initialises ViT heads); squared, because the
+        # plain sum of a LayerNorm output is a constant.
+        for score in (out[0].max() if isinstance(out, Tensor) else None, last[0, 0].pow(2).sum()):
+            if score is None or not score.requires_grad:
+                continue
+            grads = cap.gradients(score, taps, retain_graph=True)
+            for c, tap in zip(reversed(tokens), reversed(taps)):
+                g = to_nchw(grads[tap.label], size)  # type: ignore[arg-type]
+                if bool(g.abs().sum() > 0):
+                    return c
+    return tokens[-1]
 
 
 def auto_layer(model: nn.Module, example: Tensor) -> Tap:
     """Choose a layer for a CAM-family method and announce it with a warning.
 
-    The features the classifier pools (found by :func:`find_gap_head`) when the model has such a
-    head; otherwise the last module whose output is a 4-D map with more than one pixel.
+    In order: the features a global-average-pool -> Linear head pools (:func:`find_gap_head`);
+    for token models (ViT), the last layer whose patch tokens reach the output; otherwise the last
+    module (inside ``model.features`` when there is one) whose output is a 4-D map of more than
+    one pixel.
     """
     try:
         tap = find_gap_head(model, example).features
         why = "the features the classifier pools"
     except HeadNotFoundError:
-        calls, _ = trace_calls(model, example[:1])
-        spatial = [c for c in calls if isinstance(c.output, Tensor) and c.output.dim() == 4
-                   and c.output.shape[-1] * c.output.shape[-2] > 1]
-        if not spatial:
+        calls, _ = trace_calls(model, example[:1], leaves_only=False)
+        has_features = any(n == "features" for n, _ in model.named_children())
+        spatial = [
+            i for i, c in enumerate(calls)
+            if isinstance(c.output, Tensor) and c.output.dim() == 4 and c.output.shape[0] == 1
+            and c.output.shape[-1] * c.output.shape[-2] > 1
+            and (not has_features or c.name == "features" or c.name.startswith("features."))
+        ]
+        leaves = [c for c in calls if not any(True for _ in c.module.children())]
+        token = _token_layer(model, example, leaves)
+        token_at = next(
+            (i for i, c in enumerate(calls) if token is not None and c.module is token.module), -1
+        )
+        if token is not None and (not spatial or token_at > spatial[-1]):
+            tap = Tap(token.name, token.module, "output")
+            why = "the last layer whose patch tokens reach the output"
+        elif spatial:
+            last = calls[spatial[-1]]
+            tap, why = Tap(last.name, last.module, "output"), "the last 4-D feature map"
+        else:
             raise LayerNotFoundError(
-                f"layer=None: found no module in {_model_name(model)} whose output is a 4-D "
-                "feature map; pass layer= explicitly (see xcam.list_layers(model, example))"
+                f"layer=None: found no module in {_model_name(model)} whose output is a feature "
+                "map or a token grid; pass layer= explicitly (see xcam.list_layers(model))"
             ) from None
-        last = spatial[-1]
-        tap, why = Tap(last.name, last.module, "output"), "the last 4-D feature map"
     warn(f"layer=None: using {tap.label!r} ({why}); pass layer= to choose another")
     return tap

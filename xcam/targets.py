@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .errors import TargetError
 
-__all__ = ["Targets", "UnitTarget", "channel", "neuron", "class_scores"]
+__all__ = ["Targets", "UnitTarget", "channel", "neuron", "class_scores", "segmentation", "detection"]
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,9 @@ def class_scores(targets: Targets, output: object, batch_size: int) -> tuple[Ten
     if isinstance(targets, UnitTarget):
         raise TargetError("unit targets are resolved by the explainer, not by class_scores")
     if callable(targets) and not isinstance(targets, Tensor):
-        scores = targets(output)
+        scores = targets(output)  # type: ignore[arg-type]
         if not isinstance(scores, Tensor) or scores.shape != (batch_size,):
-            got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+            got: object = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
             raise TargetError(
                 f"targets: the callable must return a tensor of shape ({batch_size},), one score "
                 f"per sample; it returned {got}"
@@ -140,3 +140,88 @@ def class_scores(targets: Targets, output: object, batch_size: int) -> tuple[Ten
         )
     scores = output.gather(1, indices[:, None]).squeeze(1)
     return indices, scores
+
+
+class segmentation:  # noqa: N801 - used like a function: targets=segmentation(c)
+    """Score for segmentation models: the sum of class ``c``'s logits over a mask or the image.
+
+    Works with torchvision's segmentation models (output ``{"out": (B, K, H, W), ...}``) and with
+    any model returning a (B, K, H, W) tensor.
+
+    Args:
+        class_index: the class whose logits are summed.
+        mask: optional boolean (H, W) or (B, H, W) mask at the output's resolution; default the
+            whole image.
+    """
+
+    def __init__(self, class_index: int, mask: Tensor | None = None) -> None:
+        if not isinstance(class_index, int) or isinstance(class_index, bool) or class_index < 0:
+            raise TargetError(f"class_index must be an int >= 0, got {class_index!r}")
+        self.class_index = class_index
+        self.mask = mask
+
+    def __call__(self, output: object) -> Tensor:
+        logits = output["out"] if isinstance(output, dict) else output
+        if not isinstance(logits, Tensor) or logits.dim() != 4:
+            raise TargetError(
+                "segmentation targets need an output (B, K, H, W) or a dict with key 'out'; got "
+                f"{type(output).__name__}"
+            )
+        if self.class_index >= logits.shape[1]:
+            raise TargetError(
+                f"segmentation class {self.class_index} is out of range for {logits.shape[1]} classes"
+            )
+        plane = logits[:, self.class_index]
+        if self.mask is None:
+            return plane.sum(dim=(1, 2))
+        mask = self.mask.to(device=plane.device, dtype=plane.dtype)
+        if mask.shape[-2:] != plane.shape[-2:]:
+            raise TargetError(
+                f"mask has spatial shape {tuple(mask.shape[-2:])}, the output "
+                f"{tuple(plane.shape[-2:])}; resize the mask to the output"
+            )
+        return (plane * mask).sum(dim=(1, 2))
+
+
+class detection:  # noqa: N801 - used like a function: targets=detection(label=3)
+    """Score for torchvision detection models: one detection's score per image.
+
+    The output of a detection model in eval mode is a list of dicts with ``boxes``, ``labels`` and
+    ``scores``; the scores stay connected to autograd. Per image, this picks the detection with
+    the highest score among those with ``label`` (any label when None), or, when ``box`` is given,
+    the one that overlaps it most (IoU).
+
+    Raises:
+        TargetError: an image has no matching detection (lower the model's ``box_score_thresh``).
+    """
+
+    def __init__(self, label: int | None = None, box: Sequence[float] | Tensor | None = None) -> None:
+        self.label = label
+        self.box = None if box is None else torch.as_tensor(box, dtype=torch.float32)
+
+    def __call__(self, output: object) -> Tensor:
+        if not isinstance(output, (list, tuple)) or not all(isinstance(o, dict) for o in output):
+            raise TargetError(
+                "detection targets need the list of dicts a torchvision detection model returns "
+                f"in eval mode; got {type(output).__name__}"
+            )
+        scores = []
+        for b, det in enumerate(output):
+            keep = torch.ones_like(det["scores"], dtype=torch.bool)
+            if self.label is not None:
+                keep = det["labels"] == self.label
+            if not bool(keep.any()):
+                raise TargetError(
+                    f"image {b} has no detection{'' if self.label is None else f' of label {self.label}'}; "
+                    "lower the model's box_score_thresh or choose another label"
+                )
+            idx = torch.nonzero(keep).flatten()
+            if self.box is None:
+                best = idx[det["scores"][idx].argmax()]
+            else:
+                from torchvision.ops import box_iou
+
+                ious = box_iou(self.box[None].to(det["boxes"].device), det["boxes"][idx].detach())[0]
+                best = idx[ious.argmax()]
+            scores.append(det["scores"][best])
+        return torch.stack(scores)

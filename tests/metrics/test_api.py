@@ -45,6 +45,12 @@ def test_every_metric_knows_its_direction_family_and_cost(name):
         assert metric.stochastic
 
 
+def test_metrics_pickle_by_name():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(M.deletion)) is M.deletion
+
+
 def test_spec_signatures_and_defaults():
     sig = inspect.signature(M.pointing_game)
     assert sig.parameters["tolerance"].default == 15

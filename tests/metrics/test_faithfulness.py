@@ -99,6 +99,10 @@ def test_deletion_baseline_value_and_per_channel_baseline():
     per_channel = torch.tensor([-1.0, 3.0]).view(2, 1, 1)
     r = deletion(model, x, 16 - RASTER, 0, steps=1, baseline=per_channel)
     assert r.curves[0, 1].item() == pytest.approx(sigmoid(0.1 * (16 * -1 + 16 * 3)), abs=1e-6)
+    per_sample = torch.tensor([0.5, -0.5]).view(2, 1, 1, 1)
+    r = deletion(model, x.expand(2, 2, 4, 4), (16 - RASTER).expand(2, 4, 4), 0, steps=1,
+                 baseline=per_sample)
+    assert r.curves[:, 1].tolist() == pytest.approx([sigmoid(1.6), sigmoid(-1.6)], abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- insertion

@@ -86,7 +86,9 @@ def test_randomisation_cascades_from_the_output_on_one_copy():
         built.append(m)
         return ConvMap(m)
 
+    rng = torch.random.get_rng_state()
     res = model_parameter_randomization(model, factory, x, None, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the caller's RNG is not reseeded
     assert res.layers == ("head", "conv")  # output side first
     # step 1 randomised the head only: the conv map has not moved
     assert res.spearman[:, 0].tolist() == pytest.approx([1.0, 1.0], abs=1e-6)

@@ -100,12 +100,13 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def lr_factor(schedule: str, epoch: int, epochs: int, milestones: Sequence[float], gamma: float) -> float:
     """Multiplier of the base learning rate at ``epoch`` (0-based).
 
-    ``"step"``: ``gamma ** #{m : epoch >= round(m * epochs)}`` (milestones are fractions of the
-    run; (0.5, 0.75) of 300 epochs gives the authors' 150 and 225). ``"cosine"``:
+    ``"step"``: ``gamma ** #{m : epoch >= max(1, round(m * epochs))}`` (milestones are
+    fractions of the run, rounded half up; (0.5, 0.75) of 300 epochs gives the authors' 150 and
+    225; the first epoch always runs at the base rate). ``"cosine"``:
     ``(1 + cos(pi * epoch / epochs)) / 2``. ``"constant"``: 1.
     """
     if schedule == "step":
-        return float(gamma ** sum(epoch >= round(m * epochs) for m in milestones))
+        return float(gamma ** sum(epoch >= max(1, math.floor(m * epochs + 0.5)) for m in milestones))
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     return 1.0

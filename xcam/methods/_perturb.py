@@ -103,6 +103,41 @@ def reject_unit_targets(targets: Targets, method: str) -> None:
         )
 
 
+def check_channels_last(value: object) -> bool | None:
+    """``channels_last`` as True, False or None (automatic)."""
+    if value is not None and not isinstance(value, bool):
+        raise InputTypeError(f"channels_last must be True, False or None (automatic), got {value!r}")
+    return value
+
+
+def channels_last_for(flag: bool | None, inputs: Tensor) -> bool:
+    """Whether batches run in channels-last memory format.
+
+    Automatic (``None``): on the CPU for float32 input, where oneDNN's convolutions run 25 to 35 %
+    faster on channels-last activations (ResNet-50, forward and backward) than on NCHW ones, which
+    it reorders at every layer. The values differ from an NCHW run only by float rounding.
+    """
+    if flag is not None:
+        return flag
+    return inputs.device.type == "cpu" and inputs.dtype == torch.float32
+
+
+def run_model(model: nn.Module, batch: Tensor, channels_last: bool) -> object:
+    """``model(batch)``, the batch laid out channels-last when asked."""
+    if not channels_last:
+        return model(batch)
+    try:
+        return model(batch.contiguous(memory_format=torch.channels_last))
+    except RuntimeError as err:
+        if "view size is not compatible" not in str(err):
+            raise
+        raise InputError(
+            f"{type(model).__name__} calls .view() on a feature map, which fails on the channels-last "
+            "batches xcam runs on the CPU for speed; pass channels_last=False to the explainer "
+            "(or use .reshape() in the model)"
+        ) from err
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Run ``model`` in eval mode inside the block, restoring every module's ``training`` flag."""

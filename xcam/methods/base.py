@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..capture import capture
 from ..errors import GradientModeError, InputError, InputTypeError, TargetError
 from ..explanation import Explanation
-from ..layers import LayerSpec, Tap, auto_layer, resolve_layer
+from ..layers import LayerSpec, Tap, auto_layer, resolve_layer, to_nchw
 from ..postprocess import upsample
 from ..targets import Targets, UnitTarget, class_scores
 
@@ -171,23 +171,22 @@ class CAMExplainer(Explainer):
             taps.append(resolve_layer(self.model, unit.layer))  # type: ignore[arg-type]
         with torch.set_grad_enabled(gradients), capture(self.model, taps) as cap:
             output = self.model(inputs)
+            size = (inputs.shape[-2], inputs.shape[-1])
             if unit is not None:
                 if cap.order(taps[1]) < cap.order(tap):
                     raise TargetError(
                         f"unit target layer {taps[1].label!r} runs before the explained layer "
                         f"{tap.label!r}; choose a unit at or after the explained layer"
                     )
-                indices, scores = None, unit.score(cap[taps[1]])
+                indices, scores = None, unit.score(to_nchw(cap[taps[1]], size))
             else:
                 indices, scores = class_scores(targets, output, inputs.shape[0])
-            features = cap[tap]
-            if features.dim() != 4:
-                raise InputError(
-                    f"layer {tap.label!r} outputs shape {tuple(features.shape)}, not a (B, C, h, w) "
-                    "feature map; choose a convolutional layer (see xcam.list_layers(model, x))"
-                )
+            raw = cap[tap]
             grads = cap.gradients(scores, tap)[tap.label] if gradients else None
-        return LayerPass(features.detach(), grads, indices, scores.detach())
+        # Token grids and channels-last maps are viewed as (B, C, h, w); gradients alike.
+        features = to_nchw(raw.detach(), size)
+        return LayerPass(features, None if grads is None else to_nchw(grads, size), indices,
+                         scores.detach())
 
     def finish(self, inputs: Tensor, low_res: Tensor, lp: LayerPass) -> Explanation:
         """Upsample the (B, h, w) map to the input size and build the :class:`Explanation`."""

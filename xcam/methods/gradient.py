@@ -12,10 +12,10 @@ from ..errors import GradientModeError, InputError
 from ..explanation import Explanation
 from ..registry import register_explainer
 from ..targets import Targets
-from ._perturb import score_batch, unit_taps
+from ._perturb import channels_last_for, check_channels_last, run_model, score_batch, unit_taps
 from .base import Explainer
 
-__all__ = ["InputGradient", "REDUCTIONS", "reduce_channels", "input_gradients"]
+__all__ = ["InputGradient", "reduce_channels"]
 
 REDUCTIONS = ("abs_sum", "abs_max", "sum")
 
@@ -42,9 +42,11 @@ def reduce_channels(values: Tensor, reduction: str) -> Tensor:
 
 
 def input_gradients(
-    model: nn.Module, inputs: Tensor, targets: Targets
+    model: nn.Module, inputs: Tensor, targets: Targets, channels_last: bool = False
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """``dS/dx`` for a batch in one forward and one backward pass, model in eval mode.
+
+    With ``channels_last`` the batch (and so the gradient) is laid out channels-last.
 
     Returns:
         ``(indices, scores, grads)``: class per sample (``None`` for callable or unit targets), the
@@ -52,9 +54,12 @@ def input_gradients(
         parameter's ``.grad`` changes.
     """
     taps = unit_taps(model, targets)
-    x = inputs.detach().requires_grad_(True)
+    x = inputs.detach()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     with torch.enable_grad(), capture(model, taps) as cap:
-        output = model(x)
+        output = run_model(model, x, channels_last)
         indices, scores = score_batch(targets, output, cap, taps, x.shape[0])
         if not scores.requires_grad:
             raise GradientModeError(
@@ -77,19 +82,24 @@ class InputGradient(Explainer):
     Args:
         model: any differentiable model.
         reduction: ``"abs_sum"`` (default), ``"abs_max"`` or ``"sum"``.
+        channels_last: run the batch in channels-last memory format; ``None`` (default) does so
+            for float32 input on the CPU, where it is faster (see :class:`~xcam.methods.Occlusion`).
     """
 
     needs_layer = False
 
-    def __init__(self, model: nn.Module, reduction: str = "abs_sum") -> None:
+    def __init__(self, model: nn.Module, reduction: str = "abs_sum",
+                 channels_last: bool | None = None) -> None:
         super().__init__(model)
         self.reduction = check_reduction(reduction)
+        self.channels_last = check_channels_last(channels_last)
 
     def params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, grads = input_gradients(self.model, inputs, targets)
+        indices, scores, grads = input_gradients(self.model, inputs, targets,
+                                                 channels_last_for(self.channels_last, inputs))
         return Explanation(
             maps=reduce_channels(grads, self.reduction).float(),
             low_res=None,

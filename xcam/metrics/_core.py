@@ -11,7 +11,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +20,6 @@ from torch import Tensor, nn
 from ..errors import InputError, InputTypeError, TargetError, warn
 from ..registry import register_metric
 from ..targets import UnitTarget, class_scores
-
-try:  # Python >= 3.10
-    from typing import ParamSpec
-except ImportError:  # pragma: no cover
-    from typing_extensions import ParamSpec
 
 __all__ = [
     "Metric",
@@ -104,9 +99,19 @@ class Metric(Generic[P, R]):
         params.update(kwargs)
         return 0 if self._cost is None else int(self._cost(n, params))
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # pickled by name (e.g. for worker processes): the registry gives the same object back
+        return (_registered_metric, (self.name,))
+
     def __repr__(self) -> str:
         direction = "higher" if self.higher_is_better else "lower"
         return f"<metric {self.name!r} ({self.family}, {direction} is better)>"
+
+
+def _registered_metric(name: str) -> Any:
+    from ..registry import METRICS
+
+    return METRICS.get(name)
 
 
 def metric(
@@ -222,26 +227,48 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> Tensor:
-    """``baseline`` (a number, or a tensor broadcastable to the inputs) expanded to their shape."""
+def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> float | Tensor:
+    """Check ``baseline``: a number stays a float; a tensor becomes a 4-D tensor on the inputs'
+    device and dtype that broadcasts to them, with a leading dimension of 1 or B."""
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full((1, 1, 1, 1), float(baseline), dtype=inputs.dtype,
-                          device=inputs.device).expand_as(inputs)
+        if not math.isfinite(baseline):
+            raise InputError(f"{name} must be finite, got {baseline}")
+        return float(baseline)
     if not isinstance(baseline, Tensor):
         raise InputTypeError(
             f"{name} must be a number or a tensor broadcastable to inputs {tuple(inputs.shape)}, "
             f"got {type(baseline).__name__}"
         )
     try:
-        torch.broadcast_shapes(baseline.shape, inputs.shape)
-        expanded = baseline.to(device=inputs.device, dtype=inputs.dtype).expand_as(inputs)
+        if baseline.dim() > 4 or torch.broadcast_shapes(baseline.shape, inputs.shape) != inputs.shape:
+            raise RuntimeError
     except RuntimeError:
         raise InputError(
             f"{name} of shape {tuple(baseline.shape)} does not broadcast to inputs "
             f"{tuple(inputs.shape)}; pass a number, (C, 1, 1) per channel, (C, H, W) or "
             "(B, C, H, W)"
         ) from None
-    return expanded
+    return baseline.detach().to(device=inputs.device, dtype=inputs.dtype).reshape(
+        (1,) * (4 - baseline.dim()) + tuple(baseline.shape))
+
+
+def rows_of(value: float | Tensor, rows: Tensor) -> float | Tensor:
+    """A baseline for the given sample rows: a float as is, a (1, ...) tensor as is (it
+    broadcasts), a per-sample (B, ...) tensor gathered."""
+    if isinstance(value, Tensor) and value.shape[0] > 1:
+        return value[rows]
+    return value
+
+
+def replace_where(mask: Tensor, source: Tensor, rows: Tensor,
+                  value: float | Tensor) -> Tensor:
+    """``source[rows]`` with the pixels where ``mask`` (r, H, W) is True taken from ``value``
+    (all channels): a new tensor, the caller's data untouched."""
+    out = source[rows]
+    fill = rows_of(value, rows)
+    if isinstance(fill, float):
+        return out.masked_fill_(mask[:, None], fill)
+    return torch.where(mask[:, None], fill, out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError, InputTypeError, TargetError
-from ..postprocess import normalize
+from ..postprocess import normalize as min_max
 from ._core import (
     _check_int,
     _check_number,
@@ -34,7 +34,9 @@ from ._core import (
     make_generator,
     metric,
     pearson,
+    replace_where,
     resolve_targets,
+    rows_of,
     target_scores,
 )
 
@@ -93,7 +95,7 @@ def _step_counts(n_pixels: int, steps: int, device: torch.device) -> Tensor:
 def _curve(
     model: Callable[[Tensor], Any],
     start: Tensor,
-    end: Tensor,
+    end: float | Tensor,
     rank: Tensor,
     counts: Tensor,
     indices: Tensor,
@@ -107,7 +109,7 @@ def _curve(
     def make_batch(ids: Tensor) -> Tensor:
         sample, step = ids // s, ids % s
         moved = rank[sample] < counts[step][:, None, None]  # (r, H, W)
-        return torch.where(moved[:, None], end[sample], start[sample])
+        return replace_where(moved, start, sample, end)
 
     scores = batched_scores(model, make_batch, b * s, lambda ids: ids // s, indices,
                             batch_size, softmax=True, device=start.device)
@@ -167,7 +169,8 @@ def deletion(
     indices = resolve_targets(targets, output)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
-    perturbed = _curve(model, x, base, descending_rank(m), counts[1:], indices, batch_size)
+    rank = descending_rank(m).int()
+    perturbed = _curve(model, x, base, rank, counts[1:].int(), indices, batch_size)
     curves = torch.cat([target_scores(output, indices, softmax=True)[:, None], perturbed], dim=1)
     auc, fractions = _auc(curves, counts, n_pixels)
     return CurveResult(auc, curves, fractions, "deletion", False)
@@ -235,7 +238,8 @@ def insertion(
     indices = resolve_targets(targets, output)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
-    perturbed = _curve(model, blurred, x, descending_rank(m), counts[:-1], indices, batch_size)
+    rank = descending_rank(m).int()
+    perturbed = _curve(model, blurred, x, rank, counts[:-1].int(), indices, batch_size)
     curves = torch.cat([perturbed, target_scores(output, indices, softmax=True)[:, None]], dim=1)
     auc, fractions = _auc(curves, counts, n_pixels)
     return CurveResult(auc, curves, fractions, "insertion", True)
@@ -257,10 +261,10 @@ def _masked_scores(
     base = baseline_like(baseline, x)
     output = clean_forward(model, x, clean_output)
     indices = resolve_targets(targets, output)
-    weight = normalize(m)[:, None].to(x.dtype)
+    weight = min_max(m)[:, None].to(x.dtype)
 
     def make_batch(ids: Tensor) -> Tensor:
-        return weight[ids] * x[ids] + (1 - weight[ids]) * base[ids]
+        return weight[ids] * x[ids] + (1 - weight[ids]) * rows_of(base, ids)
 
     y = target_scores(output, indices, softmax=True)
     o = batched_scores(model, make_batch, x.shape[0], lambda ids: ids, indices, batch_size,
@@ -395,7 +399,7 @@ def faithfulness_correlation(
         sample, draw = ids // n, ids % n
         removed = torch.zeros(ids.numel(), h * w, dtype=torch.bool, device=x.device)
         removed.scatter_(1, chosen[sample, draw], True)
-        return torch.where(removed.view(-1, 1, h, w), base[sample], x[sample])
+        return replace_where(removed.view(-1, h, w), x, sample, base)
 
     perturbed = batched_scores(model, make_batch, b * n, lambda ids: ids // n, indices,
                                batch_size, softmax=softmax, device=x.device).reshape(b, n)

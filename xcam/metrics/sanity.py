@@ -81,7 +81,8 @@ def _reinitialize(module: nn.Module, seed: int) -> None:
     also resets batch-norm running statistics; parameters of other modules are shuffled
     (a seeded random permutation of their values, which keeps their distribution).
     """
-    devices = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+    # torch.manual_seed reseeds every device: fork them all so the caller's RNGs are untouched
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         for sub in module.modules():

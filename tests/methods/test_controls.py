@@ -1,0 +1,56 @@
+"""Control explainers: random, centre Gaussian, Sobel edges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from xcam.errors import InputError
+from xcam.methods import CenterGaussian, RandomMap, SobelEdges
+
+
+def test_random_map_is_seeded_uniform_noise(tiny, images):
+    a, b, c = (RandomMap(tiny, seed=s)(images) for s in (1, 1, 2))
+    assert torch.equal(a.maps, b.maps) and not torch.equal(a.maps, c.maps)
+    assert 0 <= float(a.maps.min()) and float(a.maps.max()) < 1
+    assert abs(float(a.maps.mean()) - 0.5) < 0.01  # 12288 uniform values
+    assert not torch.equal(a.maps[0], a.maps[1])
+    with torch.no_grad():
+        out = tiny(images)
+    assert torch.equal(a.targets, out.argmax(1))
+    assert torch.allclose(a.scores, out.max(1).values)
+    # the model is not consulted for the map: another class, the same noise
+    assert torch.equal(RandomMap(tiny, seed=1)(images, targets=0).maps, a.maps)
+
+
+def test_center_gaussian_values(tiny):
+    x = torch.zeros(2, 3, 33, 65)
+    maps = CenterGaussian(tiny, sigma=0.2)(x).maps
+    assert maps.shape == (2, 33, 65) and torch.equal(maps[0], maps[1])
+    assert float(maps[0, 16, 32]) == 1.0 and int(maps[0].argmax()) == 16 * 65 + 32
+    assert torch.equal(maps[0], maps[0].flip(0)) and torch.equal(maps[0], maps[0].flip(1))
+    # one standard deviation (0.2 * width = 13 pixels) right of the centre: exp(-1/2)
+    assert math.isclose(float(maps[0, 16, 45]), math.exp(-0.5), rel_tol=1e-6)
+    with pytest.raises(InputError, match="sigma"):
+        CenterGaussian(tiny, sigma=0)
+
+
+def test_sobel_edges_match_scipy(tiny, images):
+    maps = SobelEdges(tiny)(images).maps
+    for b in range(3):
+        grey = images[b].mean(0).double().numpy()
+        expected = np.hypot(ndimage.sobel(grey, axis=0, mode="nearest"),
+                            ndimage.sobel(grey, axis=1, mode="nearest"))
+        assert np.allclose(maps[b].numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sobel_edges_of_a_step(tiny):
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., 4:] = 1.0
+    maps = SobelEdges(tiny)(x).maps[0]
+    assert torch.equal(maps[:, [0, 1, 2, 5, 6, 7]], torch.zeros(8, 6))  # flat, borders included
+    assert torch.equal(maps[:, 3:5], torch.full((8, 2), 4.0))  # 1 + 2 + 1 across the step

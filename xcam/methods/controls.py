@@ -1,0 +1,121 @@
+"""Control explainers: maps that ignore the model, to calibrate metrics and sanity checks.
+
+A metric that scores these as well as a real explainer does not measure faithfulness: a random map
+is the floor, a centred Gaussian exposes a centre bias in the data, and the Sobel edge magnitude
+exposes metrics that reward image structure rather than the model's evidence (Adebayo et al.,
+"Sanity Checks for Saliency Maps", NeurIPS 2018, show that several methods behave like an edge
+detector). Each runs the model once, without gradients, only to report ``targets`` and ``scores``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InputError
+from ..explanation import Explanation
+from ..registry import register_explainer
+from ..targets import Targets
+from ._perturb import check_seed, clean_pass, make_generator
+from .base import Explainer
+
+__all__ = ["RandomMap", "CenterGaussian", "SobelEdges"]
+
+
+class _Control(Explainer):
+    needs_gradients = False
+    needs_layer = False
+
+    def control_maps(self, inputs: Tensor) -> Tensor:
+        """(B, H, W) maps for a batch; independent of the model."""
+        raise NotImplementedError
+
+    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+        indices, scores, _ = clean_pass(self.model, inputs, targets)
+        return Explanation(
+            maps=self.control_maps(inputs).float(),
+            low_res=None,
+            targets=indices,
+            scores=scores,
+            layer=None,
+            method=self.name,
+            params=self.params(),
+        )
+
+
+@register_explainer("random")
+class RandomMap(_Control):
+    """Uniform random noise in [0, 1), i.i.d. per pixel: the floor every explainer must beat.
+
+    Args:
+        model: the model (run once for ``targets`` and ``scores`` only).
+        seed: seed of the noise; the same seed gives bit-identical maps. ``None`` draws one from
+            torch's global RNG.
+    """
+
+    deterministic = False
+
+    def __init__(self, model: nn.Module, seed: int | None = None) -> None:
+        super().__init__(model)
+        self.seed = check_seed(seed)
+
+    def params(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def control_maps(self, inputs: Tensor) -> Tensor:
+        b, _, h, w = inputs.shape
+        gen = make_generator(self.seed, inputs.device)
+        return torch.rand((b, h, w), generator=gen, device=inputs.device, dtype=torch.float32)
+
+
+@register_explainer("center")
+class CenterGaussian(_Control):
+    """A Gaussian centred on the image, the same for every sample (centre-bias control).
+
+    ``map[i, j] = exp( -(i - c_y)^2 / (2 (sigma H)^2) - (j - c_x)^2 / (2 (sigma W)^2) )`` with
+    ``c = ((H - 1) / 2, (W - 1) / 2)``, so the peak is 1 at the centre.
+
+    Args:
+        model: the model (run once for ``targets`` and ``scores`` only).
+        sigma: standard deviation as a fraction of the image height and width (default 0.25).
+    """
+
+    def __init__(self, model: nn.Module, sigma: float = 0.25) -> None:
+        super().__init__(model)
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+            raise InputError(f"sigma must be a number > 0 (a fraction of the image size), got {sigma!r}")
+        self.sigma = float(sigma)
+
+    def params(self) -> dict[str, Any]:
+        return {"sigma": self.sigma}
+
+    def control_maps(self, inputs: Tensor) -> Tensor:
+        b, _, h, w = inputs.shape
+        dev = inputs.device
+        ys = (torch.arange(h, device=dev, dtype=torch.float32) - (h - 1) / 2) / (self.sigma * h)
+        xs = (torch.arange(w, device=dev, dtype=torch.float32) - (w - 1) / 2) / (self.sigma * w)
+        gauss = torch.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2))
+        return gauss.expand(b, h, w).clone()
+
+
+@register_explainer("edges")
+class SobelEdges(_Control):
+    """Sobel edge magnitude of the image: ``sqrt(G_x^2 + G_y^2)`` of the channel mean.
+
+    ``G_x`` and ``G_y`` are the 3x3 Sobel responses (``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` and its
+    transpose) of the grey image ``mean_c x_c``, with the border replicated (``scipy.ndimage.sobel``
+    with ``mode="nearest"``), so a constant image gives 0 everywhere, borders included.
+
+    Args:
+        model: the model (run once for ``targets`` and ``scores`` only).
+    """
+
+    def control_maps(self, inputs: Tensor) -> Tensor:
+        grey = inputs.float().mean(dim=1, keepdim=True)
+        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=inputs.device)
+        kernels = torch.stack([kx, kx.t()])[:, None]  # (2, 1, 3, 3)
+        grads = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+        return torch.sqrt((grads * grads).sum(dim=1))
