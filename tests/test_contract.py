@@ -26,7 +26,9 @@ def _lficam_model() -> nn.Module:
     torch.manual_seed(0)
     import torchvision
 
-    return LFICAMNet(torchvision.models.resnet18(num_classes=5), depth=1).eval()
+    backbone = torchvision.models.resnet18(num_classes=5)
+    backbone.maxpool = nn.Identity()  # a 2x2 attention map at 32 px, not a constant 1x1 one
+    return LFICAMNet(backbone, depth=1).eval()
 
 
 SPECIAL_MODELS = {"lficam": _lficam_model}

@@ -42,6 +42,7 @@ _EXPORTS = {
     "GradCAM": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",
     "SmoothGradCAMPlusPlus": "xcam.methods",
+    "LFICAM": "xcam.methods",
 }
 _SUBMODULES = {"methods", "metrics", "targets", "viz", "layers", "errors", "lfi", "registry",
                "postprocess", "explanation", "compare", "cli"}

@@ -1,15 +1,128 @@
-"""The ``xcam`` command."""
+"""The ``xcam`` command.
+
+::
+
+    xcam list                                             # explainers and metrics
+    xcam demo --out demo-output                           # EfficientNet-Lite0 on sample photos
+    xcam explain cat.jpg dog.jpg --model resnet50 --weights DEFAULT --methods gradcam,gradcampp --out maps
+    xcam compare images.csv --model efficientnet_lite0 --methods gradcam,scorecam \\
+        --metrics pointing_game,deletion --out runs/cmp [--columns x0=x0_227,...]
+    torchrun --nproc_per_node 4 -m xcam compare ...       # the same, sharded over 4 processes
+    xcam lfi train DATA_ROOT --arch resnet18 --epochs 30 --out lfi.pt
+
+Exit codes: 0 success; 1 error (the message says what to fix); 2 wrong usage; 3 finished, but
+some images or (image, method) pairs failed and were skipped (listed in the output); 130
+interrupted (``compare`` resumes where it stopped when run again with the same ``--out``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import warnings
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_PARTIAL",
+           "EXIT_INTERRUPTED"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _UsageError(Exception):
+    """A command-line value that cannot be parsed (exit code 2)."""
+
+
+# --------------------------------------------------------------------------------------------
+# shared option parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _value(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``[16,16]`` -> (16, 16), else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _kwargs(pairs: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
+    """``["gradcam.layer=layer4", "deletion.steps=50"]`` -> ``{"gradcam": {"layer": "layer4"}, ...}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        name, dot, arg = key.partition(".")
+        if not sep or not dot or not name or not arg:
+            raise _UsageError(f"--{what}-arg {pair!r}: write NAME.ARGUMENT=VALUE, e.g. "
+                              f"{'gradcam.layer=layer4' if what == 'method' else 'deletion.steps=50'}")
+        out.setdefault(name, {})[arg] = _value(text)
+    return out
+
+
+def _names(text: str, kind: str) -> list[str]:
+    from .registry import list_explainers, list_metrics
+
+    if text.strip().lower() == "all":
+        if kind == "method":
+            return [m for m in list_explainers() if m != "lficam"]
+        return list_metrics()
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="torchvision model name (resnet50, vit_b_16, ...), efficientnet_lite0 (offline "
+                        "ImageNet weights), or package.module:function returning an nn.Module")
+    p.add_argument("--weights", default="DEFAULT",
+                   help="torchvision weights name (DEFAULT, IMAGENET1K_V2, ResNet50_Weights.IMAGENET1K_V2), "
+                        "a local state-dict file (loaded with weights_only=True), or 'none' for random "
+                        "weights (default: DEFAULT)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="outputs of the head, for random or local weights")
+    p.add_argument("--preprocess", choices=("imagenet", "lite0", "unit", "none"), default=None,
+                   help="input scaling (default: what the model and weights expect)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="side images are squashed to (default: the model's, usually 224)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds random weights, explainers, metrics (default 0)")
+
+
+def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """(model, preprocess, device) from the model options."""
+    import torch
+
+    from .models import Preprocess, load_model, preprocessing
+
+    factory = ":" in args.model
+    weights = args.weights
+    if factory and weights == "DEFAULT":
+        weights = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)  # random weights are reproducible
+        model = load_model(args.model, weights, args.num_classes)
+    prep = preprocessing(args.model, weights)
+    size = args.image_size or prep.size
+    if args.preprocess is not None:
+        prep = Preprocess.named(args.preprocess, size)
+    elif args.image_size:
+        prep = Preprocess(prep.mean, prep.std, prep.scale, size, prep.name)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device), prep, device
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -27,28 +140,282 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import cv2
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data import ImageLoadError, read_image
+    from .registry import create
+    from .viz import overlay
+
+    model, prep, device = _model(args)
+    methods = _names(args.methods, "method")
+    method_kwargs = _kwargs(args.method_arg, "method")
+    explainers = {}
+    for m in methods:
+        kw = dict(method_kwargs.get(m, {}))
+        if args.layer and m not in ("random", "center", "edges"):
+            kw.setdefault("layer", args.layer)
+        try:
+            explainers[m] = create(m, model, **kw)
+        except TypeError as err:
+            raise _UsageError(f"--method-arg for {m}: {err}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    categories = None
+    failed = 0
+    bar = tqdm(total=len(args.images) * len(methods), desc="xcam explain", unit="map",
+               disable=args.no_progress or not sys.stderr.isatty())
+    for path in args.images:
+        try:
+            pixels, _ = read_image(Path(path), (prep.size, prep.size))
+        except ImageLoadError as err:
+            print(f"xcam: skipped {path}: {err}", file=sys.stderr)
+            failed += 1
+            bar.update(len(methods))
+            continue
+        x = prep(pixels[None].to(device))
+        with torch.no_grad():
+            probs = model(x).softmax(1)
+        target = int(probs.argmax()) if args.target is None else args.target
+        if categories is None:
+            from .models import imagenet_categories
+
+            categories = imagenet_categories() if probs.shape[1] == 1000 else []
+        name = categories[target] if target < len(categories) else f"class {target}"
+        print(f"{path}: {name} (class {target}, p={float(probs[0, target]):.3f})")
+        image = pixels.permute(1, 2, 0).clamp(0, 255).byte().cpu().numpy()
+        for m, explainer in explainers.items():
+            try:
+                exp = explainer(x, torch.tensor([target], device=x.device))
+            except (ValueError, RuntimeError, TypeError) as err:
+                print(f"xcam: {m} failed on {path}: {err}", file=sys.stderr)
+                failed += 1
+                bar.update(1)
+                continue
+            dest = out / f"{Path(path).stem}_{m}.png"
+            cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=args.alpha),
+                                                cv2.COLOR_RGB2BGR))
+            print(f"  {m:>16}: layer {exp.layer or '-'} -> {dest}")
+            bar.update(1)
+    bar.close()
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import os
+
+    from .compare import compare
+
+    model, prep, device = _model(args)
+    metrics = _names(args.metrics, "metric") if args.metrics else None
+    methods = _names(args.methods, "method") if args.methods else None
+    targets: Any = args.targets
+    if targets not in ("auto", "label", "predicted"):
+        try:
+            targets = int(targets)
+        except ValueError:
+            raise _UsageError(f"--targets must be auto, label, predicted or a class index, got "
+                              f"{args.targets!r}") from None
+    name = args.model if args.weights in (None, "none") else f"{args.model} ({args.weights})"
+    result = compare(
+        model, args.data, methods, metrics, out=args.out, preprocess=prep, image_size=prep.size,
+        targets=targets, method_kwargs=_kwargs(args.method_arg, "method"),
+        metric_kwargs=_kwargs(args.metric_arg, "metric"), controls=not args.no_controls,
+        seed=args.seed, device=device, columns=args.columns, limit=args.limit,
+        grid_images=args.grid_images, sanity_images=args.sanity_images,
+        progress=False if args.no_progress else None, overwrite=args.overwrite,
+        report=not args.no_report, model_name=name,
+    )
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return EXIT_OK
+    _print_summary(result)
+    out = Path(args.out)
+    print(f"wrote {out / 'table.csv'}, {out / 'summary.csv'}, {out / 'summary.json'}"
+          + ("" if args.no_report else f", {out / 'report.html'}"))
+    errors = result.errors()
+    if errors:
+        print(f"xcam: {len(errors)} failure(s) recorded and skipped, e.g. "
+              f"{errors[0]['image'] or errors[0]['method']}: {errors[0]['error']}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _print_summary(result: Any) -> None:
+    from .report import PERCENT_METRICS
+
+    rows = result.summary()
+    cells = {(r["method"], r["metric"]): r for r in rows}
+    arrows = {r["metric"]: "↑" if r["higher_is_better"] else "↓" for r in rows}
+    header = ["method", *[f"{m} {arrows.get(m, '')}" for m in result.metrics]]
+    lines = [header]
+    for method in [*result.methods, "centre point"]:
+        line = [method]
+        for metric in result.metrics:
+            r = cells.get((method, metric))
+            if r is None or r["mean"] != r["mean"]:
+                line.append("-")
+                continue
+            scale = 100 if metric in PERCENT_METRICS else 1
+            line.append(f"{scale * r['mean']:.3f}" + (" *" if r["best"] else ""))
+        if method != "centre point" or any(c != "-" for c in line[1:]):
+            lines.append(line)
+    widths = [max(len(str(row[j])) for row in lines) for j in range(len(header))]
+    for row in lines:
+        cells = [str(c).rjust(w) if j else str(c).ljust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells))
+    print("(* best; mean over images; average drop and increase in confidence in %)")
+
+
+def _lfi_train(args: argparse.Namespace) -> int:
+    from .lfi import train_imagefolder
+
+    net, history = train_imagefolder(
+        args.root, arch=args.arch, mode=args.mode,
+        weights=None if args.weights in (None, "none") else args.weights,
+        val_root=args.val, image_size=args.image_size, augment=not args.no_augment, depth=args.depth,
+        width=args.width, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        checkpoint=args.out, resume=args.resume, device=args.device, num_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    last = len(history) - 1
+    if last >= 0:
+        val = (f", val accuracy {history.val_accuracy[last]:.3f}" if history.val_accuracy else "")
+        print(f"epoch {history.epoch[last]}: train loss {history.train_loss[last]:.4f}, train accuracy "
+              f"{history.train_accuracy[last]:.3f}{val}")
+    print(f"wrote {args.out} (load with xcam.lfi.load_checkpoint)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xcam", description="Explain what vision models look at.")
+    parser = argparse.ArgumentParser(
+        prog="xcam", description="Explain what vision models look at.",
+        epilog="exit codes: 0 ok, 1 error, 2 usage, 3 finished with skipped failures, 130 interrupted")
     parser.add_argument("--version", action="version", version=f"xcam {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser("demo", help="EfficientNet-Lite0 on sample photos, every method, a grid PNG")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.set_defaults(func=_demo)
     lst = sub.add_parser("list", help="list the registered explainers and metrics")
     lst.set_defaults(func=_list)
+
+    explain = sub.add_parser(
+        "explain", help="explain images with one or more methods; writes overlays",
+        description="Explain each IMAGE with each method and write IMAGE-STEM_METHOD.png overlays.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _add_model_options(explain)
+    explain.add_argument("--methods", default="gradcam",
+                         help="comma-separated explainer names, or 'all' (see `xcam list`)")
+    explain.add_argument("--out", default="xcam-maps", help="output folder")
+    explain.add_argument("--target", type=int, default=None, help="class to explain (default: top class)")
+    explain.add_argument("--layer", default=None,
+                         help="layer for the CAM-family methods (default: automatic)")
+    explain.add_argument("--alpha", type=float, default=0.5, help="weight of the map in the overlay")
+    explain.add_argument("--method-arg", action="append", metavar="METHOD.ARG=VALUE",
+                         help="explainer constructor argument, repeatable (e.g. occlusion.window=[16,16])")
+    explain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    explain.set_defaults(func=_explain)
+
+    cmp = sub.add_parser(
+        "compare", help="every image x method x metric: table, summary, HTML report (resumable)",
+        description="Explain every image of DATA with every method (controls included), score every "
+                    "map, and write table.csv, summary.csv, timing.csv, summary.json and report.html "
+                    "into --out. Re-running with the same --out resumes. Under torchrun the images "
+                    "are sharded over the processes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cmp.add_argument("data", metavar="DATA",
+                     help="folder of images, ImageFolder root, or CSV manifest file,class_index,x0,y0,x1,y1")
+    _add_model_options(cmp)
+    cmp.add_argument("--methods", default=None,
+                     help="comma-separated explainer names or 'all' (default: gradcam,gradcampp)")
+    cmp.add_argument("--metrics", default=None,
+                     help="comma-separated metric names or 'all' (default: pointing_game, "
+                          "energy_pointing_game, max_box_acc, deletion, insertion, average_drop, "
+                          "increase_in_confidence)")
+    cmp.add_argument("--out", required=True, help="output folder (records, table, report)")
+    cmp.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                     help="CSV column mapping, e.g. x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227")
+    cmp.add_argument("--limit", type=int, default=None, help="only the first N images")
+    cmp.add_argument("--targets", default="auto",
+                     help="auto (label when known, else top class), label, predicted, or a class index")
+    cmp.add_argument("--no-controls", action="store_true",
+                     help="leave out the random / center / edges controls")
+    cmp.add_argument("--method-arg", action="append", metavar="METHOD.ARG=VALUE",
+                     help="explainer argument, repeatable (e.g. scorecam.batch_size=64)")
+    cmp.add_argument("--metric-arg", action="append", metavar="METRIC.ARG=VALUE",
+                     help="metric argument, repeatable (e.g. deletion.steps=50)")
+    cmp.add_argument("--grid-images", type=int, default=8, help="images shown in the report's grid")
+    cmp.add_argument("--sanity-images", type=int, default=4,
+                     help="images for model_parameter_randomization (when among the metrics)")
+    cmp.add_argument("--overwrite", action="store_true", help="discard results already in --out")
+    cmp.add_argument("--no-report", action="store_true", help="CSV and JSON only")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cmp.set_defaults(func=_compare)
+
+    lfi = sub.add_parser("lfi", help="LFI-CAM networks (Lee et al., ICCV 2021)")
+    lfi_sub = lfi.add_subparsers(dest="lfi_command", required=True, metavar="COMMAND")
+    train = lfi_sub.add_parser(
+        "train", help="train an LFI-CAM network on an ImageFolder",
+        description="Build LFICAMNet on a torchvision backbone and train it on ROOT (one sub-folder "
+                    "per class); the checkpoint is written after every epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("root", metavar="ROOT", help="ImageFolder root of the training images")
+    train.add_argument("--arch", default="resnet18", help="torchvision backbone")
+    train.add_argument("--mode", choices=("scratch", "finetune", "posthoc"), default="scratch")
+    train.add_argument("--weights", default=None,
+                       help="backbone weights: torchvision name (DEFAULT) or a state-dict file")
+    train.add_argument("--val", default=None, help="ImageFolder root of validation images")
+    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--no-augment", action="store_true", help="no random crops or flips")
+    train.add_argument("--depth", type=int, default=4, help="FIN blocks")
+    train.add_argument("--width", type=int, default=None, help="FIN channels (default: the backbone's)")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--lr", type=float, default=None,
+                       help="default: 0.1 scratch, 0.01 finetune, 0.05 posthoc")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="lfi-checkpoint.pt", help="checkpoint file")
+    train.add_argument("--resume", action="store_true", help="continue from --out when it exists")
+    train.add_argument("--device", default=None)
+    train.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_lfi_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 error, 2 usage)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit code (0 ok, 1 error, 2 usage, 3 partial, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from .errors import XcamError
 
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        print(f"xcam: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args))
-    except (XcamError, ModuleNotFoundError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = show
+            return int(args.func(args))
+    except _UsageError as err:
+        parser.print_usage(sys.stderr)
+        print(f"xcam: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (XcamError, ModuleNotFoundError, FileNotFoundError) as err:
         print(f"xcam: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        hint = " (run the same command again to resume)" if args.command == "compare" else ""
+        print(f"xcam: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from xcam.errors import InputError
 from xcam.lfi import SHAPES, ShapesDataset, write_image_folder
@@ -58,16 +59,42 @@ def test_the_mask_is_the_object_and_its_shape_matches_the_label() -> None:
             assert not bool(mask[d2 <= 0.6 * r2].all())
 
 
-def test_clutter_is_outside_the_class_evidence() -> None:
-    clean = ShapesDataset(8, size=48, seed=2, clutter=0)
-    busy = ShapesDataset(8, size=48, seed=2, clutter=30)
-    # Background roughness (neighbour differences outside the mask) grows with clutter.
-    def roughness(ds: ShapesDataset) -> float:
+def test_the_object_is_lighter_than_its_surroundings() -> None:
+    images, _, masks = ShapesDataset(60, size=64, seed=5).tensors()
+    grey = images.mean(1)
+    ring = (F.max_pool2d(masks[:, None].float(), 7, 1, 3)[:, 0] > 0) & ~masks
+    for g, mask, around in zip(grey, masks, ring):
+        assert float(g[mask].mean() - g[around].mean()) > 0.15
+
+
+def test_clutter_does_not_touch_the_object() -> None:
+    # The same seed draws the same object whatever the clutter's opacity: only the rest changes.
+    clean = ShapesDataset(8, size=48, seed=2, clutter=20, clutter_alpha=0.0)
+    busy = ShapesDataset(8, size=48, seed=2, clutter=20, clutter_alpha=1.0)
+    _, labels_a, masks_a = clean.tensors()
+    images, labels_b, masks_b = busy.tensors()
+    assert torch.equal(masks_a, masks_b) and torch.equal(labels_a, labels_b)
+
+    def edges(ds: ShapesDataset) -> float:
+        """Share of horizontal neighbour pairs off the object with a colour jump above 0.5."""
         images, _, masks = ds.tensors()
-        diff = (images[..., 1:] - images[..., :-1]).abs().sum(1)
+        jump = (images[..., 1:] - images[..., :-1]).abs().sum(1) > 0.5
         keep = ~(masks[..., 1:] | masks[..., :-1])
-        return float(diff[keep].mean())
-    assert roughness(busy) > 1.5 * roughness(clean)
+        return float(jump[keep].float().mean())
+
+    assert edges(clean) < 0.002 < 0.02 < edges(busy)
+
+
+def test_upright_squares_and_flat_backgrounds() -> None:
+    ds = ShapesDataset(8, size=48, seed=3, classes=("square", "circle"), rotate=False,
+                       background="flat", clutter=0)
+    images, labels, masks = ds.tensors()
+    for image, label, mask in zip(images, labels.tolist(), masks):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        box = (int(ys.max() - ys.min()) + 1) * (int(xs.max() - xs.min()) + 1)
+        if ds.classes[label] == "square":
+            assert int(mask.sum()) == box  # axis-aligned: the mask fills its bounding box
+        assert float(image[:, ~mask].std(dim=1).max()) < 0.08  # one colour plus noise (0.05)
 
 
 def test_invalid_arguments() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from xcam.errors import InputError, InputTypeError
 from xcam.lfi import (
@@ -150,15 +151,17 @@ def test_schedules() -> None:
 
 
 def test_a_short_run_lowers_the_loss_and_beats_chance() -> None:
-    # Upright shapes (rotate=False) learn in a few hundred steps; four classes, chance is 0.25.
-    train = ShapesDataset(384, size=32, seed=0, rotate=False, clutter=8)
-    test = ShapesDataset(128, size=32, seed=1, rotate=False, clutter=8)
+    # Upright shapes (rotate=False) on the default clutter learn in a hundred steps; four classes,
+    # chance is 0.25. Held-out images come from another seed.
+    # Rendered once: TensorDatasets of (image, label, mask).
+    train = TensorDataset(*ShapesDataset(512, size=32, seed=0, rotate=False).tensors())
+    test = TensorDataset(*ShapesDataset(128, size=32, seed=1, rotate=False).tensors())
     net = LFICAMNet(tiny_efficientnet(seed=0, dropout=0.0, stochastic_depth_prob=0.0), depth=1, seed=0)
-    loss_before, acc_before = evaluate(net, test)
+    loss_before, _ = evaluate(net, test)
     history = fit(net, train, "scratch", epochs=6, batch_size=32, lr=0.1, schedule="cosine",
                   seed=0, val_data=test, progress=False)
     loss_after, acc_after = evaluate(net, test)
-    assert history.train_loss[-1] < history.train_loss[0] - 0.1
+    assert history.train_loss[-1] < 0.7 * history.train_loss[0]
     assert loss_after < loss_before
     assert acc_after == history.val_accuracy[-1]
     assert acc_after >= 0.5, history
@@ -182,3 +185,9 @@ def test_train_imagefolder_and_rebuild_from_the_checkpoint(tmp_path) -> None:
         train_imagefolder(tmp_path / "images", mode="finetune")
     with pytest.raises(InputError, match="did you mean 'resnet18'"):
         build_backbone("resnet19", 4)
+    with pytest.raises(InputError, match="IMAGENET1K_V1"):
+        build_backbone("resnet18", 4, weights="IMAGENET_V9")  # checked before any download
+    # A state-dict file (here a fit() checkpoint, whose backbone part is used).
+    backbone = build_backbone("mobilenet_v3_small", 4, weights=tmp_path / "lfi.pt")
+    torch.testing.assert_close(backbone.state_dict()["classifier.3.weight"],
+                               net.backbone.state_dict()["classifier.3.weight"], rtol=0, atol=0)

@@ -85,7 +85,7 @@ def test_any_captum_class_including_layer_attributions(resnet18, images):
     lgc = CaptumAttribution(resnet18, LayerGradCam, init_kwargs={"layer": resnet18.layer3},
                             relu_attributions=True)(images, targets=[0, 1, 2])
     ours = GradCAM(resnet18, "layer3")(images, targets=[0, 1, 2])
-    assert lgc.low_res.shape == (3, 4, 4)
+    assert lgc.low_res.shape == (3, 4, 4) and lgc.layer == "layer3"
     assert torch.allclose(lgc.low_res, ours.low_res, rtol=1e-4, atol=1e-6)
     assert torch.allclose(lgc.maps, ours.maps, rtol=1e-4, atol=1e-6)
 

@@ -5,6 +5,10 @@ ring), drawn over a cluttered background of distractor strokes and blobs. Colour
 sizes, rotations and clutter are drawn from the same distributions for every class, so only the
 shape tells the classes apart, and the object mask says where the evidence is. Useful for training
 studies of LFI-CAM and for localization tests, with no download.
+
+The object is always lighter than the background beneath it (by ``CONTRAST`` in grey level, any
+hue); distractors can have any colour. With a random figure-ground polarity, first-order gradients
+average out over the colours and small CNNs trained from scratch stall for many epochs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -22,6 +27,7 @@ from ..errors import InputError, InputTypeError
 __all__ = ["ShapesDataset", "SHAPES", "write_image_folder"]
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
+CONTRAST = 0.3
 
 
 class ShapesDataset(Dataset):
@@ -31,8 +37,9 @@ class ShapesDataset(Dataset):
         n: number of images.
         size: image side in pixels (square images).
         seed: sample ``i`` is generated from ``(seed, i)`` alone, so any two data sets with the
-            same seed agree on their common indices, and different seeds give disjoint draws (use
-            one seed for training and another for testing).
+            same seed agree on their common indices, and different seeds give independent draws
+            (use one seed for training and another for testing). Images are rendered on access;
+            for many epochs render once with :meth:`tensors` and wrap them in a TensorDataset.
         classes: shape names, a subset of :data:`SHAPES` (default: circle, square, triangle, cross).
         clutter: number of distractor strokes per image (blobs: half as many).
         clutter_alpha: opacity of the distractors (1: opaque, as salient as the object; lower
@@ -40,6 +47,8 @@ class ShapesDataset(Dataset):
         object_scale: (min, max) shape radius as a fraction of ``size``.
         rotate: rotate each object by a random angle (default); ``False`` keeps squares, crosses
             and triangles upright, an easier task that trains in far fewer steps.
+        background: ``"gradient"`` (a random two-colour ramp, default) or ``"flat"`` (one random
+            colour, easier); pixel noise is added to both.
 
     Returns per item:
         image: (3, size, size) float32 in [0, 1];
@@ -62,6 +71,7 @@ class ShapesDataset(Dataset):
         clutter_alpha: float = 1.0,
         object_scale: tuple[float, float] = (0.16, 0.28),
         rotate: bool = True,
+        background: Literal["gradient", "flat"] = "gradient",
     ) -> None:
         for name, value, minimum in (("n", n, 1), ("size", size, 16), ("clutter", clutter, 0)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -86,6 +96,9 @@ class ShapesDataset(Dataset):
         if not 0 <= clutter_alpha <= 1:
             raise InputError(f"clutter_alpha must be in [0, 1], got {clutter_alpha}")
         self.clutter_alpha = float(clutter_alpha)
+        if background not in ("gradient", "flat"):
+            raise InputError(f"background must be 'gradient' or 'flat', got {background!r}")
+        self.background = background
 
     def __len__(self) -> int:
         return self.n
@@ -100,7 +113,7 @@ class ShapesDataset(Dataset):
         label = index % len(self.classes)
         gen = torch.Generator().manual_seed(_mix(self.seed, index))
         image, mask = _render(self.classes[label], self.size, self.clutter, self.clutter_alpha,
-                              self.object_scale, self.rotate, gen)
+                              self.object_scale, self.rotate, self.background == "flat", gen)
         return image, label, mask
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -155,12 +168,14 @@ def _shape_mask(name: str, u: Tensor, v: Tensor, r: float) -> Tensor:
 
 def _render(
     name: str, size: int, clutter: int, alpha: float, scale: tuple[float, float], rotate: bool,
-    gen: torch.Generator,
+    flat: bool, gen: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    # Background: a random colour gradient plus pixel noise.
-    c0, c1 = torch.rand(3, generator=gen), torch.rand(3, generator=gen)
+    # Background: a random colour gradient (or one flat colour) plus pixel noise.
+    c0, c1 = 0.7 * torch.rand(3, generator=gen), 0.7 * torch.rand(3, generator=gen)
+    if flat:
+        c1 = c0
     angle = float(_uniform(gen, 0, 2 * math.pi))
     ramp = ((xx * math.cos(angle) + yy * math.sin(angle)) / size).clamp(-1, 1) * 0.5 + 0.5
     image = c0[:, None, None] * (1 - ramp) + c1[:, None, None] * ramp
@@ -192,15 +207,14 @@ def _render(
     u = (xx - cx) * math.cos(theta) + (yy - cy) * math.sin(theta)
     v = -(xx - cx) * math.sin(theta) + (yy - cy) * math.cos(theta)
     mask = _shape_mask(name, u, v, r)
-    # The object's colour differs from the background under it by at least 0.6 (L1 over RGB),
-    # so that its outline is visible; distractors have no such guarantee.
-    under = image[:, mask].mean(dim=1)
+    # The object is lighter than the background under it (grey level mean of RGB, by at least
+    # CONTRAST): a fixed figure-ground polarity, whatever the hues. Distractors have any colour.
+    under = float(image[:, mask].mean())
     colour = torch.rand(3, generator=gen)
-    for _ in range(16):
-        if float((colour - under).abs().sum()) >= 0.6:
-            break
-        colour = torch.rand(3, generator=gen)
-    colour = colour[:, None, None]
+    target = min(1.0, under + CONTRAST)
+    if float(colour.mean()) < target:  # raise the grey level, keeping the hue's differences
+        colour = colour + (target - float(colour.mean())) * (1 - colour) / float((1 - colour).mean())
+    colour = colour.clamp(0, 1)[:, None, None]
     image = torch.where(mask, colour, image)
     return image.clamp(0, 1).float(), mask
 

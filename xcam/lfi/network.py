@@ -11,6 +11,9 @@ convolutional stage and ``x`` the (normalised) input:
 - ``A = minmax( ReLU( sum_k w_k F_k ) )`` (B, 1, h, w), not detached.
 - ``F' = (1 + A) * F`` goes through the backbone's own pooling and classifier head.
 
+Nothing is detached: the FIN's parameters get gradients only through ``(1 + A)``, while the
+backbone gets them both directly and through ``A`` and the FIN's input ``M``.
+
 The backbone keeps its parameter names under ``net.backbone``, so its state dict (and pretrained
 weights) load unchanged; the FIN is ``net.fin``.
 """
@@ -254,12 +257,11 @@ def _split_for(backbone: nn.Module) -> _Split:
     for cls, split in _splits():
         if isinstance(backbone, cls):
             return split
-    raise InputTypeError(
-        f"backbone: LFICAMNet splits torchvision classifiers into the last convolutional stage and "
-        f"the pooling + head, and knows these families: {', '.join(SUPPORTED_FAMILIES)}; got "
-        f"{type(backbone).__name__}. Build the backbone with torchvision.models (e.g. "
-        "torchvision.models.resnet50(num_classes=10)), or subclass LFICAMNet and override "
-        "features() and head()"
+    raise InputError(
+        f"backbone: LFICAMNet splits a torchvision classifier into its last convolutional stage and "
+        f"its pooling + head, and knows these families: {', '.join(SUPPORTED_FAMILIES)}; got "
+        f"{type(backbone).__name__}. Build the backbone with torchvision.models, e.g. "
+        "torchvision.models.resnet50(num_classes=10) or xcam.lfi.build_backbone('resnet50', 10)"
     )
 
 
@@ -312,7 +314,7 @@ class LFICAMNet(nn.Module):
             ConvNeXt. Its own pooling and head are kept; its parameters stay under ``backbone.``.
         depth: FIN conv blocks (default 4, the paper).
         width: hidden FIN channels (``None``: C, the paper). A ResNet-50 FIN of the paper's size
-            adds about 151 M parameters; ``width=256`` cuts that by about 16x.
+            adds about 151 M parameters; ``width=256`` cuts that to about 11 M.
         relu: ReLU placement in the FIN, see :class:`FeatureImportanceNetwork`.
         seed: seed of the FIN initialisation (``None``: the global RNG).
 
@@ -336,7 +338,7 @@ class LFICAMNet(nn.Module):
                 f"backbone must be a torchvision classifier (nn.Module), got {type(backbone).__name__}"
             )
         if isinstance(backbone, LFICAMNet):
-            raise InputTypeError("backbone is already an LFICAMNet; pass its .backbone to re-wrap it")
+            raise InputError("backbone is already an LFICAMNet; pass its .backbone to re-wrap it")
         self._split = _split_for(backbone)
         self.backbone = backbone
         self.family = self._split.family

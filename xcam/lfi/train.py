@@ -147,8 +147,8 @@ def _batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
         raise InputError(f"each batch must be (images, labels) or (images, labels, masks); got {got}")
     images, labels = batch[0], batch[1]
     if not isinstance(images, Tensor) or images.dim() != 4:
-        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise InputError(f"batch images must be a (B, C, H, W) tensor, got {got}")
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise InputError(f"batch images must be a (B, C, H, W) tensor, got {shape}")
     labels = torch.as_tensor(labels)
     if labels.dtype.is_floating_point or labels.dim() != 1:
         raise InputError(
@@ -163,6 +163,7 @@ def _check_positive(name: str, value: object, kind: type = float, allow_zero: bo
     ok_type = isinstance(value, (int, float)) if kind is float else isinstance(value, int)
     if not ok_type or isinstance(value, bool):
         raise InputTypeError(f"{name} must be a {'number' if kind is float else 'int'}, got {value!r}")
+    value = cast(float, value)
     if value < 0 or (value == 0 and not allow_zero) or (kind is float and not math.isfinite(value)):
         raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
@@ -484,7 +485,16 @@ def _build_backbone(
             state = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
         model.load_state_dict(state)
     else:
-        model = torchvision.models.get_model(arch, weights=str(weights))
+        enum = torchvision.models.get_model_weights(arch)
+        try:
+            chosen = enum.verify(str(weights))
+        except (KeyError, ValueError) as err:
+            names = ["DEFAULT", *(w.name for w in enum)]
+            raise InputError(
+                f"weights {str(weights)!r} is neither an existing file nor torchvision weights of "
+                f"{arch}; use one of {names} or the path of a state dict"
+            ) from err
+        model = torchvision.models.get_model(arch, weights=chosen)  # downloads once, then cached
         replaced = _replace_last_linear(model, num_classes)
     _split_for(model)  # fail early on a family LFICAMNet does not know
     return cast(nn.Module, model), replaced

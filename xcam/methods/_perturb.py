@@ -2,7 +2,8 @@
 
 Occlusion, SmoothGrad, Score-CAM and the captum adapter all resolve the targets once on the clean
 input, then score batches that mix copies of different samples. The helpers here keep that logic in
-one place: fixed targets that follow their samples, scoring a mixed batch, and argument checks.
+one place: fixed targets that follow their samples, scoring a mixed batch, the memory format of the
+batches, and argument checks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..capture import Capture, capture
-from ..errors import InputError, InputTypeError, TargetError
+from ..errors import InputError, InputTypeError
 from ..layers import Tap, resolve_layer
 from ..targets import Targets, UnitTarget, class_scores
 
@@ -92,15 +93,6 @@ def clean_pass(model: nn.Module, inputs: Tensor, targets: Targets) -> tuple[Tens
         indices, scores = score_batch(targets, output, cap, taps, inputs.shape[0])
     fixed: Targets = targets if indices is None else indices
     return indices, scores.detach(), fixed
-
-
-def reject_unit_targets(targets: Targets, method: str) -> None:
-    """Raise for unit targets in a method that only explains model outputs."""
-    if isinstance(targets, UnitTarget):
-        raise TargetError(
-            f"{method} explains model outputs; unit targets (xcam.targets.channel/neuron) are "
-            "supported by the CAM-family methods, SmoothGrad, Occlusion and the input gradient"
-        )
 
 
 def check_channels_last(value: object) -> bool | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ..capture import capture
-from ..errors import InputError, InputTypeError, TargetError
+from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
+from ..layers import resolve_layer
 from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Targets, UnitTarget
@@ -141,16 +143,18 @@ class CaptumAttribution(Explainer):
                     f"attribution_cls returned {type(method).__name__}, which has no .attribute(); "
                     "pass a captum attribution class"
                 )
-            # a detached leaf that requires grad: captum neither warns nor flips the caller's tensor
-            x = inputs.detach().requires_grad_(True)
-            attr = method.attribute(x, target=target, **self._attribute_kwargs(inputs))
+            # captum's gradient methods switch requires_grad on for the call (and warn that they
+            # do): give them a detached alias, so that the caller's tensor is never touched
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
+                attr = method.attribute(inputs.detach(), target=target, **self._attribute_kwargs(inputs))
         if isinstance(attr, tuple):
             attr = attr[0]
         if not isinstance(attr, Tensor) or attr.shape[0] != inputs.shape[0] or attr.dim() not in (3, 4):
             got = tuple(attr.shape) if isinstance(attr, Tensor) else type(attr).__name__
-            raise TargetError(
-                f"{getattr(self.attribution_cls, '__name__', 'attribution')} returned {got}; xcam "
-                "needs a (B, C, H, W) or (B, H, W) attribution per input"
+            raise InputError(
+                f"attribution_cls: {getattr(self.attribution_cls, '__name__', 'attribution')} "
+                f"returned {got}; xcam needs a (B, C, H, W) or (B, H, W) attribution per input"
             )
         attr = attr.detach()
         reduced = reduce_channels(attr, self.reduction) if attr.dim() == 4 else attr
@@ -159,12 +163,13 @@ class CaptumAttribution(Explainer):
         if tuple(reduced.shape[-2:]) != size:
             low_res = reduced.float()
             reduced = upsample(low_res, size)  # type: ignore[arg-type]
+        layer = self.init_kwargs.get("layer")
         return Explanation(
             maps=reduced.float(),
             low_res=low_res,
             targets=indices,
             scores=scores,
-            layer=None,
+            layer=resolve_layer(self.model, layer).label if isinstance(layer, nn.Module) else None,
             method=self.name or "captum",
             params=self.params(),
         )

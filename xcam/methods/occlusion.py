@@ -70,8 +70,9 @@ class Occlusion(Explainer):
     occluding lowers the score, negative where it raises it.
 
     Cost: ``B * (n_windows + 1)`` images, evaluated without gradients in batches of at most
-    ``batch_size``; the clean images ride in the first batch. A progress bar (tqdm) appears when a
-    call runs longer than two seconds.
+    ``batch_size``; the clean images ride in the first batch (a batch of more than ``batch_size``
+    images runs its clean pass on its own). A progress bar (tqdm) appears when a call runs longer
+    than two seconds.
 
     Args:
         model: the model to explain.
@@ -163,7 +164,7 @@ class Occlusion(Explainer):
         base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
 
         # Work items: the B clean images first, then every (sample, window) pair, sample-major.
-        # Without unit targets the clean images ride in the first batch when they fit in it.
+        # The clean images ride in the first batch; more than batch_size of them run on their own.
         taps = unit_taps(self.model, targets)
         total_items = b + b * n_windows
         fold = b <= self.batch_size

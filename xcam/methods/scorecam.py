@@ -61,7 +61,8 @@ class ScoreCAM(CAMExplainer):
 
     Args:
         model, layer, channels: as for :class:`~xcam.methods.GradCAM`.
-        batch_size: most masked images per forward pass (default 32).
+        batch_size: most masked images per forward pass (default 16: on the CPU small batches keep
+            the activations in cache and run faster per image; raise it on a GPU).
         subtract_baseline: subtract the zero image's score from every weight.
         progress: ``True`` always shows the progress bar, ``False`` never, ``None`` after 2 s.
         channels_last: memory format of the masked batches; ``None`` (default) = channels-last for
@@ -74,7 +75,7 @@ class ScoreCAM(CAMExplainer):
         self,
         model: nn.Module,
         layer: LayerSpec | None = None,
-        batch_size: int = 32,
+        batch_size: int = 16,
         subtract_baseline: bool = False,
         channels: Sequence[int] | None = None,
         progress: bool | None = None,

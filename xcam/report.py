@@ -1,0 +1,392 @@
+"""Reports of a comparison: one self-contained HTML file, plus CSV and JSON.
+
+:func:`write_outputs` writes, into a folder:
+
+- ``table.csv``: the tidy per-image table (index, image, method, metric, value);
+- ``summary.csv``: per method x metric, the mean, its 95 % bootstrap CI, rank and the paired
+  test against the best method;
+- ``timing.csv``: per method, seconds and forward passes per image;
+- ``summary.json``: summary, timing, errors, sanity curves and provenance;
+- ``report.html``: all of it in one file that needs nothing else (pictures are inline PNG data):
+  the metrics table with direction arrows, the image x method grid (every map min-max normalised
+  and coloured with the same colormap, one colour bar), deletion / insertion curves,
+  sanity-check curves, timing, errors and a provenance block.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+
+__all__ = ["write_outputs", "render_html", "METRIC_LABELS", "PERCENT_METRICS"]
+
+METRIC_LABELS = {
+    "pointing_game": "Pointing game",
+    "energy_pointing_game": "Energy pointing game",
+    "relevance_mass": "Relevance mass",
+    "relevance_rank": "Relevance rank",
+    "max_box_acc": "MaxBoxAcc",
+    "deletion": "Deletion AUC",
+    "insertion": "Insertion AUC",
+    "average_drop": "Average drop (%)",
+    "increase_in_confidence": "Increase in confidence (%)",
+    "faithfulness_correlation": "Faithfulness correlation",
+    "infidelity": "Infidelity",
+    "max_sensitivity": "Max-sensitivity",
+    "random_logit": "Random-logit SSIM",
+    "model_parameter_randomization": "Randomisation SSIM (all blocks)",
+}
+PERCENT_METRICS = ("average_drop", "increase_in_confidence")
+CONTROL_NAMES = ("random", "center", "edges")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:1.5em;margin-bottom:4px}h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
+th{background:#f4f4f4}td.name,th.name{text-align:left}
+td.best{font-weight:bold;background:#eaf6ea}tr.control td.name{color:#777;font-style:italic}
+tr.baseline td{color:#555;background:#fafafa}
+.ci{color:#666;font-size:11px}.rank{color:#333;font-size:11px}.p{color:#888;font-size:10px;display:block}
+.meta{color:#555}.legend{color:#555;font-size:12px}
+.grid td{padding:2px;text-align:center}.grid img{display:block;width:112px;height:112px;image-rendering:auto}
+.grid th{font-size:11px}
+.colorbar{display:inline-block;width:240px;height:12px;vertical-align:middle;
+ background:linear-gradient(to right,#00007f,#0000ff,#007fff,#00ffff,#7fff7f,#ffff00,#ff7f00,#ff0000,#7f0000)}
+pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
+img.chart{max-width:100%}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-images-ok', String(ok));
+  var rows = document.querySelectorAll('#metrics tbody tr').length;
+  document.body.setAttribute('data-metric-rows', String(rows));
+  document.getElementById('render-status').textContent =
+    'rendered: ' + ok + ' of ' + imgs.length + ' pictures, ' + rows + ' metric rows';
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: Any, metric: str = "", digits: int = 3) -> str:
+    if not _finite(value):
+        return "–"
+    if metric in PERCENT_METRICS:
+        return f"{100 * value:.1f}"
+    return f"{value:.{digits}f}"
+
+
+def _label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _arrow(higher: bool) -> str:
+    return "↑" if higher else "↓"
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, 2, figsize=(width, height), squeeze=False)
+
+
+def _style(method: str) -> dict[str, Any]:
+    return {"linestyle": "--", "alpha": 0.7} if method in CONTROL_NAMES else {}
+
+
+def _curves_chart(comparison: Comparison) -> str | None:
+    kinds = [k for k in ("deletion", "insertion") if comparison.mean_curves(k)]
+    if not kinds:
+        return None
+    fig, axes = _figure(11, 3.6)
+    for ax, kind in zip(axes[0], ("deletion", "insertion")):
+        curves = comparison.mean_curves(kind) if kind in kinds else {}
+        for method, curve in curves.items():
+            n = len(curve)
+            xs = [k / (n - 1) for k in range(n)] if n > 1 else [0.0]
+            ax.plot(xs, curve, label=method, **_style(method))
+        direction = "lower" if kind == "deletion" else "higher"
+        ax.set_title(f"{kind} (area {direction} is better)", fontsize=10)
+        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}")
+        ax.set_ylabel("probability of the target class")
+        ax.set_xlim(0, 1)
+        if curves:
+            ax.legend(fontsize=7)
+        else:
+            ax.set_axis_off()
+    return _png(fig)
+
+
+def _sanity_chart(comparison: Comparison) -> str | None:
+    records = [r for r in comparison.sanity if r.get("status") == "ok"]
+    if not records:
+        return None
+    fig, axes = _figure(11, 3.8)
+    for ax, key in zip(axes[0], ("spearman", "ssim")):
+        for rec in records:
+            xs = list(range(1, len(rec[key]) + 1))
+            ax.plot(xs, rec[key], marker="o", markersize=3, label=rec["method"], **_style(rec["method"]))
+        layers = records[0]["layers"]
+        ax.set_xticks(range(1, len(layers) + 1))
+        ax.set_xticklabels(layers, rotation=90, fontsize=6)
+        ax.set_title(f"{'Spearman rank correlation' if key == 'spearman' else 'SSIM'} with the "
+                     "original map", fontsize=10)
+        ax.set_xlabel("blocks re-initialised (output side first, cumulative)")
+        ax.axhline(0, color="#999", linewidth=0.5)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _metrics_table(comparison: Comparison, summary: list[dict[str, Any]]) -> str:
+    cells = {(r["method"], r["metric"]): r for r in summary}
+    directions = {r["metric"]: r["higher_is_better"] for r in summary}
+    head = "".join(
+        f'<th title="{_e(m)}">{_e(_label(m))} {_arrow(directions.get(m, True))}</th>'
+        for m in comparison.metrics)
+    rows = []
+    for method in comparison.methods:
+        tds = []
+        for metric in comparison.metrics:
+            r = cells.get((method, metric))
+            if r is None or not _finite(r["mean"]):
+                tds.append("<td>–</td>")
+                continue
+            cls = ' class="best"' if r["best"] else ""
+            p = r["p_vs_best"]
+            p_text = f'<span class="p">p={p:.2g} vs best</span>' if _finite(p) else ""
+            tds.append(
+                f'<td{cls} data-metric="{_e(metric)}" data-value="{r["mean"]!r}">{_fmt(r["mean"], metric)} '
+                f'<span class="ci">[{_fmt(r["ci_low"], metric)}, {_fmt(r["ci_high"], metric)}]</span> '
+                f'<span class="rank">#{r["rank"]}</span>{p_text}</td>')
+        cls = ' class="control"' if method in CONTROL_NAMES else ""
+        rows.append(f'<tr{cls}><td class="name">{_e(method)}</td>{"".join(tds)}</tr>')
+    baseline = [r for r in summary if r["method"] == "centre point"]
+    foot = ""
+    if baseline and _finite(baseline[0]["mean"]):
+        r = baseline[0]
+        tds = []
+        for metric in comparison.metrics:
+            if metric == "pointing_game":
+                tds.append(f'<td>{_fmt(r["mean"], metric)} <span class="ci">[{_fmt(r["ci_low"], metric)}, '
+                           f'{_fmt(r["ci_high"], metric)}]</span></td>')
+            else:
+                tds.append("<td></td>")
+        foot = ('<tfoot><tr class="baseline"><td class="name">centre point (baseline)</td>'
+                f'{"".join(tds)}</tr></tfoot>')
+    return (f'<table id="metrics"><thead><tr><th class="name">method</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody>{foot}</table>')
+
+
+def _ms(seconds: Any) -> str:
+    return _fmt(seconds * 1e3, digits=1) if _finite(seconds) else "–"
+
+
+def _timing_table(comparison: Comparison) -> str:
+    rows = []
+    for r in comparison.timing():
+        rows.append(
+            f'<tr><td class="name">{_e(r["method"])}</td><td class="name">{_e(r["layer"] or "–")}</td>'
+            f'<td>{r["images"]}</td><td>{r["failed"]}</td>'
+            f'<td>{_ms(r["seconds_per_image"])}</td>'
+            f'<td>{_fmt(r["forward_passes_per_image"], digits=1)}</td>'
+            f'<td>{_ms(r["metric_seconds_per_image"])}</td>'
+            f'<td>{_fmt(r["metric_forward_passes_per_image"], digits=1)}</td></tr>')
+    return ('<table id="timing"><thead><tr><th class="name">method</th><th class="name">layer</th>'
+            '<th>images</th><th>failed</th><th>explain ms / image</th><th>explain forward passes / image</th>'
+            '<th>metrics ms / image</th><th>metric forward passes / image</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _grid(comparison: Comparison) -> str:
+    images = [img for img in comparison.images if img.get("thumbnail")]
+    if not images:
+        return "<p>No thumbnails (grid_images=0).</p>"
+    overlays = {(it["index"], it["method"]): it.get("overlay") for it in comparison.items}
+    head = "".join(f"<th>{_e(m)}</th>" for m in comparison.methods)
+    rows = []
+    for img in images:
+        title = f'{img["image"]} (target {img.get("target")}, p={img.get("probability", float("nan")):.2f})'
+        cells = [f'<td><img alt="{_e(img["image"])}" title="{_e(title)}" '
+                 f'src="data:image/png;base64,{img["thumbnail"]}"></td>']
+        for m in comparison.methods:
+            png = overlays.get((img["index"], m))
+            if png:
+                cells.append(f'<td><img alt="{_e(m)}" title="{_e(m)} on {_e(img["image"])}" '
+                             f'src="data:image/png;base64,{png}"></td>')
+            else:
+                cells.append("<td>–</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<table class="grid"><thead><tr><th>image</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>'
+            '<p class="legend">Every map is min-max normalised per image and coloured with the same '
+            'colormap (JET, blended at 50 %): 0 <span class="colorbar"></span> 1 '
+            '(map minimum to map maximum).</p>')
+
+
+def _provenance(comparison: Comparison) -> str:
+    p = comparison.provenance
+    rows = []
+    for key in ("xcam", "torch", "torchvision", "python", "platform", "device", "world_size", "seed",
+                "image_size", "targets", "preprocess", "command", "finished"):
+        if key in p:
+            rows.append(f'<tr><th class="name">{_e(key)}</th><td class="name">{_e(p[key])}</td></tr>')
+    model = p.get("model", {})
+    rows.append(f'<tr><th class="name">model</th><td class="name">{_e(model.get("name"))} '
+                f'({_e(model.get("class"))}, {model.get("parameters", 0):,} parameters, '
+                f'fingerprint {_e(model.get("fingerprint"))})</td></tr>')
+    data = json.dumps(p.get("data", {}))
+    rows.append(f'<tr><th class="name">data</th><td class="name">{_e(data)}</td></tr>')
+    methods = "".join(
+        f'<tr><td class="name">{_e(m)}</td><td class="name">{_e(v.get("class"))}</td>'
+        f'<td class="name">{_e(v.get("layer") or "–")}</td>'
+        f'<td class="name"><code>{_e(json.dumps(v.get("params", {})))}</code></td></tr>'
+        for m, v in p.get("methods", {}).items())
+    metrics = "".join(
+        f'<tr><td class="name">{_e(m)}</td><td class="name"><code>{_e(json.dumps(v))}</code></td></tr>'
+        for m, v in p.get("metrics", {}).items())
+    return (f'<table id="provenance-table">{"".join(rows)}</table>'
+            '<h3>Methods</h3><table><thead><tr><th class="name">method</th><th class="name">class</th>'
+            '<th class="name">layer</th><th class="name">hyper-parameters</th></tr></thead>'
+            f'<tbody>{methods}</tbody></table>'
+            '<h3>Metrics</h3><table><thead><tr><th class="name">metric</th><th class="name">arguments</th>'
+            f'</tr></thead><tbody>{metrics}</tbody></table>'
+            '<details><summary>provenance as JSON</summary>'
+            f'<pre>{_e(json.dumps(p, indent=2))}</pre></details>')
+
+
+def render_html(comparison: Comparison, title: str | None = None,
+                summary: list[dict[str, Any]] | None = None) -> str:
+    """The report as one HTML string (no external resources)."""
+    summary = summary if summary is not None else comparison.summary()
+    n_ok = sum(1 for img in comparison.images if img.get("status") == "ok")
+    model = comparison.provenance.get("model", {}).get("name", "model")
+    title = title or f"xcam comparison: {model}"
+    curves = _curves_chart(comparison)
+    sanity = _sanity_chart(comparison)
+    errors = comparison.errors()
+    sanity_rows = "".join(
+        f'<tr><td class="name">{_e(r["method"])}</td><td>{len(r.get("images", []))}</td>'
+        f'<td>{_fmt(r["spearman"][-1]) if r.get("status") == "ok" else "–"}</td>'
+        f'<td>{_fmt(r["ssim"][-1]) if r.get("status") == "ok" else "–"}</td>'
+        f'<td class="name">{_e(r.get("error", ""))}</td></tr>'
+        for r in comparison.sanity)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">{n_ok} images, {len(comparison.methods)} methods, '
+        f'{len(comparison.metrics)} metrics; xcam {_e(comparison.provenance.get("xcam", "?"))}, '
+        f'{_e(comparison.provenance.get("finished", ""))}. <span id="render-status"></span></p>',
+        '<nav><a href="#summary">metrics</a> · <a href="#timing-section">run time</a> · '
+        '<a href="#grid">maps</a> · <a href="#curves">curves</a> · <a href="#sanity">sanity</a> · '
+        '<a href="#errors">errors</a> · <a href="#provenance">provenance</a></nav>',
+        '<section id="summary"><h2>Metrics</h2>',
+        _metrics_table(comparison, summary),
+        '<p class="legend">↑ higher is better, ↓ lower is better. Mean over images '
+        "[95 % percentile-bootstrap CI], #rank among the methods, p = two-sided paired Wilcoxon "
+        "signed-rank test against the best method (bold). Average drop and increase in confidence "
+        "in %. Italic rows are controls (random map, centre Gaussian, Sobel edges): a method that "
+        "does not beat them is not explaining the model. MaxBoxAcc per image is the hit at the "
+        "threshold that is best over the images shown.</p></section>",
+        '<section id="timing-section"><h2>Run time</h2>', _timing_table(comparison),
+        '<p class="legend">Forward passes: images run through the model (a batch of n counts n).</p>'
+        "</section>",
+        '<section id="grid"><h2>Maps</h2>', _grid(comparison), "</section>",
+        '<section id="curves"><h2>Deletion and insertion curves</h2>',
+        f'<img class="chart" alt="deletion and insertion curves" src="data:image/png;base64,{curves}">'
+        if curves else "<p>Deletion / insertion were not computed.</p>",
+        "</section>",
+        '<section id="sanity"><h2>Sanity checks (cascading model-parameter randomisation)</h2>',
+        f'<img class="chart" alt="sanity-check curves" src="data:image/png;base64,{sanity}">'
+        if sanity else "<p>Not computed (add the metric model_parameter_randomization).</p>",
+        ('<table><thead><tr><th class="name">method</th><th>images</th><th>Spearman, all blocks</th>'
+         f'<th>SSIM, all blocks</th><th class="name">error</th></tr></thead><tbody>{sanity_rows}</tbody>'
+         "</table><p class=\"legend\">A method that depends on the model shows falling curves; "
+         "lower is better.</p>") if comparison.sanity else "",
+        "</section>",
+        f'<section id="errors"><h2>Errors ({len(errors)})</h2>',
+        ("<table><thead><tr><th>index</th><th class=\"name\">image</th><th class=\"name\">method</th>"
+         '<th class="name">error</th></tr></thead><tbody>'
+         + "".join(f'<tr><td>{_e(r["index"] if r["index"] is not None else "–")}</td>'
+                   f'<td class="name">{_e(r["image"] or "–")}</td>'
+                   f'<td class="name">{_e(r["method"] or "(image)")}</td>'
+                   f'<td class="name">{_e(r["error"])}</td></tr>' for r in errors)
+         + "</tbody></table>") if errors else "<p>None.</p>",
+        "</section>",
+        '<section id="provenance"><h2>Provenance</h2>', _provenance(comparison), "</section>",
+        f"<script>{_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            cells = {}
+            for k in columns:
+                v = row.get(k)
+                cells[k] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+            writer.writerow(cells)
+
+
+def write_outputs(comparison: Comparison, out: str | Path, report: bool = True) -> dict[str, Path]:
+    """Write ``table.csv``, ``summary.csv``, ``timing.csv``, ``summary.json`` and (with
+    ``report``) ``report.html`` into ``out``; returns ``{name: path}``."""
+    from .compare import _nan_to_none
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in ("table.csv", "summary.csv", "timing.csv", "summary.json")}
+    summary = comparison.summary()
+    _write_csv(paths["table.csv"], comparison.table(), ["index", "image", "method", "metric", "value"])
+    _write_csv(paths["summary.csv"], summary, ["method", "metric", "higher_is_better", "mean", "ci_low",
+                                               "ci_high", "n", "rank", "best", "p_vs_best"])
+    timing = comparison.timing()
+    _write_csv(paths["timing.csv"], timing, list(timing[0]) if timing else ["method"])
+    data = {
+        "methods": comparison.methods, "metrics": comparison.metrics, "summary": summary,
+        "timing": timing, "errors": comparison.errors(),
+        "sanity": [{k: v for k, v in r.items() if k != "kind"} for r in comparison.sanity],
+        "provenance": comparison.provenance,
+    }
+    paths["summary.json"].write_text(json.dumps(_nan_to_none(data), indent=2, allow_nan=False))
+    if report:
+        paths["report.html"] = folder / "report.html"
+        paths["report.html"].write_text(render_html(comparison, summary=summary), encoding="utf-8")
+    return paths
