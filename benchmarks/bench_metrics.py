@@ -21,6 +21,7 @@ measure the other processes.
 from __future__ import annotations
 
 import platform
+import statistics
 from collections.abc import Callable
 
 import numpy as np
@@ -77,6 +78,35 @@ def _bare(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor, steps: in
     return run
 
 
+def _paired(contenders: dict[str, Callable[[], object]],
+            rounds: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Median seconds per contender and every round's time, one :func:`interleaved` round at a
+    time (the order alternates between rounds), so that ratios can be taken round by round."""
+    interleaved(contenders, rounds=1, warmup=1)  # warm-up round, not recorded
+    names = list(contenders)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name, sec in interleaved({n: contenders[n] for n in order}, rounds=1,
+                                     warmup=0).items():
+            samples[name].append(sec)
+    return {name: statistics.median(samples[name]) for name in names}, samples
+
+
+def _paired_ratios(samples: dict[str, list[float]], reference: str) -> str:
+    """One line per contender: the median (and range) of its round-by-round ratio to
+    ``reference``, which machine load shared by both contenders of a round cancels out of."""
+    lines = []
+    for name, values in samples.items():
+        if name == reference:
+            continue
+        ratios = [a / b for a, b in zip(values, samples[reference])]
+        lines.append(f"- {name} / {reference}, round by round: median "
+                     f"**{statistics.median(ratios):.2f}x** (range {min(ratios):.2f}x to "
+                     f"{max(ratios):.2f}x over {len(ratios)} rounds)")
+    return "\n".join(lines)
+
+
 def _quantus_steps(size: int, wanted: int) -> tuple[int, int]:
     """``(K, features_in_step)`` with K closest to ``wanted`` such that
     ``features_in_step = 3 * H * W / K`` is an integer that divides ``H * W`` (Quantus' rule)."""
@@ -110,12 +140,12 @@ def _run(quick: bool) -> str:
         deletion(model, x, maps, targets, steps=steps, batch_size=batch_size, clean_output=clean)
         insertion(model, x, maps, targets, steps=steps, batch_size=batch_size, clean_output=clean)
 
-    first = interleaved(
+    first, first_rounds = _paired(
         {
             "bare batched forwards": _bare(model, x, maps, steps, batch_size),
             "xcam deletion + insertion": xcam_curves,
         },
-        rounds=rounds,
+        rounds,
     )
 
     # 2. deletion curve vs Quantus PixelFlipping, same images and steps
@@ -133,23 +163,24 @@ def _run(quick: bool) -> str:
         pixel_flipping(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np, device="cpu",
                        batch_size=n_images)
 
-    def xcam_deletion(size: int) -> Callable[[], None]:
+    def xcam_deletion(size: int) -> Callable[[], object]:
         return lambda: deletion(model, x, maps, targets, steps=q_steps, batch_size=size)
 
-    second = interleaved(
+    second, second_rounds = _paired(
         {
             "quantus PixelFlipping": quantus_deletion,
             f"xcam deletion, batch_size={batch_size}": xcam_deletion(batch_size),
             f"xcam deletion, batch_size={n_images} (Quantus' pass size)": xcam_deletion(n_images),
         },
-        rounds=rounds,
+        rounds,
     )
 
     setting = (
         f"ResNet-18 (random weights), {n_images} images of 3x{size}x{size}, {steps} steps, "
         f"batch_size {batch_size}, CPU ({torch.get_num_threads()} thread, "
         f"{platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"quantus {quantus.__version__}; median of {rounds} interleaved rounds"
+        f"quantus {quantus.__version__}; median of {rounds} interleaved rounds (after one "
+        f"warm-up round), contender order alternating"
     )
     images_curves = n_images * (2 * steps + 1)
     return "\n\n".join([
@@ -159,11 +190,15 @@ def _run(quick: bool) -> str:
             f"Deletion + insertion vs the bare forward passes they need ({images_curves} images)",
             first, {"vs bare": "bare batched forwards"},
         ),
+        _paired_ratios(first_rounds, "bare batched forwards"),
         format_table(
             f"Deletion curve vs Quantus PixelFlipping ({q_steps} steps, Quantus "
             f"features_in_step={features_in_step})",
             second, {"vs Quantus": "quantus PixelFlipping"},
         ),
+        _paired_ratios(second_rounds, "quantus PixelFlipping"),
+        "xcam's deletion curve also scores the clean image (one more pass of B images than "
+        "Quantus, whose curve starts after the first step).",
     ])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -73,7 +74,8 @@ def _names(text: str, kind: str) -> list[str]:
 
     if text.strip().lower() == "all":
         if kind == "method":
-            return [m for m in list_explainers() if m != "lficam"]
+            # LFI-CAM needs its own network; the controls are added by compare (--no-controls)
+            return [m for m in list_explainers() if m not in ("lficam", "random", "center", "edges")]
         return list_metrics()
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -117,6 +119,8 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     elif args.image_size:
         prep = Preprocess(prep.mean, prep.std, prep.scale, size, prep.name)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"  # one GPU per torchrun process
     return model.to(device), prep, device
 
 
@@ -143,7 +147,7 @@ def _list(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     import cv2
     import torch
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .data import ImageLoadError, read_image
     from .registry import create
@@ -204,13 +208,13 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import os
-
     from .compare import compare
 
     model, prep, device = _model(args)
     metrics = _names(args.metrics, "metric") if args.metrics else None
     methods = _names(args.methods, "method") if args.methods else None
+    if methods is not None and args.methods.strip().lower() == "all":
+        methods = _buildable(methods, model)
     targets: Any = args.targets
     if targets not in ("auto", "label", "predicted"):
         try:
@@ -242,6 +246,22 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _buildable(methods: list[str], model: Any) -> list[str]:
+    """The methods of ``--methods all`` that this model supports (CAM needs a GAP -> Linear head)."""
+    from .errors import XcamError
+    from .registry import create
+
+    keep = []
+    for m in methods:
+        try:
+            create(m, model)
+        except (XcamError, TypeError) as err:
+            warnings.warn(f"--methods all: leaving out {m} ({err})", stacklevel=2)
+            continue
+        keep.append(m)
+    return keep
+
+
 def _print_summary(result: Any) -> None:
     from .report import PERCENT_METRICS
 
@@ -263,8 +283,8 @@ def _print_summary(result: Any) -> None:
             lines.append(line)
     widths = [max(len(str(row[j])) for row in lines) for j in range(len(header))]
     for row in lines:
-        cells = [str(c).rjust(w) if j else str(c).ljust(w) for j, (c, w) in enumerate(zip(row, widths))]
-        print("  ".join(cells))
+        padded = [str(c).rjust(w) if j else str(c).ljust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(padded))
     print("(* best; mean over images; average drop and increase in confidence in %)")
 
 
@@ -396,9 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .errors import XcamError
 
+    shown: set[str] = set()
+
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
-        print(f"xcam: warning: {message}", file=sys.stderr)
+        if str(message) not in shown:  # the same automatic choice, made by several methods
+            shown.add(str(message))
+            print(f"xcam: warning: {message}", file=sys.stderr)
 
     try:
         with warnings.catch_warnings():

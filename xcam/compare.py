@@ -41,6 +41,7 @@ import os
 import platform
 import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +237,7 @@ class Comparison:
         indices = sorted(self._selected(subset))
         out: list[dict[str, Any]] = []
         for metric in self.metrics:
-            higher = bool(METRICS.get(metric).higher_is_better)
+            higher = bool(_metric(metric).higher_is_better)
             stats = {}
             for m in self.methods:
                 vec = torch.tensor([values[(m, metric)].get(i, float("nan")) for i in indices],
@@ -421,6 +422,11 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _metric(name: str) -> Any:
+    """The registered :class:`xcam.metrics.Metric` (its ``fn``, ``family``, direction)."""
+    return METRICS.get(name)
+
+
 def _describe(obj: Any) -> str:
     """A description that is the same from one run to the next (no memory addresses)."""
     from .models import Preprocess
@@ -498,8 +504,8 @@ def _thumbnail(pixels: Tensor, size: int, saliency: Tensor | None = None) -> str
     import cv2
     import numpy as np
 
-    img = pixels.detach().cpu().permute(1, 2, 0).clamp(0, 255).numpy().astype(np.uint8)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    full = pixels.detach().cpu().permute(1, 2, 0).clamp(0, 255).numpy().astype(np.uint8)
+    img = cv2.resize(full, (size, size), interpolation=cv2.INTER_AREA)
     if saliency is None:
         return _png_base64(img)
     from .viz import overlay
@@ -581,7 +587,7 @@ def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: 
                                  "not an explainer")
         return explainer, {}
     cls = EXPLAINERS.get(spec)
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     used = dict(kwargs)
     unknown = sorted(k for k in used if k not in params)
     if unknown:
@@ -595,7 +601,7 @@ def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: 
 
 
 def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    m = METRICS.get(name)
+    m = _metric(name)
     params = inspect.signature(m.fn).parameters
     kw = dict(user)
     blocked = {"model", "inputs", "maps", "targets", "gt", "boxes", "explainer", "clean_output",
@@ -699,8 +705,7 @@ class _Runner:
     def __init__(self, *, model: nn.Module, data: ImageData, preprocess: Callable[[Tensor], Tensor],
                  size: tuple[int, int], targets: str | int, explainers: dict[str, Any],
                  metrics: list[str], metric_kwargs: dict[str, dict[str, Any]], device: torch.device,
-                 grid_images: int, thumbnail: int, store: _Store, seed: int,
-                 pointing_tolerance: float) -> None:
+                 grid_images: int, thumbnail: int, pointing_tolerance: float) -> None:
         self.model = model
         self.data = data
         self.preprocess = preprocess
@@ -712,8 +717,6 @@ class _Runner:
         self.device = device
         self.grid_images = grid_images
         self.thumbnail = thumbnail
-        self.store = store
-        self.seed = seed
         self.tolerance = pointing_tolerance
         self.counter = _ForwardCounter(model)
 
@@ -807,7 +810,7 @@ class _Runner:
 
     def _score(self, name: str, explainer: Any, img: _Image, maps: Tensor, target: Tensor,
                record: dict[str, Any]) -> None:
-        metric = METRICS.get(name)
+        metric = _metric(name)
         kw = self.metric_kwargs.get(name, {})
         params = inspect.signature(metric.fn).parameters
         nan = float("nan")
@@ -937,8 +940,8 @@ def compare(
         preprocess = Preprocess.named("imagenet", image_size or 224)
     if not callable(preprocess):
         raise InputTypeError(f"preprocess must be callable, got {type(preprocess).__name__}")
-    side = image_size or getattr(preprocess, "size", 224)
-    size = (int(side), int(side))
+    side = int(image_size or getattr(preprocess, "size", 224) or 224)
+    size = (side, side)
     spec = _parse_methods(methods, controls)
     metric_names = _parse_metrics(metrics)
     user_method_kwargs = {k: dict(v) for k, v in (method_kwargs or {}).items()}
@@ -956,10 +959,10 @@ def compare(
         tolerance = 15.0
     dataset = load_data(data, columns=columns, limit=limit)
 
-    dev = torch.device(device) if device is not None else next(
+    first: torch.device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
-    ctx, dev = _join(distributed, dev)
-    assert dev is not None
+    ctx, joined = _join(distributed, first)
+    dev = joined if joined is not None else first
     try:
         return _run(model, dataset, spec, metric_names, mkw, user_method_kwargs, preprocess, size,
                     targets, seed, dev, ctx, out, grid_images, thumbnail, sanity_images,
@@ -976,7 +979,7 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
          grid_images: int, thumbnail: int, sanity_images: int,
          sanity_layer_names: Sequence[str] | None, max_failures: int, progress: bool | None,
          overwrite: bool, report: bool, model_name: str | None, tolerance: float) -> Comparison:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     model = model.to(dev)
     folder = Path(out) if out is not None else None
@@ -1043,10 +1046,11 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
                disable=not show or ctx.rank != 0, dynamic_ncols=True)
     runner = _Runner(model=model, data=dataset, preprocess=preprocess, size=size, targets=targets,
                      explainers=explainers, metrics=metric_names, metric_kwargs=mkw, device=dev,
-                     grid_images=grid_images, thumbnail=thumbnail, store=store, seed=seed,
-                     pointing_tolerance=tolerance)
+                     grid_images=grid_images, thumbnail=thumbnail, pointing_tolerance=tolerance)
     failures = {m: 0 for m in labels}
     successes = {m: 0 for m in labels}
+    bad_images = good_images = 0
+    stopped: BaseException | None = None
     store.open()
     try:
         by_image: dict[int, list[str]] = {}
@@ -1057,12 +1061,19 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
             bar.set_postfix_str(key[-40:], refresh=False)
             try:
                 img, img_record = runner.prepare(i)
+                good_images += 1
             except (XcamError, OSError, ValueError, RuntimeError) as err:
                 rec = {"kind": "image", "image": key, "index": i, "status": "error",
                        "error": f"{type(err).__name__}: {err}"}
                 store.append(rec)
                 done_images[i] = rec
                 bar.update(len(todo_methods))
+                bad_images += 1
+                if good_images == 0 and bad_images >= max_failures:
+                    raise CompareError(
+                        f"the first {bad_images} images all failed; last error: {rec['error']} (check "
+                        "the data, the model's output and targets=)"
+                    ) from err
                 continue
             if i not in done_images or done_images[i].get("status") != "ok":
                 store.append(img_record)
@@ -1091,6 +1102,10 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
             store.append(rec)
             done_sanity[m] = rec
             bar.update(1)
+    except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks know
+        if ctx.world == 1:
+            raise
+        stopped = err
     finally:
         bar.close()
         store.close()
@@ -1105,8 +1120,16 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
         [r for (i, _), r in done_items.items() if i % ctx.world == ctx.rank],
         [r for m, r in done_sanity.items() if labels.index(m) % ctx.world == ctx.rank],
         layers,
+        None if stopped is None else f"rank {ctx.rank}: {type(stopped).__name__}: {stopped}",
     )
+    # every rank reaches this collective, also one that failed, so that none waits forever
     gathered = ctx.gather(payload)
+    if stopped is not None:
+        raise stopped
+    failed = [g[4] for g in gathered if g[4]]
+    if failed:
+        raise CompareError(f"another process stopped the run: {failed[0]}; what was written is kept "
+                           "(re-run to resume)")
     images = sorted((r for g in gathered for r in g[0]), key=lambda r: r["index"])
     order = {m: j for j, m in enumerate(labels)}
     items = sorted((r for g in gathered for r in g[1]), key=lambda r: (r["index"], order[r["method"]]))
@@ -1169,7 +1192,9 @@ def _sanity(model: nn.Module, dataset: ImageData, runner: _Runner, label: str, s
     """Cascading randomisation of one method on the first ``n_images`` readable images."""
     from .metrics import model_parameter_randomization
 
-    xs, tg, idx = [], [], []
+    xs: list[Tensor] = []
+    tg: list[int] = []
+    idx: list[int] = []
     for i in range(len(dataset)):
         if len(xs) == n_images:
             break
@@ -1189,7 +1214,7 @@ def _sanity(model: nn.Module, dataset: ImageData, runner: _Runner, label: str, s
         if isinstance(spec, str):
             ekw = dict(used_kwargs)
             layer = explainer.params().get("layer") if hasattr(explainer, "params") else None
-            sig = inspect.signature(EXPLAINERS.get(spec).__init__).parameters
+            sig = inspect.signature(EXPLAINERS.get(spec)).parameters
             if "layer" in sig and ekw.get("layer") is None and layer is not None:
                 ekw["layer"] = layer
             result = model_parameter_randomization(
@@ -1248,3 +1273,14 @@ def _provenance(model: nn.Module, model_name: str | None, dataset: ImageData, pr
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     })
 
+
+
+class _CallableModule(types.ModuleType):
+    """``xcam.compare`` is this module, and calling it calls :func:`compare`: the lazy package
+    attribute and ``import xcam.compare`` then agree on one object."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -160,7 +160,7 @@ class IncrementalModel:
             t = self.gm
             for part in str(node.target).split("."):
                 t = getattr(t, part)
-            return tuple(t.shape[-2:])  # type: ignore[return-value]
+            return (int(t.shape[-2]), int(t.shape[-1]))  # type: ignore[index]
         return None
 
     def _elementwise(self, n: fx.Node) -> bool:
@@ -351,7 +351,7 @@ class IncrementalModel:
                 return F.avg_pool2d(window, m.kernel_size, m.stride or m.kernel_size, 0)
             if isinstance(m, nn.ZeroPad2d):
                 return window
-        get = lambda i, k, d: n.args[i] if len(n.args) > i else n.kwargs.get(k, d)  # noqa: E731
+        get: Any = lambda i, k, d: n.args[i] if len(n.args) > i else n.kwargs.get(k, d)  # noqa: E731
         weight, bias = get(1, "weight", None), get(2, "bias", None)
         t = self.gm
         w_t = _attr(t, weight)
@@ -396,7 +396,8 @@ def _groups(im: IncrementalModel, n: fx.Node) -> int:
     if n.op == "call_module":
         m = im.modules[n.target]  # type: ignore[index]
         return int(getattr(m, "groups", 1))
-    return int(n.args[6]) if len(n.args) > 6 else int(n.kwargs.get("groups", 1))
+    groups: Any = n.args[6] if len(n.args) > 6 else n.kwargs.get("groups", 1)
+    return int(groups)
 
 
 def occluded_outputs(
@@ -420,7 +421,7 @@ def occluded_outputs(
     """
     engine = engine or IncrementalModel(model)
     env = engine.clean(image)
-    engine.plan(env, windows, tuple(image.shape[-2:]))
+    engine.plan(env, windows, (int(image.shape[-2]), int(image.shape[-1])))
     h = int((windows[:, 1] - windows[:, 0]).max())
     w = int((windows[:, 3] - windows[:, 2]).max())
     base = torch.broadcast_to(baseline.to(image), image.shape)

@@ -273,6 +273,7 @@ def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
     prev = calls[j]
     pooled = lin_call.input
     features: object
+    candidates: list[tuple[Tap, object]]
     if isinstance(prev.module, _POOLS):
         candidates = [(Tap(prev.name, prev.module, "input"), prev.input)]
     else:

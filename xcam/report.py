@@ -105,21 +105,17 @@ def _arrow(higher: bool) -> str:
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
-    import matplotlib
+    """A figure outside pyplot: the caller's backend and open figures are left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(1, 2, figsize=(width, height), squeeze=False)
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(1, 2, squeeze=False)
 
 
 def _style(method: str) -> dict[str, Any]:

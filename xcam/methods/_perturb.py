@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -114,7 +115,7 @@ def channels_last_for(flag: bool | None, inputs: Tensor) -> bool:
     return inputs.device.type == "cpu" and inputs.dtype == torch.float32
 
 
-def run_model(model: nn.Module, batch: Tensor, channels_last: bool) -> object:
+def run_model(model: nn.Module, batch: Tensor, channels_last: bool) -> Any:
     """``model(batch)``, the batch laid out channels-last when asked."""
     if not channels_last:
         return model(batch)

@@ -45,8 +45,12 @@ from .plot import plot_curves
 from .sanity import RandomizationResult, cascade_layers, model_parameter_randomization, random_logit
 from .stats import MeanCI, WilcoxonResult, mean_ci, wilcoxon
 
+# The LFI-CAM paper's cross-model stability (mean IoU of thresholded maps) lives with LFI-CAM.
+from ..lfi.stability import stability  # noqa: E402
+
 __all__ = [
     "Metric",
+    "stability",
     # localization
     "pointing_game",
     "pointing_game_baseline",
