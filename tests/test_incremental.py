@@ -75,3 +75,41 @@ def test_untraceable_models_are_reported():
 
     with pytest.raises(IncrementalUnsupported, match="torch.fx cannot trace"):
         IncrementalModel(Dynamic())
+
+
+def test_occlusion_incremental_equals_plain_maps():
+    import xcam
+
+    model = build("resnet18")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    plain_exp = xcam.Occlusion(model, window=16, stride=12, baseline=0.3, channels_last=False)(x, [1, 4])
+    inc = xcam.Occlusion(model, window=16, stride=12, baseline=0.3, incremental=True)
+    inc_exp = inc(x, [1, 4])
+    scale = float(plain_exp.maps.abs().max())
+    assert scale > 0
+    assert float((inc_exp.maps - plain_exp.maps).abs().max()) <= 1e-4 * scale
+    assert torch.equal(inc_exp.targets, plain_exp.targets)
+    assert inc.cost((64, 64)).plain_macs > 0
+    # approximate mode: faster regions, a different (reported) map
+    approx = xcam.Occlusion(model, window=16, stride=12, baseline=0.3, approximate=0.25)(x, [1, 4])
+    assert approx.params["approximate"] == 0.25
+    assert not torch.allclose(approx.maps, plain_exp.maps, atol=1e-4 * scale)
+
+
+def test_occlusion_incremental_falls_back_with_a_warning():
+    import xcam
+
+    class Dynamic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x).mean((2, 3))
+            return y if y.sum() > -1e9 else -y
+
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.warns(UserWarning, match="running plain occlusion"):
+        exp = xcam.Occlusion(Dynamic().eval(), window=8, stride=8, incremental=True)(x, 0)
+    ref = xcam.Occlusion(Dynamic().eval(), window=8, stride=8)(x, 0)
+    assert exp.maps.shape == ref.maps.shape

@@ -2,7 +2,9 @@
 
 Public names (stable API)::
 
-    from xcam.methods import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus
+    from xcam.methods import (CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, SmoothGrad,
+                              Occlusion, LFICAM, ScoreCAM, LayerCAM, XGradCAM, HiResCAM, EigenCAM,
+                              CaptumAttribution, InputGradient, RandomMap, CenterGaussian, SobelEdges)
 """
 
 from __future__ import annotations
