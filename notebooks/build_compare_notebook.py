@@ -124,6 +124,8 @@ CELLS = [
 
 
 def main() -> None:
+    for i, cell in enumerate(CELLS):
+        cell["id"] = f"compare-{i:02d}"  # stable ids: rebuilding leaves an unchanged notebook alone
     nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     nbformat.write(nb, HERE / "compare.ipynb")

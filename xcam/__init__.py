@@ -58,7 +58,7 @@ _EXPORTS = {
     "SobelEdges": "xcam.methods",
 }
 _SUBMODULES = {"methods", "metrics", "targets", "viz", "layers", "errors", "lfi", "registry",
-               "postprocess", "explanation", "compare", "cli"}
+               "postprocess", "explanation", "compare", "cli", "data", "report", "models", "incremental"}
 
 __all__ = sorted(_EXPORTS) + ["Capture", "capture", "__version__"]
 
