@@ -94,7 +94,7 @@ def test_automatic_layer_gives_a_real_map(name):
     with pytest.warns(UserWarning, match="layer=None: using"):
         xcam.GradCAM(model)(x)
     with torch.no_grad():
-        top = model(x).topk(5, dim=1).indices[0].tolist()
+        top = model(x).argsort(dim=1, descending=True)[0].tolist()
     y = big[:, :, shift:, shift:]
     margin = size // 8
     inner = (slice(margin, -margin), slice(margin, -margin))
@@ -113,9 +113,12 @@ def test_automatic_layer_gives_a_real_map(name):
             m1 = m[shift:, shift:]
             m2 = explain(explainer, y, cls).maps[0][:-shift, :-shift]
             follows.append(corr(m1[inner], m2[inner]))
+            if follows[-1] > 0.8:
+                break
         # With random weights a class can have negative evidence everywhere (a correct Grad-CAM
-        # map is then exactly 0), so the top five classes are tried.
-        assert varied, f"{method}: constant map for each of the top 5 classes {top}"
+        # map is then exactly 0; Grad-CAM++ on MaxViT gives 0 for 7 of its 8 classes), so classes are
+        # tried in order of score.
+        assert varied, f"{method}: constant map for every class {top}"
         if follows:
             assert max(follows) > 0.8, (method, follows)
 
