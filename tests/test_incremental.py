@@ -113,3 +113,32 @@ def test_occlusion_incremental_falls_back_with_a_warning():
         exp = xcam.Occlusion(Dynamic().eval(), window=8, stride=8, incremental=True)(x, 0)
     ref = xcam.Occlusion(Dynamic().eval(), window=8, stride=8)(x, 0)
     assert exp.maps.shape == ref.maps.shape
+
+
+def test_batch_norms_fold_into_convolutions_from_the_current_statistics():
+    # torchvision initialises batch norm to the identity (mean 0, var 1, weight 1, bias 0), under
+    # which a wrong fold goes unseen: give every batch norm real statistics, build the engine,
+    # then change them again; the engine must follow the model as it is when it runs.
+    model = build("resnet18")
+    gen = torch.Generator().manual_seed(3)
+
+    def randomise():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+
+    randomise()
+    engine = IncrementalModel(model)
+    assert len(engine._bn_after) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    image = torch.randn(1, 3, 64, 64, generator=gen)
+    windows = grid(64, 16, 16)
+    baseline = torch.tensor(0.0)
+    for _ in range(2):
+        got = occluded_outputs(model, image, windows, baseline, batch_size=8, engine=engine)
+        want = plain(model, image, windows, baseline)
+        assert float((got - want).abs().max()) <= 1e-4 * float(want.abs().max())
+        randomise()

@@ -109,6 +109,17 @@ class IncrementalModel:
         self.cap = cap
         self._plan_key: tuple | None = None
         self._geoms: dict[fx.Node, _Geom] = {}
+        # convolution -> the batch norm that alone reads its output: folded together in eval mode
+        self._bn_after: dict[fx.Node, fx.Node] = {}
+        for n in self.gm.graph.nodes:
+            src = n.args[0] if n.op == "call_module" and n.args else None
+            if isinstance(self.modules[n.target] if n.op == "call_module" else None, nn.BatchNorm2d) \
+                    and isinstance(src, fx.Node) and src.op == "call_module" \
+                    and isinstance(self.modules[src.target], nn.Conv2d) and len(src.users) == 1 \
+                    and self.modules[src.target].padding_mode == "zeros":  # type: ignore[index]
+                self._bn_after[src] = n
+        self._folded: dict[fx.Node, tuple[Tensor, Tensor]] = {}
+        self._folded_into: dict[fx.Node, fx.Node] = {}  # batch norm -> its convolution
 
     # -- clean pass ----------------------------------------------------------------------
     def clean(self, x: Tensor) -> dict[fx.Node, Any]:
@@ -122,7 +133,26 @@ class IncrementalModel:
 
         with torch.no_grad():
             Recorder(self.gm).run(x)
+            self._fold_batch_norms()
         return env
+
+    def _fold_batch_norms(self) -> None:
+        """Fold each eval-mode batch norm into the convolution before it, from the current weights.
+
+        Incremental runs then skip the batch norms (one pass over every patch less); the result
+        differs from the unfolded computation by float rounding only.
+        """
+        self._folded, self._folded_into = {}, {}
+        for conv_node, bn_node in self._bn_after.items():
+            conv, bn = self.modules[conv_node.target], self.modules[bn_node.target]  # type: ignore[index]
+            if bn.training or bn.running_mean is None or bn.running_var is None:
+                continue
+            scale = (bn.weight if bn.weight is not None else 1.0) * torch.rsqrt(bn.running_var + bn.eps)
+            weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1))).to(conv.weight)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            bias = (bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0.0)
+            self._folded[conv_node] = (weight, bias.to(conv.weight))
+            self._folded_into[bn_node] = conv_node
 
     # -- geometry ------------------------------------------------------------------------
     def _window_op(self, n: fx.Node) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int],
@@ -233,27 +263,37 @@ class IncrementalModel:
     @staticmethod
     def _gather(clean: Tensor, val: _Val | None, oy: Tensor, ox: Tensor, h: int, w: int,
                 pad: float) -> Tensor:
-        """(N, C, h, w): the node's values on the canvas window at (oy, ox), padding outside."""
+        """(N, C, h, w): the node's values on the canvas window at (oy, ox), padding outside.
+
+        Built from slice copies, one or two per position (the clean values, then the changed
+        patch over them): a handful of memory copies, where an index tensor per element would
+        cost as much as the convolutions it saves.
+        """
         _, c, H, W = clean.shape
         n = oy.shape[0]
-        rows = oy[:, None] + torch.arange(h, device=oy.device)  # (N, h)
-        cols = ox[:, None] + torch.arange(w, device=ox.device)
-        valid = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
-        base = clean[0][:, rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]]
-        base = base.permute(1, 0, 2, 3)  # (N, C, h, w)
-        if val is not None and not val.full:
+        out = torch.empty((n, c, h, w), dtype=clean.dtype, device=clean.device)
+        ys, xs = oy.tolist(), ox.tolist()
+        partial = val is not None and not val.full
+        if partial:
+            assert val is not None
+            pys, pxs = val.oy.tolist(), val.ox.tolist()
             ph, pw = val.patch.shape[-2:]
-            r = rows - val.oy[:, None]
-            q = cols - val.ox[:, None]
-            inside = ((r >= 0) & (r < ph))[:, :, None] & ((q >= 0) & (q < pw))[:, None, :]
-            idx = torch.arange(n, device=oy.device)[:, None, None]
-            got = val.patch[idx, :, r.clamp(0, ph - 1)[:, :, None], q.clamp(0, pw - 1)[:, None, :]]
-            base = torch.where(inside[:, None], got.permute(0, 3, 1, 2), base)
-        elif val is not None and val.full:
-            base = val.patch[torch.arange(n, device=oy.device)[:, None, None], :,
-                             rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]]
-            base = base.permute(0, 3, 1, 2)
-        return torch.where(valid[:, None], base, torch.full((), pad, dtype=clean.dtype, device=clean.device))
+        for i in range(n):
+            y, x = ys[i], xs[i]
+            r0, r1, c0, c1 = max(y, 0), min(y + h, H), max(x, 0), min(x + w, W)
+            if r0 > y or c0 > x or r1 < y + h or c1 < x + w:
+                out[i].fill_(pad)  # part of the window lies outside the tensor
+            if r0 >= r1 or c0 >= c1:
+                continue
+            src = val.patch[i] if val is not None and val.full else clean[0]
+            out[i, :, r0 - y:r1 - y, c0 - x:c1 - x] = src[:, r0:r1, c0:c1]
+            if partial:
+                py, px = pys[i], pxs[i]
+                a0, a1, b0, b1 = max(r0, py), min(r1, py + ph), max(c0, px), min(c1, px + pw)
+                if a0 < a1 and b0 < b1:
+                    out[i, :, a0 - y:a1 - y, b0 - x:b1 - x] = \
+                        val.patch[i, :, a0 - py:a1 - py, b0 - px:b1 - px]  # type: ignore[union-attr]
+        return out
 
     def _full(self, n: fx.Node, env: dict[fx.Node, Any], vals: dict[fx.Node, _Val], count: int) -> Any:
         """A node's value as a whole tensor for the N positions (clean value if static)."""
@@ -290,6 +330,10 @@ class IncrementalModel:
             if n.op == "placeholder":
                 vals[n] = _Val(fills, oy, ox, False)
                 continue
+            conv = self._folded_into.get(n)
+            if conv is not None:
+                vals[n] = vals[conv]  # a batch norm folded into the convolution before it
+                continue
             if g.full:
                 args = fx.node.map_arg(n.args, lambda a: self._full(a, env, vals, count))
                 kwargs = fx.node.map_arg(n.kwargs, lambda a: self._full(a, env, vals, count))
@@ -322,6 +366,10 @@ class IncrementalModel:
         return output
 
     def _call(self, n: fx.Node, args: Any, kwargs: Any) -> Any:
+        if n in self._folded:
+            m = self.modules[n.target]  # type: ignore[index]
+            weight, bias = self._folded[n]
+            return F.conv2d(args[0], weight, bias, m.stride, m.padding, m.dilation, m.groups)
         if n.op == "call_module":
             m = self.modules[n.target]  # type: ignore[index]
             if isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish)) and getattr(m, "inplace", False):
@@ -344,7 +392,8 @@ class IncrementalModel:
         if n.op == "call_module":
             m = self.modules[n.target]  # type: ignore[index]
             if isinstance(m, nn.Conv2d):
-                return F.conv2d(window, m.weight, m.bias, m.stride, 0, m.dilation, m.groups)
+                weight, bias = self._folded.get(n, (m.weight, m.bias))
+                return F.conv2d(window, weight, bias, m.stride, 0, m.dilation, m.groups)
             if isinstance(m, nn.MaxPool2d):
                 return F.max_pool2d(window, m.kernel_size, m.stride or m.kernel_size, 0, m.dilation)
             if isinstance(m, nn.AvgPool2d):
