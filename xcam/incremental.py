@@ -271,7 +271,8 @@ class IncrementalModel:
         """
         _, c, H, W = clean.shape
         n = oy.shape[0]
-        out = torch.empty((n, c, h, w), dtype=clean.dtype, device=clean.device)
+        layout = torch.channels_last if clean.stride(1) == 1 and c > 1 else torch.contiguous_format
+        out = torch.empty((n, c, h, w), dtype=clean.dtype, device=clean.device, memory_format=layout)
         ys, xs = oy.tolist(), ox.tolist()
         partial = val is not None and not val.full
         if partial:
@@ -456,6 +457,7 @@ def occluded_outputs(
     baseline: Tensor,
     batch_size: int = 64,
     engine: IncrementalModel | None = None,
+    channels_last: bool = False,
 ) -> Tensor:
     """Model outputs for ``image`` (1, C, H, W) with each window filled by ``baseline``.
 
@@ -464,11 +466,15 @@ def occluded_outputs(
             reach past the border (the part outside the image is ignored).
         baseline: a tensor broadcastable to ``image``.
         engine: a prepared :class:`IncrementalModel` (built from ``model`` when None).
+        channels_last: run in channels-last memory format (faster convolutions on the CPU; the
+            values differ only by float rounding).
 
     Returns:
         (P, ...) the outputs, exactly (up to float rounding) ``model(occluded image)``.
     """
     engine = engine or IncrementalModel(model)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
     env = engine.clean(image)
     engine.plan(env, windows, (int(image.shape[-2]), int(image.shape[-1])))
     h = int((windows[:, 1] - windows[:, 0]).max())

@@ -268,6 +268,7 @@ class Occlusion(Explainer):
                                device=inputs.device)
         base = self._baseline(inputs)
         base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
+        cl = channels_last_for(self.channels_last, inputs)
         with torch.no_grad(), eval_mode(self.model):
             output = self.model(inputs)
             if not isinstance(output, Tensor) or output.dim() != 2:
@@ -277,7 +278,7 @@ class Occlusion(Explainer):
             assert indices is not None
             occluded = torch.stack([
                 occluded_outputs(self.model, inputs[i:i + 1], windows, base[i:i + 1] if base_rows else base,
-                                 self.batch_size, self._engine)[:, indices[i]]
+                                 self.batch_size, self._engine, cl)[:, indices[i]]
                 for i in range(b)
             ])  # (B, windows)
         dev, dt = inputs.device, inputs.dtype
