@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -45,7 +47,7 @@ def test_stored_output_survives_inplace_relu(tiny, images):
 def test_hooks_removed_after_success_and_exception(tiny, images):
     before = _n_hooks(tiny)
     with xcam.capture(tiny, ["features", "pool:input"]):
-        assert _n_hooks(tiny) == before + 2
+        assert _n_hooks(tiny) == before + 3  # one per tap, one on the model (new forward pass)
         tiny(images)
     assert _n_hooks(tiny) == before
     with pytest.raises(RuntimeError, match="boom"):
@@ -101,16 +103,70 @@ def test_errors(tiny, images):
             cap.gradients(out[:, 0])
 
 
-def test_module_called_twice_warns_and_keeps_last():
+def _shared_relu_model() -> nn.Sequential:
+    torch.manual_seed(0)
     shared = nn.ReLU()
     model = nn.Sequential()
     model.add_module("a", nn.Conv2d(3, 3, 1))
     model.add_module("act", shared)
     model.add_module("b", nn.Conv2d(3, 3, 1))
     model.add_module("act2", shared)
+    return model
+
+
+def test_module_called_twice_warns_and_keeps_last():
+    model = _shared_relu_model()
     x = torch.randn(1, 3, 4, 4)
     with torch.no_grad(), xcam.capture(model, "act") as cap:
         out = model(x)
     with pytest.warns(UserWarning, match="ran 2 times"):
         last = cap["act"]
     assert torch.equal(last, out)
+
+
+def test_module_called_twice_counts_per_forward_pass():
+    model = _shared_relu_model()
+    x1, x2 = torch.randn(2, 1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), xcam.capture(model, "act") as cap:
+        model(x1)
+        out = model(x2)
+        # the shared ReLU runs twice per pass: the count is 2, not 4 after two passes
+        with pytest.warns(UserWarning, match="ran 2 times in one forward pass"):
+            last = cap["act"]
+    assert torch.equal(last, out)
+
+
+def test_two_forward_passes_in_one_block_do_not_warn(tiny, images):
+    with torch.no_grad():
+        expected = tiny.features(images[1:])
+    with torch.no_grad(), xcam.capture(tiny, ["features", "pool:input"]) as cap:
+        tiny(images[:1])
+        tiny(images[1:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "ran 2 times" warning: each pass ran it once
+            feats = cap["features"]
+    assert torch.equal(feats, expected)  # the second pass's tensor
+
+
+def test_layer_missing_from_the_last_forward_pass_is_not_stale():
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 3, 1)
+            self.b = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x: torch.Tensor, use_b: bool = True) -> torch.Tensor:
+            x = self.a(x)
+            return self.b(x) if use_b else x
+
+    model = Branchy()
+    x1, x2 = torch.randn(2, 1, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model.a(x2)
+    with torch.no_grad(), xcam.capture(model, ["a", "b"]) as cap:
+        model(x1)
+        model(x2, use_b=False)
+        assert torch.equal(cap["a"], expected)
+        # "b" ran only in the first pass: no stale tensor from it
+        with pytest.raises(InputError, match="did not run"):
+            cap["b"]

@@ -5,6 +5,8 @@ forward hook stores the layer's tensor and sends a *clone* downstream, so an in-
 later in the network (``ReLU(inplace=True)``) cannot change what was stored. Gradients come from
 :func:`torch.autograd.grad`, never ``.backward()``, so the user's ``param.grad`` is untouched. The
 model runs in eval mode inside the block and every module's ``training`` flag is restored on exit.
+Each call of ``model`` starts a fresh record, so the tensors (and the count behind the warning for a
+module that runs several times in one forward pass) always describe the last forward pass.
 
 Example:
     >>> with xcam.capture(model, ["layer4", "avgpool:input"]) as cap:
@@ -55,6 +57,13 @@ class Capture:
         self._active = False
 
     # -- recording ---------------------------------------------------------------------------
+    def _new_forward(self, module: nn.Module, args: tuple) -> None:
+        # Pre-hook on the model itself: a new forward pass forgets the previous one, so running
+        # the model twice in one block is not mistaken for a layer that runs twice in one pass.
+        self._stored.clear()
+        self._calls.clear()
+        self._order.clear()
+
     def _store(self, tap: Tap, tensor: Tensor) -> Tensor:
         if tap.kind == "relu":
             tensor = torch.relu(tensor)
@@ -99,6 +108,10 @@ class Capture:
         self._calls.clear()
         self._order.clear()
         try:
+            # prepend: the reset runs before a tap on the model's own input records it
+            self._handles.append(
+                self.model.register_forward_pre_hook(self._new_forward, prepend=True)
+            )
             for tap in self.taps:
                 if tap.kind == "output":
                     handle = tap.module.register_forward_hook(self._output_hook(tap))
@@ -141,7 +154,11 @@ class Capture:
         return tap
 
     def __getitem__(self, layer: LayerSpec) -> Tensor:
-        """The tensor recorded at ``layer`` during the last forward pass (the last call's)."""
+        """The tensor recorded at ``layer`` during the last forward pass of the model.
+
+        A module that ran several times within that pass gives its last call's tensor, with a
+        warning.
+        """
         tap = self._tap(layer)
         if tap not in self._stored:
             raise InputError(
