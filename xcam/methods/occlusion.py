@@ -90,7 +90,9 @@ class Occlusion(Explainer):
             ``torch.fx`` can trace, otherwise plain occlusion runs, with a warning saying why.
         approximate: approximate incremental mode (implies ``incremental``): the changed region
             may grow to at most this fraction of each layer's height and width; changes beyond
-            are ignored (the paper's projective-field threshold). Faster, not exact.
+            are ignored (the paper's projective-field threshold). Faster, not exact: at 0.6 the
+            maps of ResNet-50 and VGG-16 stayed within 3-7 % of the exact map's range
+            (``python -m benchmarks incremental``); at 0.5 the error reached 15-42 %.
         channels_last: run the occluded batches in channels-last memory format. ``None`` (default)
             does so for float32 input on the CPU, where oneDNN's convolutions are 25 to 35 % faster
             on it (ResNet-50); values differ from NCHW only by float rounding. A model that calls
