@@ -76,5 +76,5 @@ def cam(model, pool: nn.Module, linear: nn.Linear, x: Tensor, cls: int) -> Tenso
     f = store["f"][0].double()
     out = torch.zeros(f.shape[1:], dtype=torch.float64)
     for k in range(f.shape[0]):
-        out += float(linear.weight[cls, k]) * f[k]
+        out += float(linear.weight[cls, k].detach()) * f[k]
     return out.clamp(min=0)

@@ -20,6 +20,8 @@ Public names (stable API)::
 
 from __future__ import annotations
 
+# The LFI-CAM paper's cross-model stability (mean IoU of thresholded maps) lives with LFI-CAM.
+from ..lfi.stability import stability
 from ._core import Metric, boxes_to_masks, pearson, spearman, ssim
 from .faithfulness import (
     CurveResult,
@@ -44,9 +46,6 @@ from .localization import (
 from .plot import plot_curves
 from .sanity import RandomizationResult, cascade_layers, model_parameter_randomization, random_logit
 from .stats import MeanCI, WilcoxonResult, mean_ci, wilcoxon
-
-# The LFI-CAM paper's cross-model stability (mean IoU of thresholded maps) lives with LFI-CAM.
-from ..lfi.stability import stability  # noqa: E402
 
 __all__ = [
     "Metric",
