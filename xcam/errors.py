@@ -15,6 +15,7 @@ __all__ = [
     "TargetError",
     "HeadNotFoundError",
     "GradientModeError",
+    "OutputError",
 ]
 
 
@@ -44,6 +45,10 @@ class HeadNotFoundError(XcamError, ValueError):
 
 class GradientModeError(XcamError, RuntimeError):
     """A gradient method was called where autograd cannot run (``torch.inference_mode()``)."""
+
+
+class OutputError(XcamError, TypeError):
+    """The model's output holds no tensor of scores that xcam can find (see :mod:`xcam.outputs`)."""
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
