@@ -14,9 +14,12 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["eval_mode", "model_lock"]
+from .errors import InputError, InputTypeError
+
+__all__ = ["check_inputs", "eval_mode", "model_lock"]
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -46,3 +49,28 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         finally:
             for module, flag in flags:
                 module.training = flag
+
+
+def check_inputs(inputs: object, name: str = "inputs") -> Tensor:
+    """Validate an input batch: a finite floating-point tensor of shape (B, C, H, W)."""
+    if not isinstance(inputs, Tensor):
+        raise InputTypeError(
+            f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(inputs).__name__}; "
+            "convert images with torchvision.transforms.functional.to_tensor"
+        )
+    if not inputs.dtype.is_floating_point:
+        raise InputTypeError(
+            f"{name} must be a floating-point tensor, got dtype {inputs.dtype}; "
+            "use inputs.float() (and scale pixels as the model expects)"
+        )
+    if inputs.dim() != 4:
+        fix = "; add the batch dimension with inputs[None]" if inputs.dim() == 3 else ""
+        raise InputError(f"{name} must have shape (B, C, H, W), got {tuple(inputs.shape)}{fix}")
+    if inputs.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (shape {tuple(inputs.shape)})")
+    if not bool(torch.isfinite(inputs).all()):
+        n_bad = int((~torch.isfinite(inputs)).sum())
+        raise InputError(
+            f"{name} contains {n_bad} NaN or infinite values; clean or clamp the input first"
+        )
+    return inputs

@@ -180,7 +180,7 @@ def check_maps(maps: object, name: str = "maps") -> Tensor:
 
 def check_inputs_and_maps(inputs: object, maps: object) -> tuple[Tensor, Tensor]:
     """Validate a (B, C, H, W) batch and its (B, H, W) maps; maps move to the inputs' device."""
-    from ..methods.base import check_inputs
+    from .._checks import check_inputs
 
     x = check_inputs(inputs)
     m = check_maps(maps)

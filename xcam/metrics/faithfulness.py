@@ -613,7 +613,7 @@ def max_sensitivity(
     """
     from captum.metrics import sensitivity_max
 
-    from ..methods.base import check_inputs
+    from .._checks import check_inputs
 
     if not callable(explainer):
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")

@@ -204,7 +204,7 @@ def model_parameter_randomization(
     Returns:
         :class:`RandomizationResult` with (B, L) ``spearman`` and ``ssim``.
     """
-    from ..methods.base import check_inputs
+    from .._checks import check_inputs
 
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -263,7 +263,7 @@ def random_logit(
     Returns:
         (B,) float32 SSIM in [-1, 1].
     """
-    from ..methods.base import check_inputs
+    from .._checks import check_inputs
 
     if not callable(explainer):
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
