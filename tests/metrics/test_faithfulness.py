@@ -4,6 +4,7 @@ obviously-correct references, batching, the shared clean pass and the cost estim
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -344,8 +345,18 @@ def test_errors_name_the_argument_and_the_fix(net, images, rand_maps):
         average_drop(net, images, bad, None)
 
 
-def test_training_mode_is_announced(images, rand_maps):
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
-    model(images)
-    with pytest.warns(UserWarning, match="training mode"):
-        average_drop(model, images, rand_maps, None)
+def test_training_mode_model_is_scored_in_eval_mode_and_left_as_it_was(images, rand_maps):
+    # issue 12: metrics run the model in eval mode (no warning) and restore every flag and buffer
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(),
+                          nn.LazyLinear(2))
+    model(images)  # materialise the lazy layer; moves the running statistics once
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    reference = average_drop(model.eval(), images, rand_maps, None)
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = average_drop(model, images, rand_maps, None)
+    assert torch.equal(got, reference)  # the eval-mode scores, bit for bit
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -7,17 +7,20 @@ Nothing in here converts to numpy or moves data to the CPU; OpenCV is used only 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError, InputTypeError, TargetError, warn
+from .._checks import eval_mode
+from ..errors import InputError, InputTypeError, OutputError, TargetError
+from ..outputs import OutputFn, logits
 from ..registry import register_metric
 from ..targets import UnitTarget, class_scores
 
@@ -69,9 +72,16 @@ class Metric(Generic[P, R]):
         self.stochastic = stochastic
         self._cost = cost
         self._signature = inspect.signature(fn)
+        names = list(self._signature.parameters)
+        self._model_at = names.index("model") if "model" in names else None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)
+        model: object = None
+        if self._model_at is not None:
+            model = args[self._model_at] if len(args) > self._model_at else kwargs.get("model")
+        guard = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
+        with guard:
+            return self.fn(*args, **kwargs)
 
     def forward_passes(self, n_images: int, **kwargs: Any) -> int:
         """Images this metric runs through the model for ``n_images`` inputs.
@@ -197,21 +207,24 @@ def check_inputs_and_maps(inputs: object, maps: object) -> tuple[Tensor, Tensor]
 
 
 def check_model(model: object) -> Callable[[Tensor], Any]:
-    """A callable model; batch norm or dropout left in training mode is announced (the model is
-    called as it is)."""
+    """A callable model. An ``nn.Module`` is run in eval mode by :class:`Metric` (its flags are
+    restored afterwards), so a model left in training mode gives the same scores as in eval mode."""
     if not callable(model):
         raise InputTypeError(
             f"model must be a torch.nn.Module or a callable returning (B, classes) scores, "
             f"got {type(model).__name__}"
         )
-    mode_dependent = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
-    if isinstance(model, nn.Module) and model.training and any(
-            m.training and isinstance(m, mode_dependent) for m in model.modules()):
-        warn(
-            f"model ({type(model).__name__}) is in training mode: batch norm and dropout make "
-            "scores depend on the batch; call model.eval() first"
-        )
     return model
+
+
+def check_output_fn(output: object) -> OutputFn | None:
+    """``output=``: None (the rules of :mod:`xcam.outputs`) or a callable that replaces them."""
+    if output is not None and not callable(output):
+        raise InputTypeError(
+            f"output must be None or a callable f(model_output) -> (B, classes) tensor, got "
+            f"{type(output).__name__}; e.g. output=lambda out: out['logits']"
+        )
+    return output  # type: ignore[return-value]
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -276,30 +289,44 @@ def replace_where(mask: Tensor, source: Tensor, rows: Tensor,
 # --------------------------------------------------------------------------------------------
 
 
-def _check_output(output: object, rows: int, where: str) -> Tensor:
-    if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != rows:
-        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-        raise TargetError(
-            f"{where}: metrics need a model output of shape (B, classes) = ({rows}, K), got {got}; "
-            "wrap the model so that it returns class scores"
+def _check_output(output: Tensor, rows: int, where: str) -> Tensor:
+    if output.dim() != 2 or output.shape[0] != rows:
+        raise OutputError(
+            f"{where}: metrics need model scores of shape (B, classes) = ({rows}, K), got "
+            f"{tuple(output.shape)}; pass output=lambda out: ... returning the (B, classes) "
+            "scores, or wrap the model so that it returns them"
+        )
+    if output.dtype.is_complex or not output.dtype.is_floating_point:
+        raise OutputError(
+            f"{where}: model scores must be floating point, got dtype {output.dtype}; pass "
+            "output=lambda out: out.float() or return logits from the model"
         )
     return output
 
 
+def model_scores(model: Callable[[Tensor], Any], batch: Tensor, output_fn: OutputFn | None,
+                 where: str) -> Tensor:
+    """``model(batch)`` unwrapped by :func:`xcam.outputs.logits` and checked to be (r, K)."""
+    return _check_output(logits(model(batch), output_fn), batch.shape[0], where)
+
+
 def clean_forward(model: Callable[[Tensor], Any], inputs: Tensor,
-                  clean_output: Tensor | None) -> Tensor:
-    """The model output on the clean inputs: computed once, or the one the caller shares."""
+                  clean_output: object | None, output_fn: OutputFn | None = None) -> Tensor:
+    """The model's (B, K) scores on the clean inputs: computed once, or the ones the caller shares
+    (``clean_output`` may be a raw model output: it is unwrapped like one)."""
     b = inputs.shape[0]
     if clean_output is not None:
-        if not isinstance(clean_output, Tensor):
+        if not isinstance(clean_output, (Tensor, Mapping, tuple, list)) and not hasattr(
+                clean_output, "logits"):
             raise InputTypeError(
-                f"clean_output must be the model's (B, classes) output tensor on inputs, got "
-                f"{type(clean_output).__name__}"
+                f"clean_output must be the model's output on inputs (clean_output=model(inputs)), "
+                f"got {type(clean_output).__name__}"
             )
-        return _check_output(clean_output, b, "clean_output").detach().to(inputs.device)
+        scores = logits(clean_output, output_fn)
+        return _check_output(scores, b, "clean_output").detach().to(inputs.device)
     with torch.no_grad():
-        out = model(inputs)
-    return _check_output(out, b, "model(inputs)").detach()
+        out = model_scores(model, inputs, output_fn, "model(inputs)")
+    return out.detach()
 
 
 def resolve_targets(targets: object, output: Tensor) -> Tensor:
@@ -332,6 +359,7 @@ def batched_scores(
     batch_size: int,
     softmax: bool,
     device: torch.device,
+    output_fn: OutputFn | None = None,
 ) -> Tensor:
     """Score ``rows`` perturbed images in forward passes of at most ``batch_size`` images.
 
@@ -344,6 +372,7 @@ def batched_scores(
         batch_size: most images per forward pass.
         softmax: score = softmax probability (True) or the raw output (False).
         device: where the row ids live.
+        output_fn: the ``output=`` callable (None: :func:`xcam.outputs.logits`'s rules).
 
     Returns:
         (rows,) float32 scores of the target class, under ``torch.no_grad()``.
@@ -353,7 +382,7 @@ def batched_scores(
         for start in range(0, rows, batch_size):
             ids = torch.arange(start, min(rows, start + batch_size), device=device)
             batch = make_batch(ids)
-            output = _check_output(model(batch), ids.numel(), "model(perturbed inputs)")
+            output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
             out[start:start + ids.numel()] = target_scores(output, indices[sample_of_row(ids)],
                                                            softmax)
     return out

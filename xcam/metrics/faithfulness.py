@@ -6,7 +6,10 @@ resolution and the target classes (``None`` for the top class, an int, a sequenc
 LongTensor). Perturbed copies are built with tensor ops and run in forward passes of at most
 ``batch_size`` images under ``torch.no_grad()``. The clean forward pass is run once per call and
 shared by every step; pass ``clean_output=model(inputs)`` to share it across metrics too.
-Definitions: ``specs/metrics.md``.
+The model runs in eval mode (its ``training`` flags are restored afterwards), and its output is
+unwrapped by :func:`xcam.outputs.logits` (Hugging Face ``ModelOutput``, dicts with ``"logits"``
+or ``"out"``, tuples and lists, Inception's namedtuples); ``output=`` (a callable
+``f(model_output) -> (B, classes)``) replaces those rules. Definitions: ``docs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError, InputTypeError, TargetError
+from ..outputs import OutputFn
 from ..postprocess import normalize as min_max
 from ._core import (
     _check_int,
@@ -29,10 +33,12 @@ from ._core import (
     check_batch_size,
     check_inputs_and_maps,
     check_model,
+    check_output_fn,
     clean_forward,
     descending_rank,
     make_generator,
     metric,
+    model_scores,
     pearson,
     replace_where,
     resolve_targets,
@@ -100,6 +106,7 @@ def _curve(
     counts: Tensor,
     indices: Tensor,
     batch_size: int,
+    output_fn: OutputFn | None = None,
 ) -> Tensor:
     """Softmax probabilities (B, S) of images that take ``end``'s value at the ``counts[k]`` most
     relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts."""
@@ -112,7 +119,7 @@ def _curve(
         return replace_where(moved, start, sample, end)
 
     scores = batched_scores(model, make_batch, b * s, lambda ids: ids // s, indices,
-                            batch_size, softmax=True, device=start.device)
+                            batch_size, softmax=True, device=start.device, output_fn=output_fn)
     return scores.reshape(b, s)
 
 
@@ -137,6 +144,7 @@ def deletion(
     batch_size: int = 64,
     *,
     clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
 ) -> CurveResult:
     """Deletion curve and AUC (Petsiuk et al., "RISE", BMVC 2018). Lower is better.
 
@@ -156,6 +164,8 @@ def deletion(
             a tensor broadcastable to the inputs (e.g. per-channel (C, 1, 1)).
         batch_size: most images per forward pass.
         clean_output: the model's output on ``inputs``, to share one clean pass among metrics.
+        output: a callable ``f(model_output) -> (B, classes)`` scores that replaces
+            :func:`xcam.outputs.logits`'s rules (for models whose output those rules miss).
 
     Returns:
         :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
@@ -165,13 +175,14 @@ def deletion(
     steps = _check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     base = baseline_like(baseline, x)
-    output = clean_forward(model, x, clean_output)
-    indices = resolve_targets(targets, output)
+    output_fn = check_output_fn(output)
+    clean = clean_forward(model, x, clean_output, output_fn)
+    indices = resolve_targets(targets, clean)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
-    perturbed = _curve(model, x, base, rank, counts[1:].int(), indices, batch_size)
-    curves = torch.cat([target_scores(output, indices, softmax=True)[:, None], perturbed], dim=1)
+    perturbed = _curve(model, x, base, rank, counts[1:].int(), indices, batch_size, output_fn)
+    curves = torch.cat([target_scores(clean, indices, softmax=True)[:, None], perturbed], dim=1)
     auc, fractions = _auc(curves, counts, n_pixels)
     return CurveResult(auc, curves, fractions, "deletion", False)
 
@@ -211,6 +222,7 @@ def insertion(
     blur_kernel_size: int = 11,
     blur_sigma: float = 5.0,
     clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
 ) -> CurveResult:
     """Insertion curve and AUC (Petsiuk et al., "RISE", BMVC 2018). Higher is better.
 
@@ -222,7 +234,8 @@ def insertion(
     pixels inserted, in [0, 1].
 
     Args:
-        model, inputs, maps, targets, steps, batch_size, clean_output: as in :func:`deletion`.
+        model, inputs, maps, targets, steps, batch_size, clean_output, output: as in
+            :func:`deletion`.
         blur_kernel_size: side of the Gaussian kernel (odd, default 11).
         blur_sigma: its standard deviation in pixels (default 5).
 
@@ -234,13 +247,14 @@ def insertion(
     steps = _check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     blurred = gaussian_blur(x, blur_kernel_size, blur_sigma)
-    output = clean_forward(model, x, clean_output)
-    indices = resolve_targets(targets, output)
+    output_fn = check_output_fn(output)
+    clean = clean_forward(model, x, clean_output, output_fn)
+    indices = resolve_targets(targets, clean)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
-    perturbed = _curve(model, blurred, x, rank, counts[:-1].int(), indices, batch_size)
-    curves = torch.cat([perturbed, target_scores(output, indices, softmax=True)[:, None]], dim=1)
+    perturbed = _curve(model, blurred, x, rank, counts[:-1].int(), indices, batch_size, output_fn)
+    curves = torch.cat([perturbed, target_scores(clean, indices, softmax=True)[:, None]], dim=1)
     auc, fractions = _auc(curves, counts, n_pixels)
     return CurveResult(auc, curves, fractions, "insertion", True)
 
@@ -253,22 +267,24 @@ def _masked_scores(
     baseline: float | Tensor,
     batch_size: int,
     clean_output: Tensor | None,
+    output: OutputFn | None,
 ) -> tuple[Tensor, Tensor]:
     """``(Y, O)``: target probability on ``x`` and on ``m * x + (1 - m) * baseline``."""
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps)
     batch_size = check_batch_size(batch_size)
     base = baseline_like(baseline, x)
-    output = clean_forward(model, x, clean_output)
-    indices = resolve_targets(targets, output)
+    output_fn = check_output_fn(output)
+    clean = clean_forward(model, x, clean_output, output_fn)
+    indices = resolve_targets(targets, clean)
     weight = min_max(m)[:, None].to(x.dtype)
 
     def make_batch(ids: Tensor) -> Tensor:
         return weight[ids] * x[ids] + (1 - weight[ids]) * rows_of(base, ids)
 
-    y = target_scores(output, indices, softmax=True)
+    y = target_scores(clean, indices, softmax=True)
     o = batched_scores(model, make_batch, x.shape[0], lambda ids: ids, indices, batch_size,
-                       softmax=True, device=x.device)
+                       softmax=True, device=x.device, output_fn=output_fn)
     return y, o
 
 
@@ -286,6 +302,7 @@ def average_drop(
     batch_size: int = 64,
     *,
     clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
 ) -> Tensor:
     """Drop in confidence per sample (Chattopadhay et al., "Grad-CAM++", WACV 2018).
 
@@ -295,13 +312,14 @@ def average_drop(
     ``100 * mean`` of it (a percentage). Lower is better.
 
     Args:
-        model, inputs, maps, targets, batch_size, clean_output: as in :func:`deletion`.
+        model, inputs, maps, targets, batch_size, clean_output, output: as in :func:`deletion`.
         baseline: what ``1 - m`` blends towards, in the model's input space (default 0).
 
     Returns:
         (B,) float32 in [0, 1]; NaN where ``Y`` is exactly 0 (the relative drop is undefined).
     """
-    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output)
+    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output,
+                          output)
     drop = (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y))
     return torch.where(y > 0, drop, torch.full_like(drop, float("nan")))
 
@@ -317,6 +335,7 @@ def increase_in_confidence(
     batch_size: int = 64,
     *,
     clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
 ) -> Tensor:
     """Increase in confidence per sample (Chattopadhay et al., "Grad-CAM++", WACV 2018).
 
@@ -327,7 +346,8 @@ def increase_in_confidence(
     Returns:
         (B,) float32 of 0.0 / 1.0.
     """
-    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output)
+    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output,
+                          output)
     return (o > y).float()
 
 
@@ -350,6 +370,7 @@ def faithfulness_correlation(
     *,
     softmax: bool = False,
     clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
 ) -> Tensor:
     """Faithfulness correlation (Bhatt et al., "Evaluating and aggregating feature-based model
     explanations", IJCAI 2020).
@@ -359,7 +380,7 @@ def faithfulness_correlation(
     the drop of the target score ``f(x) - f(x with S set to the baseline)`` (all channels).
 
     Args:
-        model, inputs, maps, targets, batch_size, clean_output: as in :func:`deletion`.
+        model, inputs, maps, targets, batch_size, clean_output, output: as in :func:`deletion`.
         n: number of random subsets per sample (default 100).
         subset: pixels per subset (default 224).
         seed: seed of the subset generator; ``None`` draws a fresh one from torch's global RNG.
@@ -385,8 +406,9 @@ def faithfulness_correlation(
             f"subset <= {h * w}"
         )
     base = baseline_like(baseline, x)
-    output = clean_forward(model, x, clean_output)
-    indices = resolve_targets(targets, output)
+    output_fn = check_output_fn(output)
+    clean = clean_forward(model, x, clean_output, output_fn)
+    indices = resolve_targets(targets, clean)
     gen = make_generator(seed, x.device)
     chosen = torch.stack([
         torch.rand(n, h * w, generator=gen, device=x.device).topk(subset, dim=1).indices
@@ -402,8 +424,9 @@ def faithfulness_correlation(
         return replace_where(removed.view(-1, h, w), x, sample, base)
 
     perturbed = batched_scores(model, make_batch, b * n, lambda ids: ids // n, indices,
-                               batch_size, softmax=softmax, device=x.device).reshape(b, n)
-    drop = target_scores(output, indices, softmax)[:, None].double() - perturbed.double()
+                               batch_size, softmax=softmax, device=x.device,
+                               output_fn=output_fn).reshape(b, n)
+    drop = target_scores(clean, indices, softmax)[:, None].double() - perturbed.double()
     return pearson(attributed, drop)
 
 
@@ -452,6 +475,7 @@ def infidelity(
     *,
     normalize: bool = False,
     softmax: bool = False,
+    output: OutputFn | None = None,
 ) -> Tensor:
     """Infidelity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS
     2019), computed by ``captum.metrics.infidelity``.
@@ -462,7 +486,7 @@ def infidelity(
     captum). ``f`` is the target's raw output (or its softmax probability with ``softmax=True``).
 
     Args:
-        model, inputs, maps, targets: as in :func:`deletion`.
+        model, inputs, maps, targets, output: as in :func:`deletion`.
         n_perturb_samples: perturbations per sample (default 10).
         noise_std: standard deviation of the perturbation, in the model's input space.
         batch_size: most perturbed images per forward pass (captum's
@@ -481,14 +505,14 @@ def infidelity(
     n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
     std = _check_number("noise_std", noise_std, 0.0)
     batch_size = check_batch_size(batch_size)
-    output = clean_forward(model, x, None)
-    indices = resolve_targets(targets, output)
+    output_fn = check_output_fn(output)
+    indices = resolve_targets(targets, clean_forward(model, x, None, output_fn))
     gen = make_generator(seed, x.device)
     b, c, h, w = x.shape
     attributions = (m[:, None] / c).expand(b, c, h, w).to(x.dtype)
 
     def forward(batch: Tensor) -> Tensor:
-        out = model(batch).float()
+        out = model_scores(model, batch, output_fn, "model(perturbed inputs)").float()
         return torch.softmax(out, dim=1) if softmax else out
 
     def perturb(batch: Tensor) -> tuple[Tensor, Tensor]:
@@ -508,9 +532,10 @@ def infidelity(
 
 
 def _explainer_images(explainer: object, n_images: int) -> int:
-    from ..methods.base import Explainer
-
-    return explainer.forward_passes(n_images) if isinstance(explainer, Explainer) else n_images
+    """Images an explainer runs for ``n_images`` inputs: its ``forward_passes`` when it states
+    them (every xcam explainer does), else one each."""
+    count = getattr(explainer, "forward_passes", None)
+    return int(count(n_images)) if callable(count) else n_images
 
 
 def _sensitivity_cost(n: int, p: dict[str, Any]) -> int:

@@ -17,10 +17,12 @@ from torch import Tensor, nn
 
 from ..errors import InputError, InputTypeError
 from ..layers import resolve_layer
+from ..outputs import OutputFn
 from ._core import (
     _check_int,
     check_maps,
     check_model,
+    check_output_fn,
     clean_forward,
     make_generator,
     metric,
@@ -98,18 +100,23 @@ def _reinitialize(module: nn.Module, seed: int) -> None:
                 p.copy_(p.reshape(-1)[perm].reshape(p.shape))
 
 
+def _is_rebuildable(explainer: object) -> bool:
+    """An xcam-style explainer: bound to a model, with its hyper-parameters in ``params()``."""
+    return (callable(explainer) and isinstance(getattr(explainer, "model", None), nn.Module)
+            and callable(getattr(explainer, "params", None)))
+
+
 def _make_explainer(explainer: object, model: nn.Module,
                     explainer_kwargs: dict[str, Any] | None) -> Callable[..., Any]:
     """An explainer bound to ``model``: from a registered name, a factory, or an xcam explainer
     (rebuilt on ``model`` from its class and ``params()``)."""
-    from ..methods.base import Explainer
     from ..registry import create
 
     kwargs = dict(explainer_kwargs or {})
     if isinstance(explainer, str):
         return create(explainer, model, **kwargs)
-    if isinstance(explainer, Explainer):
-        params = {**explainer.params(), **kwargs}
+    if _is_rebuildable(explainer):
+        params = {**explainer.params(), **kwargs}  # type: ignore[attr-defined]
         try:
             return type(explainer)(model, **params)
         except TypeError as err:
@@ -159,11 +166,7 @@ def _randomization_cost(n: int, p: dict[str, Any]) -> int:
     if not isinstance(model, nn.Module):
         raise InputError("model_parameter_randomization.forward_passes needs model= to count layers")
     n_layers = len(_layer_names(model, p.get("layers")))
-    per = p.get("explainer")
-    from ..methods.base import Explainer
-
-    images = per.forward_passes(n) if isinstance(per, Explainer) else n
-    return n + images * (n_layers + 1)
+    return n + _explainer_images(p.get("explainer"), n) * (n_layers + 1)
 
 
 @metric("model_parameter_randomization", higher_is_better=False, family="sanity",
@@ -177,6 +180,7 @@ def model_parameter_randomization(
     seed: int | None = None,
     *,
     explainer_kwargs: dict[str, Any] | None = None,
+    output: OutputFn | None = None,
 ) -> RandomizationResult:
     """Cascading model-parameter randomisation (Adebayo et al., "Sanity checks for saliency
     maps", NeurIPS 2018).
@@ -186,7 +190,8 @@ def model_parameter_randomization(
     :func:`cascade_layers`) and the explanation is recomputed, for the same classes (chosen on
     the original model when ``targets`` is None). After each step, the Spearman rank correlation
     and the SSIM between the original map and the new one are recorded per sample. A method that
-    passes shows falling curves; lower similarity is better. The caller's model is untouched.
+    passes shows falling curves; lower similarity is better. The caller's model is untouched
+    (the copy is made while it is in eval mode, so the copy runs in eval mode too).
 
     Args:
         model: the trained model (put it in eval mode).
@@ -200,6 +205,8 @@ def model_parameter_randomization(
         seed: seed of the re-initialisation (``None``: fresh from torch's global RNG); step j
             uses ``seed + j``.
         explainer_kwargs: constructor arguments when ``explainer`` is a name.
+        output: a callable ``f(model_output) -> (B, classes)`` for the clean pass that picks the
+            classes (see :func:`xcam.metrics.deletion`).
 
     Returns:
         :class:`RandomizationResult` with (B, L) ``spearman`` and ``ssim``.
@@ -212,7 +219,7 @@ def model_parameter_randomization(
     x = check_inputs(inputs)
     names = _layer_names(model, layers)
     base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
-    indices = resolve_targets(targets, clean_forward(model, x, None))
+    indices = resolve_targets(targets, clean_forward(model, x, None, check_output_fn(output)))
 
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
