@@ -93,16 +93,38 @@ def test_pointing_game_hit_miss_and_tolerance_boundary():
     assert pointing_game(one_hot(15, 19 + 16), gt).tolist() == [0.0]
 
 
-def test_pointing_game_ties_take_the_first_maximum_in_raster_order():
+def test_pointing_game_ties_count_fractionally():
+    # issue 12 changed this: ties were broken in raster order (0.0 and 1.0 below)
     gt = box_mask(30, 30, 40, 40)
     m = torch.zeros(1, H, W)
-    m[0, 0, 0] = 1.0  # first in raster order, outside
+    m[0, 0, 0] = 1.0  # outside
     m[0, 35, 35] = 1.0  # inside
-    assert pointing_game(m, gt, tolerance=0).tolist() == [0.0]
+    assert pointing_game(m, gt, tolerance=0).tolist() == [0.5]
     m2 = torch.zeros(1, H, W)
     m2[0, 35, 35] = 1.0
-    m2[0, 39, 0] = 1.0  # later in raster order
-    assert pointing_game(m2, gt, tolerance=0).tolist() == [1.0]
+    m2[0, 39, 0] = 1.0  # outside
+    m2[0, 0, 39] = 1.0  # outside
+    assert pointing_game(m2, gt, tolerance=0).tolist() == [pytest.approx(1 / 3)]
+    # the same three maxima: with 10 px tolerance (39, 0) is still 30 px away, (0, 39) too
+    assert pointing_game(m2, gt, tolerance=10).tolist() == [pytest.approx(1 / 3)]
+    # (39, 20) is 10 px left of the box's column 30 on its last row: within 10 px, not 9
+    m3 = torch.zeros(1, H, W)
+    m3[0, 35, 35] = m3[0, 39, 20] = 1.0
+    assert pointing_game(m3, gt, tolerance=10).tolist() == [1.0]
+    assert pointing_game(m3, gt, tolerance=9).tolist() == [0.5]
+
+
+def test_pointing_game_and_rank_are_mirror_invariant_on_a_symmetric_tie():
+    # two equal peaks mirrored about the vertical axis; the object under the left one
+    m = torch.zeros(1, H, W)
+    m[0, 20, 5] = m[0, 20, W - 1 - 5] = 1.0
+    gt = box_mask(0, 15, 10, 25)
+    gt_mirror = gt.flip(2)
+    for fn in (pointing_game, relevance_rank):
+        a, b = fn(m, gt).item(), fn(m.flip(2), gt_mirror).item()
+        c, d = fn(m, gt_mirror).item(), fn(m.flip(1), gt.flip(1)).item()
+        assert a == b == c == d, fn.name
+    assert pointing_game(m, gt).item() == 0.5
 
 
 def test_pointing_game_constant_map_is_a_miss_and_empty_gt_is_nan():
@@ -126,31 +148,36 @@ def test_pointing_game_baseline_points_at_the_centre():
 
 
 def _pointing_reference(m: torch.Tensor, gt: torch.Tensor, tol: float) -> float:
+    """Share of the maximum pixels within ``tol`` of a ground-truth pixel; constant map: 0."""
     h, w = m.shape
     if not gt.any():
         return float("nan")
-    best, at = None, None
-    for y in range(h):
-        for x in range(w):
-            if best is None or m[y, x] > best:
-                best, at = m[y, x], (y, x)
-    if bool((m == m.max()).all()):
+    top = max(m.flatten().tolist())
+    if bool((m == top).all()):
         return 0.0
-    for y in range(h):
-        for x in range(w):
-            if gt[y, x] and (y - at[0]) ** 2 + (x - at[1]) ** 2 <= tol * tol:
-                return 1.0
-    return 0.0
+    maxima = [(y, x) for y in range(h) for x in range(w) if m[y, x] == top]
+    inside = [(y, x) for y in range(h) for x in range(w) if gt[y, x]]
+    hits = sum(any((y - v) ** 2 + (x - u) ** 2 <= tol * tol for v, u in inside)
+               for y, x in maxima)
+    return hits / len(maxima)
 
 
 def _rank_reference(m: torch.Tensor, gt: torch.Tensor) -> float:
+    """The expected share over every order of the tied values, written with fractions: a pixel is
+    in the top K with probability 1 above the K-th value, (places left) / (pixels tied) at it."""
+    from fractions import Fraction
+
     vals = m.flatten().tolist()
     inside = gt.flatten().tolist()
     k = sum(inside)
     if k == 0:
         return float("nan")
-    order = sorted(range(len(vals)), key=lambda p: (-vals[p], p))
-    return sum(inside[p] for p in order[:k]) / k
+    kth = sorted(vals, reverse=True)[k - 1]
+    above = sum(v > kth for v in vals)
+    tied = sum(v == kth for v in vals)
+    chance = {True: Fraction(1), False: Fraction(k - above, tied)}
+    total = sum(chance[v > kth] for v, g in zip(vals, inside) if g and v >= kth)
+    return float(total / k)
 
 
 @settings(max_examples=40, deadline=None)
@@ -171,8 +198,12 @@ def test_pointing_and_rank_match_brute_force_with_ties(values, box, tol):
     if math.isnan(exp_p):
         assert math.isnan(got_p) and math.isnan(got_r)
     else:
-        assert got_p == exp_p
+        assert got_p == pytest.approx(exp_p, abs=1e-7)
         assert got_r == pytest.approx(exp_r, abs=1e-7)
+        # orientation-invariant: the mirrored map and ground truth score the same
+        mirrored = [[(8 - b[2], b[1], 8 - b[0], b[3]) for b in boxes[0]]]
+        assert float(pointing_game(m.flip(2), mirrored, tolerance=tol)[0]) == got_p
+        assert float(relevance_rank(m.flip(2), mirrored)[0]) == pytest.approx(got_r, abs=1e-7)
 
 
 # ----------------------------------------------------------------------------- mass
@@ -240,10 +271,19 @@ def test_relevance_rank_known_answers_and_ties():
     ramp = torch.arange(H * W, dtype=torch.float32).reshape(1, H, W)
     assert relevance_rank(-ramp, gt).tolist() == [1.0]  # top 40 = the first row
     assert relevance_rank(ramp, gt).tolist() == [0.0]  # top 40 = the last row
-    # a constant map: ties by raster index, so the first row again
-    assert relevance_rank(torch.ones(1, H, W), gt).tolist() == [1.0]
+    # a constant map: every pixel ties, so the first and the last row both score chance, K / N
+    # (issue 12 changed this: ties by raster index gave 1.0 and 0.0)
+    assert relevance_rank(torch.ones(1, H, W), gt).tolist() == [pytest.approx(40 / 1600)]
     gt_last = box_mask(0, 39, 40, 40)
-    assert relevance_rank(torch.ones(1, H, W), gt_last).tolist() == [0.0]
+    assert relevance_rank(torch.ones(1, H, W), gt_last).tolist() == [pytest.approx(40 / 1600)]
+    # a tie at the K-th value: 30 pixels of 2 (10 inside), then 20 of 1 for the last 10 places
+    # (10 of them inside): (10 + 10 * 10 / 20) / 40
+    m = torch.zeros(1, H, W)
+    m[0, 0, :10] = 2.0
+    m[0, 10, :20] = 2.0
+    m[0, 0, 10:20] = 1.0
+    m[0, 20, :10] = 1.0
+    assert relevance_rank(m, gt).item() == pytest.approx((10 + 10 * 10 / 20) / 40)
     # half of the top K inside
     m = torch.zeros(1, H, W)
     m[0, 0, :20] = 2.0
@@ -260,9 +300,11 @@ def test_max_box_acc_box_shaped_map_is_perfect():
     m[0, 1:4, 2:6] = 1.0
     r = max_box_acc(m, [[(2, 1, 6, 4)]])
     assert r.iou.shape == (1, 100)
-    assert r.iou[0, 0].item() == pytest.approx(12 / 120)  # t = 0: the whole image is one box
+    # issue 12: pixels strictly above t, as wsolevaluation, so t = 0 keeps only the box (with
+    # ">=" it kept the whole image: IoU 12 / 120) and t = 1 keeps nothing
+    assert r.iou[0].eq(1.0).all()
     r = max_box_acc(m, [[(2, 1, 6, 4)]], thresholds=[0.0, 0.5, 1.0])
-    assert r.iou[0].tolist() == pytest.approx([12 / 120, 1.0, 1.0])
+    assert r.iou[0].tolist() == pytest.approx([1.0, 1.0, 0.0])
     assert r.value == 1.0
     # the same ground truth shifted one pixel right: IoU = 9 / 15
     r = max_box_acc(m, [[(3, 1, 7, 4)]], thresholds=[0.5])
@@ -274,9 +316,10 @@ def test_max_box_acc_pointing_away_and_constant_maps():
     m = torch.zeros(2, 10, 12)
     m[0, 7:10, 8:12] = 1.0  # far from the box
     r = max_box_acc(m, [[(0, 0, 3, 3)], [(0, 0, 3, 3)]], thresholds=[0.0, 0.5])
-    assert r.iou[0].tolist() == pytest.approx([9 / 120, 0.0])
-    # sample 1 is constant: min-max gives 0, so only t = 0 finds a (whole-image) component
-    assert r.iou[1].tolist() == pytest.approx([9 / 120, 0.0])
+    assert r.iou[0].tolist() == pytest.approx([0.0, 0.0])
+    # sample 1 is constant: min-max gives 0, so no pixel is above any t >= 0 (issue 12; with
+    # ">=" t = 0 found the whole image, IoU 9 / 120)
+    assert r.iou[1].tolist() == pytest.approx([0.0, 0.0])
     assert r.value == 0.0
     assert r.box_acc.tolist() == [[0.0, 0.0]]
 
@@ -290,9 +333,10 @@ def test_max_box_acc_largest_component_vs_v2_every_component():
     v2 = max_box_acc(m, boxes, v2=True)
     # v1: the largest component is the big blob at every t > 0
     assert v1.value == 0.0
-    # v2: the small blob's box matches exactly for t in (0, 0.8]
+    # v2: the small blob's box matches exactly for t in [0, 0.8] (0.8 in float32 is just above
+    # the float64 threshold 0.80; strictly above t since issue 12, so t = 0 counts too)
     assert v2.value == 1.0
-    assert v2.iou[0, 1:81].eq(1.0).all() and v2.iou[0, 81:].eq(0.0).all()
+    assert v2.iou[0, :81].eq(1.0).all() and v2.iou[0, 81:].eq(0.0).all()
     assert v2.iou_thresholds == (0.3, 0.5, 0.7)
 
 
@@ -338,3 +382,42 @@ def test_max_box_acc_best_of_several_ground_truth_boxes():
     m[0, 5:8, 5:8] = 1.0
     r = max_box_acc(m, [[(0, 0, 2, 2), (5, 5, 8, 8)]], thresholds=[0.5])
     assert r.iou[0, 0].item() == 1.0
+
+
+# ----------------------------------------------------------------------------- MaxBoxAcc, issue 12
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -3.5])
+def test_max_box_acc_of_a_blank_or_constant_map_is_zero(value):
+    m = torch.full((2, 10, 12), value)
+    boxes = [[(0, 0, 12, 10)], [(2, 2, 6, 6)]]  # even a box covering the whole image
+    for v2 in (False, True):
+        r = max_box_acc(m, boxes, v2=v2)
+        assert r.value == 0.0 and r.iou.eq(0.0).all()
+
+
+def test_max_box_acc_iou_exactly_at_the_level_counts():
+    # estimate (0, 0, 4, 4) against the box (0, 0, 4, 2): IoU 8 / 16 = 0.5 exactly
+    m = torch.zeros(1, 8, 8)
+    m[0, :4, :4] = 1.0
+    r = max_box_acc(m, [[(0, 0, 4, 2)]], thresholds=[0.5])
+    assert r.iou[0, 0].item() == 0.5
+    assert r.value == 1.0
+    assert max_box_acc(m, [[(0, 0, 4, 2)]], thresholds=[0.5], iou_thresholds=[0.5 + 1e-9]).value == 0.0
+
+
+def test_max_box_acc_threshold_equal_to_a_value_drops_that_value():
+    # a two-level map (0.5 and 1): at t = 0.5 only the 1.0 part is above the threshold
+    m = torch.zeros(1, 10, 10)
+    m[0, 0:6, 0:6] = 0.5
+    m[0, 0:2, 0:2] = 1.0
+    r = max_box_acc(m, [[(0, 0, 2, 2)]], thresholds=[0.49, 0.5])
+    assert r.iou[0].tolist() == pytest.approx([4 / 36, 1.0])
+
+
+def test_max_box_acc_warns_for_thresholds_below_0():
+    m = torch.zeros(1, 8, 8)
+    m[0, :2, :2] = 1.0
+    with pytest.warns(UserWarning, match=r"thresholds below 0 .*whole\s+image"):
+        r = max_box_acc(m, [[(0, 0, 8, 8)]], thresholds=[-0.1])
+    assert r.value == 1.0  # every pixel kept: the whole image is the box

@@ -73,14 +73,28 @@ def test_relevance_rank_agrees_with_quantus(case):
 
 
 def test_documented_difference_pointing_game_ties():
-    """Quantus counts a hit when any tied maximum is inside; xcam takes the first in raster
-    order."""
+    """Quantus counts a hit when any tied maximum is inside; xcam counts the share of the tied
+    maxima that hit (issue 12; it took the first in raster order before, which scored 0.0)."""
     maps = torch.zeros(1, 8, 8)
     maps[0, 0, 0] = maps[0, 6, 6] = 1.0
     mask = torch.zeros(1, 8, 8, dtype=torch.bool)
     mask[0, 5:8, 5:8] = True
-    assert pointing_game(maps, mask, tolerance=0).tolist() == [0.0]
+    assert pointing_game(maps, mask, tolerance=0).tolist() == [0.5]
     assert _quantus(quantus.PointingGame, maps, mask).tolist() == [1.0]
+
+
+def test_documented_difference_relevance_rank_ties():
+    """Quantus breaks ties by numpy's argsort order; xcam shares the places left at the K-th
+    value among the tied pixels (issue 12), so a map and its mirror image score the same."""
+    maps = torch.zeros(1, 8, 8)
+    maps[0, 3, 0] = maps[0, 3, 7] = 1.0  # two tied peaks, the object under the left one
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, 3, 0] = True  # K = 1: one place for two tied pixels
+    mirrored = mask.flip(2)
+    assert relevance_rank(maps, mask).item() == relevance_rank(maps, mirrored).item() == 0.5
+    theirs = (_quantus(quantus.RelevanceRankAccuracy, maps, mask)[0],
+              _quantus(quantus.RelevanceRankAccuracy, maps, mirrored)[0])
+    assert sorted(theirs) == [0.0, 1.0]  # one orientation hits, the other misses
 
 
 def test_documented_difference_relevance_mass_negative_values():

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
 from ._core import (
     _check_number,
     check_maps,
-    descending_order,
     ground_truth,
     metric,
     parse_boxes,
@@ -44,6 +43,31 @@ def _undefined_where_empty(scores: Tensor, mask: Tensor) -> Tensor:
     return torch.where(nonempty, scores, torch.full_like(scores, _NAN))
 
 
+def _near_ground_truth(mask: Tensor, tolerance: float) -> Tensor:
+    """(B, H, W) bool: pixels within ``tolerance`` (Euclidean) of a ground-truth pixel.
+
+    An exact distance transform in two passes (Felzenszwalb and Huttenlocher): the distance to
+    the nearest ground-truth pixel in the same row, then the minimum over the rows within reach of
+    ``dy^2 + dx(y + dy)^2``. Integer squared distances are compared with ``tolerance^2``.
+    """
+    b, h, w = mask.shape
+    dev = mask.device
+    xs = torch.arange(w, dtype=torch.float64, device=dev).expand(b, h, w)
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=dev)
+    last = torch.where(mask, xs, -inf).cummax(dim=2).values  # last ground-truth x at or before x
+    nxt = torch.where(mask, xs, inf).flip(2).cummin(dim=2).values.flip(2)  # first at or after x
+    dx = torch.minimum(xs - last, nxt - xs)  # (B, H, W), inf on rows without ground truth
+    dx2 = dx * dx
+    reach = min(int(tolerance), h - 1)
+    d2 = torch.full_like(dx2, float("inf"))
+    for dy in range(-reach, reach + 1):
+        if dy >= 0:
+            d2[:, : h - dy] = torch.minimum(d2[:, : h - dy], dx2[:, dy:] + dy * dy)
+        else:
+            d2[:, -dy:] = torch.minimum(d2[:, -dy:], dx2[:, : h + dy] + dy * dy)
+    return d2 <= tolerance * tolerance
+
+
 @metric("pointing_game", higher_is_better=True, family="localization")
 def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016).
@@ -51,7 +75,10 @@ def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     A hit (1.0) when the map's maximum lies within ``tolerance`` pixels (Euclidean, input pixels)
     of a ground-truth pixel, else a miss (0.0):
     ``hit = any_{p in GT} ||argmax(map) - p||_2 <= tolerance``.
-    Ties: the first maximum in raster order. A constant map (no maximum) is a miss.
+    Ties count fractionally: with several pixels at the maximum, the score is the share of them
+    that hit, ``|{q in argmax(map) : q hits}| / |argmax(map)|``, the expected hit of a maximum
+    drawn at random. A map and its mirror image therefore score the same. A constant map (no
+    maximum: every pixel ties) is a miss, 0.0, so a blank map scores 0.
 
     Report it beside :func:`pointing_game_baseline`, the score of a map that always points at the
     image centre.
@@ -62,22 +89,20 @@ def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
         tolerance: radius in pixels (default 15, as in the paper); 0 asks for the exact pixel.
 
     Returns:
-        (B,) float32: 1.0 hit, 0.0 miss, NaN where the ground truth is empty.
+        (B,) float32 in [0, 1]: 1.0 hit, 0.0 miss, the share of hits among tied maxima, NaN where
+        the ground truth is empty.
     """
     m = check_maps(maps)
     tol = _check_number("tolerance", tolerance, 0.0)
     mask = ground_truth(gt, m)
-    b, h, w = m.shape
+    b = m.shape[0]
     flat = m.reshape(b, -1)
-    top = flat.argmax(dim=1)  # the first maximum in raster order
-    py = (top // w).to(torch.float64)[:, None, None]
-    px = (top % w).to(torch.float64)[:, None, None]
-    ys = torch.arange(h, dtype=torch.float64, device=m.device)[None, :, None]
-    xs = torch.arange(w, dtype=torch.float64, device=m.device)[None, None, :]
-    near = (ys - py) ** 2 + (xs - px) ** 2 <= tol * tol
-    hit = (near & mask).reshape(b, -1).any(dim=1)
-    constant = flat.max(dim=1).values == flat.min(dim=1).values
-    scores = (hit & ~constant).float()
+    top = flat.max(dim=1, keepdim=True).values
+    ties = flat == top  # (B, N) every pixel at the maximum
+    near = _near_ground_truth(mask, tol).reshape(b, -1)
+    share = (ties & near).sum(dim=1).double() / ties.sum(dim=1).double()
+    constant = top[:, 0] == flat.min(dim=1).values
+    scores = torch.where(constant, torch.zeros_like(share), share).float()
     return _undefined_where_empty(scores, mask)
 
 
@@ -174,8 +199,13 @@ def relevance_rank(maps: Tensor, gt: object) -> Tensor:
     """Relevance rank accuracy (Arras et al., "CLEVR-XAI", 2022).
 
     With K the number of ground-truth pixels, the share of the map's K highest pixels that lie
-    inside the ground truth: ``|top_K(M) ∩ GT| / K``. Pixels are ranked by value, descending,
-    ties by raster index (a constant map takes the first K pixels in raster order).
+    inside the ground truth: ``|top_K(M) ∩ GT| / K``. Ties at the K-th highest value v count
+    fractionally: the pixels above v all belong to the top K, and the ``s = K - |{M > v}|``
+    remaining places are shared by the ``|{M = v}|`` tied pixels, each weighing
+    ``s / |{M = v}|`` (the expected score over a uniformly random order of the ties):
+    ``(|{M > v} ∩ GT| + s |{M = v} ∩ GT| / |{M = v}|) / K``. The score does not depend on the
+    image's orientation; a constant map scores the ground truth's share of the image, K / N
+    (chance level).
 
     Args:
         maps: (B, H, W).
@@ -187,11 +217,17 @@ def relevance_rank(maps: Tensor, gt: object) -> Tensor:
     m = check_maps(maps)
     mask = ground_truth(gt, m)
     b = m.shape[0]
+    flat = m.reshape(b, -1)
     flat_mask = mask.reshape(b, -1)
     k = flat_mask.sum(dim=1)  # (B,)
-    in_gt_by_rank = flat_mask.gather(1, descending_order(m))
-    hits = torch.cumsum(in_gt_by_rank.long(), dim=1).gather(1, (k - 1).clamp(min=0)[:, None])[:, 0]
-    scores = hits.double() / k.clamp(min=1).double()
+    ordered = torch.sort(flat, dim=1, descending=True).values
+    kth = ordered.gather(1, (k - 1).clamp(min=0)[:, None])  # (B, 1) the K-th highest value
+    above = flat > kth
+    tied = flat == kth
+    slots = (k - above.sum(dim=1)).double()
+    hits = ((above & flat_mask).sum(dim=1).double()
+            + slots * (tied & flat_mask).sum(dim=1).double() / tied.sum(dim=1).double())
+    scores = hits / k.clamp(min=1).double()
     return _undefined_where_empty(scores.float(), mask)
 
 
@@ -202,7 +238,7 @@ class BoxAccResult:
     Attributes:
         value: MaxBoxAcc (or MaxBoxAccV2): ``mean_d max_t BoxAcc(t, d)``, a float in [0, 1].
         iou: (B, T) float32 per sample and threshold: the best IoU between an estimated box and
-            any ground-truth box (0 where ``map >= t`` is empty); NaN rows for samples without
+            any ground-truth box (0 where ``map > t`` is empty); NaN rows for samples without
             boxes.
         thresholds: (T,) the map thresholds t.
         iou_thresholds: the IoU levels d.
@@ -251,6 +287,12 @@ def _thresholds(thresholds: object, device: torch.device) -> Tensor:
         )
     if t.numel() == 0 or not bool(torch.isfinite(t).all()):
         raise InputError(f"thresholds must be a non-empty list of finite numbers, got {t.tolist()}")
+    if bool((t < 0).any()):
+        warn(
+            f"thresholds below 0 ({[v for v in t.tolist() if v < 0][:4]}): maps are min-max "
+            "normalised to [0, 1] first, so such a threshold keeps every pixel and the whole "
+            "image becomes the box, whatever the map; pass thresholds in [0, 1)"
+        )
     return t
 
 
@@ -265,12 +307,14 @@ def max_box_acc(
     """MaxBoxAcc and MaxBoxAccV2 (Choe et al., "Evaluating weakly supervised object localization
     methods right", CVPR 2020).
 
-    Each map is min-max normalised. For every threshold t the mask ``map >= t`` is split into
-    8-connected components (OpenCV ``connectedComponentsWithStats``); the box of the largest
+    Each map is min-max normalised. For every threshold t the mask ``map > t`` (strictly above,
+    as in the authors' reference code, wsolevaluation's ``cv2.threshold(..., THRESH_BINARY)``,
+    so a blank or constant map, which min-max sends to 0, has no box at any t and scores 0) is
+    split into 8-connected components (OpenCV ``connectedComponentsWithStats``); the box of the largest
     component (most pixels; ties: the lowest label, i.e. the first in raster order) is the
     estimate, or with ``v2=True`` every component's box is, the best one counting. The per-sample
     score at t is the best IoU between an estimate and any ground-truth box (0 when the mask is
-    empty). ``BoxAcc(t, d)`` is the share of samples with ``IoU >= d``;
+    empty). ``BoxAcc(t, d)`` is the share of samples with ``IoU >= d`` (an IoU equal to d counts);
     ``MaxBoxAcc = max_t BoxAcc(t, 0.5)`` and
     ``MaxBoxAccV2 = mean_{d in {0.3, 0.5, 0.7}} max_t BoxAcc(t, d)``.
 
@@ -307,7 +351,7 @@ def max_box_acc(
 
     # The only numpy / CPU edge: OpenCV labels the thresholded masks.
     norm = normalize(m).double()
-    masks = (norm[None] >= thr[:, None, None, None]).to(torch.uint8).cpu().numpy()  # (T, B, H, W)
+    masks = (norm[None] > thr[:, None, None, None]).to(torch.uint8).cpu().numpy()  # (T, B, H, W)
     has_gt = valid.any(dim=1)
     rows, found = [], []
     for t in range(n_t):
