@@ -1,4 +1,4 @@
-"""Control explainers: random, centre Gaussian, Sobel edges."""
+"""Control explainers: blank, random, centre Gaussian, Sobel edges."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import torch
 from scipy import ndimage
 
+import xcam
 from xcam.errors import InputError
-from xcam.methods import CenterGaussian, RandomMap, SobelEdges
+from xcam.methods import BlankMap, CenterGaussian, RandomMap, SobelEdges
+from xcam.metrics import energy_pointing_game, max_box_acc, pointing_game, relevance_rank
 
 
 def test_random_map_is_seeded_uniform_noise(tiny, images):
@@ -54,3 +56,22 @@ def test_sobel_edges_of_a_step(tiny):
     maps = SobelEdges(tiny)(x).maps[0]
     assert torch.equal(maps[:, [0, 1, 2, 5, 6, 7]], torch.zeros(8, 6))  # flat, borders included
     assert torch.equal(maps[:, 3:5], torch.full((8, 2), 4.0))  # 1 + 2 + 1 across the step
+
+
+def test_blank_map_is_zero_and_scores_nothing(tiny, images):
+    exp = BlankMap(tiny)(images, targets=1)
+    assert exp.maps.dtype == torch.float32 and torch.equal(exp.maps, torch.zeros(3, *images.shape[-2:]))
+    assert exp.method == "blank" and "blank" in xcam.list_explainers()
+    with torch.no_grad():
+        out = tiny(images)
+    assert torch.equal(exp.targets, torch.ones(3, dtype=torch.long))
+    assert torch.allclose(exp.scores, out[:, 1])
+    h, w = images.shape[-2:]
+    boxes = [[(0, 0, w, h)], [(2, 2, 10, 10)], [(5, 0, w, 4)]]
+    # no maximum, no box above any threshold: 0 (issue 12: MaxBoxAcc with ">=" gave it credit)
+    assert pointing_game(exp.maps, boxes).tolist() == [0.0, 0.0, 0.0]
+    assert max_box_acc(exp.maps, boxes).value == 0.0
+    # mass and rank metrics score it at chance: the box's share of the image
+    share = torch.tensor([1.0, 64 / (h * w), 4 * (w - 5) / (h * w)])
+    assert torch.allclose(energy_pointing_game(exp.maps, boxes), share)
+    assert torch.allclose(relevance_rank(exp.maps, boxes), share)

@@ -1,10 +1,12 @@
 """Control explainers: maps that ignore the model, to calibrate metrics and sanity checks.
 
-A metric that scores these as well as a real explainer does not measure faithfulness: a random map
-is the floor, a centred Gaussian exposes a centre bias in the data, and the Sobel edge magnitude
-exposes metrics that reward image structure rather than the model's evidence (Adebayo et al.,
-"Sanity Checks for Saliency Maps", NeurIPS 2018, show that several methods behave like an edge
-detector). Each runs the model once, without gradients, only to report ``targets`` and ``scores``.
+A metric that scores these as well as a real explainer does not measure faithfulness: a blank
+(all-zero) map carries no information at all and must score at the bottom of every localization
+metric, a random map is the floor, a centred Gaussian exposes a centre bias in the data, and the
+Sobel edge magnitude exposes metrics that reward image structure rather than the model's evidence
+(Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, show that several methods behave
+like an edge detector). Each runs the model once, without gradients, only to report ``targets``
+and ``scores``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from ..targets import Targets
 from ._perturb import check_seed, clean_pass, make_generator
 from .base import Explainer
 
-__all__ = ["RandomMap", "CenterGaussian", "SobelEdges"]
+__all__ = ["BlankMap", "RandomMap", "CenterGaussian", "SobelEdges"]
+
+#: Registered names of the control explainers (maps that ignore the model).
+CONTROL_NAMES = ("blank", "random", "center", "edges")
 
 
 class _Control(Explainer):
@@ -44,6 +49,26 @@ class _Control(Explainer):
             method=self.name,
             params=self.params(),
         )
+
+
+@register_explainer("blank")
+class BlankMap(_Control):
+    """A constant all-zero map: no evidence anywhere, the bottom row of every table.
+
+    Localization metrics score it as having no answer: the pointing game 0 (a constant map has no
+    maximum), MaxBoxAcc 0 (no pixel lies strictly above any threshold), the energy pointing game
+    and relevance mass at chance (the ground truth's share of the image). A metric that gives it
+    more has a definition problem (issue 12: MaxBoxAcc with ``>=`` gave a blank map 0.476 on
+    ImageNet). The map itself needs no forward pass; the model runs once, as for every control,
+    only to report ``targets`` and ``scores``.
+
+    Args:
+        model: the model (run once for ``targets`` and ``scores`` only).
+    """
+
+    def control_maps(self, inputs: Tensor) -> Tensor:
+        b, _, h, w = inputs.shape
+        return torch.zeros((b, h, w), dtype=torch.float32, device=inputs.device)
 
 
 @register_explainer("random")
