@@ -16,13 +16,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, XcamError
+from .errors import InputError, InputTypeError, XcamError
 
 __all__ = [
     "efficientnet_lite0",
@@ -91,48 +91,383 @@ class WeightsUnavailableError(XcamError, RuntimeError):
     """Pretrained weights could not be obtained (no network, or a file that is not a state dict)."""
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """Input scaling of a model: pixels in [0, 255] (B, 3, H, W) -> the model's input space.
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
-    ``x = (pixels / scale - mean) / std`` per channel. ImageNet models from torchvision use
-    ``scale=255`` with the ImageNet mean and standard deviation; EfficientNet-Lite0 uses
-    ``scale=1``, ``mean=127``, ``std=128``.
+
+def _side_pair(size: object, what: str) -> tuple[int, int]:
+    """``224`` or ``(224, 224)`` -> ``(224, 224)``; anything else an error naming ``what``."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        pair = (size, size)
+    elif (isinstance(size, (tuple, list)) and len(size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise InputError(f"{what} must be an int or (height, width) of ints, got {size!r}")
+    if min(pair) < 1:
+        raise InputError(f"{what} must be >= 1 pixel, got {size!r}")
+    return pair
+
+
+@dataclass(frozen=True, repr=False)
+class Preprocess:
+    """A model's input pipeline: how an image becomes its input (geometry and pixel scaling).
+
+    Geometry (applied to the image, and to its ground-truth boxes, by :func:`xcam.load_images`
+    and :func:`xcam.compare`):
+
+    - ``resize=None``: the image is squashed to ``size`` (aspect ratio not kept);
+    - ``resize=N``: its shorter side is resized to ``N`` (aspect ratio kept, the longer side
+      ``int(N * long / short)``), then the centre ``size`` is cropped, as torchvision's
+      ``weights.transforms()``, timm's eval transform and Hugging Face processors do.
+
+    Pixels (``__call__``): ``x = (pixels / scale - mean) / std`` per channel, for pixels in
+    [0, 255] of shape (B, 3, H, W). ImageNet models from torchvision use ``scale=255`` with the
+    ImageNet mean and standard deviation; EfficientNet-Lite0 uses ``scale=1``, ``mean=127``,
+    ``std=128``.
+
+    Build one from another library's preprocessing with :meth:`from_transform` (torchvision
+    ``weights.transforms()``, a torchvision / timm ``Compose``, a Hugging Face image processor).
 
     Attributes:
         mean, std: per-channel (3 values each), in units of ``pixels / scale``.
         scale: what pixels are divided by first.
-        size: the square input side the model was trained at (images are resized to it).
-        name: a label for provenance (``"imagenet"``, ``"lite0"``, ``"unit"``, ``"none"``).
+        size: the model's input side (an int, square) or ``(height, width)``.
+        name: a label for provenance (``"imagenet"``, ``"lite0"``, ``"unit"``, ``"none"``, ...).
+        resize: the shorter side before the centre crop, or ``None`` to squash to ``size``.
+        interpolation: ``"bicubic"`` (default), ``"bilinear"``, ``"nearest"``, ``"lanczos"``,
+            ``"box"`` or ``"hamming"``.
+        crop_rounding: where an odd margin of the centre crop goes: ``"round"`` (torchvision:
+            ``round((H - h) / 2)``) or ``"floor"`` (Hugging Face: ``(H - h) // 2``).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 255.0
-    size: int = 224
+    size: int | tuple[int, int] = 224
     name: str = "imagenet"
+    resize: int | None = None
+    interpolation: str = "bicubic"
+    crop_rounding: str = "round"
+
+    def __post_init__(self) -> None:
+        _side_pair(self.size, "Preprocess.size")
+        for field_name in ("mean", "std"):
+            value = getattr(self, field_name)
+            if not isinstance(value, (tuple, list)) or len(value) != 3:
+                raise InputError(f"Preprocess.{field_name} must hold 3 values (one per channel), "
+                                 f"got {value!r}")
+        if any(float(s) == 0.0 for s in self.std):
+            raise InputError(f"Preprocess.std must not hold 0 (a division by zero), got {self.std!r}")
+        if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool) or self.scale <= 0:
+            raise InputError(f"Preprocess.scale must be a number > 0, got {self.scale!r}")
+        if self.resize is not None and (not isinstance(self.resize, int) or isinstance(self.resize, bool)
+                                        or self.resize < 1):
+            raise InputError(f"Preprocess.resize must be an int >= 1 (the shorter side before the "
+                             f"centre crop) or None (squash to size), got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"Preprocess.interpolation must be one of {INTERPOLATIONS}, got "
+                             f"{self.interpolation!r}")
+        if self.crop_rounding not in ("round", "floor"):
+            raise InputError(f"Preprocess.crop_rounding must be 'round' or 'floor', got "
+                             f"{self.crop_rounding!r}")
+
+    def __repr__(self) -> str:
+        text = (f"Preprocess(mean={self.mean!r}, std={self.std!r}, scale={self.scale!r}, "
+                f"size={self.size!r}, name={self.name!r}")
+        # the new fields are shown only when set, so that a run folder written before they
+        # existed resumes (its fingerprint holds this text)
+        if self.resize is not None:
+            text += f", resize={self.resize!r}"
+        if self.interpolation != "bicubic":
+            text += f", interpolation={self.interpolation!r}"
+        if self.crop_rounding != "round":
+            text += f", crop_rounding={self.crop_rounding!r}"
+        return text + ")"
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """The model input's ``(height, width)``."""
+        return _side_pair(self.size, "Preprocess.size")
+
+    def with_size(self, size: int | tuple[int, int]) -> Preprocess:
+        """The same pipeline for another input size; a resize before the crop scales with it."""
+        new = _side_pair(size, "size")
+        resize = self.resize
+        if resize is not None:
+            resize = max(1, int(round(resize * min(new) / min(self.hw))))
+        return replace(self, size=size, resize=resize)
 
     def __call__(self, pixels: Tensor) -> Tensor:
         if not isinstance(pixels, Tensor) or pixels.dim() != 4 or pixels.shape[1] != 3:
             got = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
-            raise InputError(f"pixels must be a (B, 3, H, W) tensor in [0, 255], got {got}")
+            raise InputError(f"pixels must be a (B, 3, H, W) tensor in [0, 255], got {got}; "
+                             "read images with xcam.load_images(paths, preprocess=...)")
         mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
         return (pixels.float() / self.scale - mean) / std
 
     @classmethod
-    def named(cls, name: str, size: int = 224) -> Preprocess:
+    def named(cls, name: str, size: int | tuple[int, int] = 224) -> Preprocess:
         """``"imagenet"`` (torchvision mean / std), ``"lite0"`` ((p - 127) / 128), ``"unit"``
-        (p / 255) or ``"none"`` (pixels as they are, in [0, 255])."""
+        (p / 255) or ``"none"`` (pixels as they are, in [0, 255]); images squashed to ``size``."""
         presets = {
-            "imagenet": cls(IMAGENET_MEAN, IMAGENET_STD, 255.0, size, "imagenet"),
-            "lite0": cls((127.0,) * 3, (128.0,) * 3, 1.0, size, "lite0"),  # type: ignore[arg-type]
-            "unit": cls((0.0,) * 3, (1.0,) * 3, 255.0, size, "unit"),  # type: ignore[arg-type]
-            "none": cls((0.0,) * 3, (1.0,) * 3, 1.0, size, "none"),  # type: ignore[arg-type]
+            "imagenet": (IMAGENET_MEAN, IMAGENET_STD, 255.0),
+            "lite0": ((127.0,) * 3, (128.0,) * 3, 1.0),
+            "unit": ((0.0,) * 3, (1.0,) * 3, 255.0),
+            "none": ((0.0,) * 3, (1.0,) * 3, 1.0),
         }
         if name not in presets:
             raise InputError(f"preprocess must be one of {sorted(presets)}, got {name!r}")
-        return presets[name]
+        mean, std, scale = presets[name]
+        return cls(mean, std, scale, size, name)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_transform(cls, transform: Any) -> Preprocess:
+        """The :class:`Preprocess` equal to another library's eval preprocessing.
+
+        Accepts:
+
+        - a :class:`Preprocess` (returned as it is) or a preset name (``"imagenet"``, ...);
+        - torchvision ``weights.transforms()`` (``ImageClassification``), or a weights enum
+          member (``ResNet18_Weights.DEFAULT``);
+        - a torchvision ``Compose`` (``transforms`` v1 or v2) of ``Resize``, ``CenterCrop``,
+          ``ToTensor`` / ``PILToTensor`` / ``ToImage`` / ``ToDtype`` / ``ConvertImageDtype``,
+          ``Normalize``: timm's ``create_transform(**resolve_data_config({}, model=m))`` is one;
+        - a Hugging Face image processor (``AutoImageProcessor.from_pretrained(...)``,
+          ``ViTImageProcessor()``, ...): ``size`` (``height`` / ``width``, or ``shortest_edge``
+          with ConvNeXt's ``crop_pct``), ``do_center_crop`` / ``crop_size``, ``rescale_factor``,
+          ``image_mean`` / ``image_std``.
+
+        Raises:
+            InputError: a step whose effect on the pixels or the geometry xcam cannot know (a
+                ``Lambda``, a random crop, a resize bounded by ``max_size``, ...): build the
+                :class:`Preprocess` by hand instead, so that the boxes follow the image.
+            InputTypeError: ``transform`` is none of these.
+        """
+        if isinstance(transform, Preprocess):
+            return transform
+        if isinstance(transform, str):
+            return cls.named(transform)
+        if callable(getattr(transform, "transforms", None)) and hasattr(transform, "meta") \
+                and hasattr(transform, "url"):
+            return cls.from_transform(transform.transforms())  # a torchvision weights enum member
+        kind = type(transform).__name__
+        module = type(transform).__module__ or ""
+        if kind == "ImageClassification" and hasattr(transform, "crop_size"):
+            return _from_torchvision_preset(transform)
+        if module.startswith("transformers") or hasattr(transform, "image_mean"):
+            return _from_hf_processor(transform)
+        if isinstance(getattr(transform, "transforms", None), (list, tuple)):
+            return _from_compose(transform)
+        if module.startswith(("torchvision.transforms", "timm")):
+            return _from_compose(transform, steps=[transform])
+        raise InputTypeError(
+            f"preprocess: {kind} is not a preprocessing xcam can read; pass xcam.models.Preprocess("
+            "mean=..., std=..., size=..., resize=...), torchvision weights.transforms(), a torchvision"
+            " or timm Compose, or a Hugging Face image processor"
+        )
+
+
+def _interpolation_name(value: Any) -> str:
+    """torchvision ``InterpolationMode``, a PIL resampling int or a name -> our name."""
+    if isinstance(value, str):
+        name = value.lower()
+    elif hasattr(value, "value") and isinstance(value.value, str):  # InterpolationMode
+        name = value.value.lower()
+    elif isinstance(value, int):
+        pil = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+        name = pil.get(int(value), "?")
+    else:
+        name = str(value).lower().rsplit(".", 1)[-1]
+    if name not in INTERPOLATIONS:
+        raise InputError(f"preprocess: interpolation {value!r} is not supported; use one of "
+                         f"{INTERPOLATIONS}")
+    return name
+
+
+def _three(values: Any, what: str) -> tuple[float, float, float]:
+    if isinstance(values, Tensor):
+        values = values.tolist()
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise InputError(f"preprocess: {what} has {len(values)} values; xcam reads RGB images "
+                         "(3 channels)")
+    return (values[0], values[1], values[2])
+
+
+def _first(value: Any) -> int:
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def _from_torchvision_preset(t: Any) -> Preprocess:
+    crop = t.crop_size
+    resize = t.resize_size
+    if isinstance(resize, (list, tuple)) and len(resize) == 2:
+        raise InputError(f"preprocess: a torchvision preset that squashes to {list(resize)} before "
+                         "the crop is not supported; pass xcam.models.Preprocess(...)")
+    size = (int(crop[0]), int(crop[-1])) if isinstance(crop, (list, tuple)) else int(crop)
+    if isinstance(size, tuple) and size[0] == size[1]:
+        size = size[0]
+    return Preprocess(_three(t.mean, "mean"), _three(t.std, "std"), 255.0, size, "torchvision",
+                      resize=_first(resize), interpolation=_interpolation_name(t.interpolation))
+
+
+def _unknown_step(step: Any, why: str) -> InputError:
+    return InputError(
+        f"preprocess: step {type(step).__name__} {why}; xcam must know what every step does to the "
+        "pixels and the geometry so that ground-truth boxes follow the image. Pass "
+        "xcam.models.Preprocess(mean=..., std=..., scale=255, size=CROP, resize=SHORTER_SIDE) "
+        "written to match it"
+    )
+
+
+def _flatten(steps: list[Any]) -> list[Any]:
+    out = []
+    for step in steps:
+        inner = getattr(step, "transforms", None)
+        if type(step).__name__ == "Compose" and isinstance(inner, (list, tuple)):
+            out += _flatten(list(inner))
+        else:
+            out.append(step)
+    return out
+
+
+def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
+    steps = _flatten(list(steps if steps is not None else transform.transforms))
+    resize: int | None = None
+    squash: tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    interpolation = "bilinear"
+    scale = 1.0  # pixels arrive in [0, 255]
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    normalized = False
+    for step in steps:
+        kind = type(step).__name__
+        if kind == "Resize":
+            if resize is not None or squash is not None or crop is not None or normalized:
+                raise _unknown_step(step, "comes after another resize, a crop or the normalisation")
+            if getattr(step, "max_size", None) is not None:
+                raise _unknown_step(step, "bounds the longer side (max_size)")
+            target = step.size
+            if isinstance(target, int) or (isinstance(target, (list, tuple)) and len(target) == 1):
+                resize = _first(target)
+            elif isinstance(target, (list, tuple)) and len(target) == 2:
+                squash = (int(target[0]), int(target[1]))
+            else:
+                raise _unknown_step(step, f"has size {target!r}")
+            interpolation = _interpolation_name(step.interpolation)
+        elif kind == "CenterCrop":
+            if crop is not None or normalized:
+                raise _unknown_step(step, "comes after another crop or the normalisation")
+            cs = step.size
+            crop = _side_pair(tuple(cs) if isinstance(cs, (list, tuple)) and len(cs) == 2 else _first(cs),
+                              "CenterCrop.size")
+        elif kind in ("ToTensor", "MaybeToTensor"):
+            scale = 255.0
+        elif kind in ("PILToTensor", "ToImage", "ToImageTensor", "MaybePILToTensor", "ToPureTensor"):
+            pass
+        elif kind in ("ConvertImageDtype", "ToDtype"):
+            dtype = getattr(step, "dtype", None)
+            if isinstance(dtype, dict):
+                dtype = next(iter(dtype.values()))
+            if getattr(step, "scale", True) and dtype is not None and dtype.is_floating_point:
+                scale = 255.0
+        elif kind == "Normalize":
+            if normalized:
+                raise _unknown_step(step, "normalises a second time")
+            mean, std = _three(step.mean, "Normalize.mean"), _three(step.std, "Normalize.std")
+            normalized = True
+        else:
+            raise _unknown_step(step, "is not one xcam can read (random, a Lambda, or unknown)")
+    if squash is not None and crop is None:
+        size: int | tuple[int, int] = squash
+    elif squash is not None:
+        raise InputError("preprocess: a Resize to (height, width) followed by a CenterCrop is not "
+                         "supported; pass xcam.models.Preprocess(...)")
+    elif crop is not None:
+        size = crop
+    elif resize is not None:
+        raise InputError(
+            f"preprocess: Resize({resize}) without a CenterCrop keeps each image's aspect ratio, so "
+            "images of different shapes give inputs of different sizes; add a CenterCrop, or pass "
+            "xcam.models.Preprocess(size=..., resize=None) to squash")
+    else:
+        raise InputError(
+            "preprocess: the transform neither resizes nor crops, so xcam cannot tell the model's "
+            "input size; add Resize + CenterCrop, or pass xcam.models.Preprocess(..., size=...)")
+    if isinstance(size, tuple) and size[0] == size[1]:
+        size = size[0]
+    # Normalize sees pixels / scale: mean and std are in those units
+    return Preprocess(mean, std, scale, size, "torchvision", resize=resize, interpolation=interpolation)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _from_hf_processor(proc: Any) -> Preprocess:
+    kind = type(proc).__name__
+    size = getattr(proc, "size", None)
+    resize: int | None = None
+    crop: tuple[int, int] | None = None
+    squash: tuple[int, int] | None = None
+    rounding = "floor"
+    if getattr(proc, "do_resize", True) and size is not None:
+        h, w, short = _get(size, "height"), _get(size, "width"), _get(size, "shortest_edge")
+        if _get(size, "longest_edge") or _get(size, "max_height") or _get(size, "max_pixels"):
+            raise InputError(f"preprocess: {kind} bounds the longer side (size={size!r}); inputs of "
+                             "different sizes cannot share boxes; pass xcam.models.Preprocess(...)")
+        if h and w:
+            squash = (int(h), int(w))
+        elif short:
+            pct = getattr(proc, "crop_pct", None)
+            if pct is not None:  # ConvNeXt: resize to short / crop_pct, crop short; >= 384: squash
+                if int(short) < 384:
+                    resize, crop = int(int(short) / float(pct)), (int(short), int(short))
+                else:
+                    squash = (int(short), int(short))
+            else:
+                resize = int(short)
+        else:
+            raise InputError(f"preprocess: {kind} has size={size!r}, which xcam cannot read; pass "
+                             "xcam.models.Preprocess(...)")
+    if getattr(proc, "do_center_crop", False):
+        cs = getattr(proc, "crop_size", None)
+        ch, cw = _get(cs, "height"), _get(cs, "width")
+        if not (ch and cw):
+            raise InputError(f"preprocess: {kind} has crop_size={cs!r}; pass xcam.models.Preprocess(...)")
+        if squash is not None:
+            raise InputError(f"preprocess: {kind} squashes to {squash} and then crops; pass "
+                             "xcam.models.Preprocess(...)")
+        crop = (int(ch), int(cw))
+    if crop is not None:
+        out_size: tuple[int, int] = crop
+    elif squash is not None:
+        out_size = squash
+    else:
+        raise InputError(f"preprocess: {kind} does not resize to a fixed size (do_resize="
+                         f"{getattr(proc, 'do_resize', None)}, do_center_crop="
+                         f"{getattr(proc, 'do_center_crop', None)}); pass xcam.models.Preprocess(...)")
+    if resize is None and squash is None:
+        raise InputError(f"preprocess: {kind} crops without resizing first; pass "
+                         "xcam.models.Preprocess(...)")
+    scale = 1.0 / float(proc.rescale_factor) if getattr(proc, "do_rescale", False) else 1.0
+    if getattr(proc, "do_normalize", False):
+        mean, std = _three(proc.image_mean, "image_mean"), _three(proc.image_std, "image_std")
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    size: int | tuple[int, int] = out_size[0] if out_size[0] == out_size[1] else out_size
+    interpolation = _interpolation_name(getattr(proc, "resample", 3) if getattr(proc, "resample", None)
+                                        is not None else 3)
+    return Preprocess(mean, std, scale, size, "huggingface", resize=resize,
+                      interpolation=interpolation, crop_rounding=rounding)
 
 
 def _torchvision_names() -> list[str]:
