@@ -138,8 +138,29 @@ def test_argument_errors() -> None:
         fit(net, DATA, resume=True)
     with pytest.raises(InputError, match="milestones"):
         fit(net, DATA, milestones=(150, 225))
-    with pytest.raises(InputTypeError, match="Dataset"):
-        fit(net, [(torch.zeros(3, 8, 8), 0)])  # type: ignore[arg-type]
+    # issue 12: a list of pairs is a map-style dataset (test below); these are not
+    with pytest.raises(InputTypeError, match="TensorDataset"):
+        fit(net, torch.zeros(4, 3, 8, 8))  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match="map-style dataset"):
+        fit(net, 5)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"train_data is empty"):
+        fit(net, [])
+    with pytest.raises(InputError, match=r"train_data\[0\] must be an \(image, label\) pair"):
+        fit(net, [torch.zeros(3, 8, 8)])  # type: ignore[list-item]
+    with pytest.raises(InputError, match=r"\(C, H, W\) tensor.*to_tensor"):
+        fit(net, [(torch.zeros(8, 8).numpy(), 0)])  # type: ignore[list-item]
+
+
+def test_fit_takes_a_list_of_pairs_like_the_dataset() -> None:
+    pairs = [(DATA[i][0], DATA[i][1]) for i in range(len(DATA))]
+    a, b = make_net(), make_net()
+    ha = fit(a, DATA, "posthoc", epochs=1, batch_size=16, progress=False)
+    hb = fit(b, pairs, "posthoc", epochs=1, batch_size=16, progress=False, val_data=pairs[:8])
+    # the same images in the same seeded order: bit-identical training
+    assert ha.train_loss == hb.train_loss and ha.train_accuracy == hb.train_accuracy
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert hb.val_accuracy == [evaluate(b, pairs[:8])[1]]
 
 
 def test_schedules() -> None:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import eval_mode
 from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
 
@@ -389,19 +390,13 @@ class LFICAMNet(nn.Module):
         conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
         in_channels = conv.in_channels if conv is not None else 3
         param = next(backbone.parameters(), None)
-        flags = {m: m.training for m in backbone.modules()}
-        try:
-            backbone.eval()
-            with torch.no_grad():
-                probe = torch.zeros(
-                    1, in_channels, 64, 64,
-                    device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None,
-                )
-                features = _split_for(backbone).features(backbone, probe)
-        finally:
-            for m, flag in flags.items():
-                m.training = flag
+        with eval_mode(backbone), torch.no_grad():
+            probe = torch.zeros(
+                1, in_channels, 64, 64,
+                device=param.device if param is not None else None,
+                dtype=param.dtype if param is not None else None,
+            )
+            features = _split_for(backbone).features(backbone, probe)
         if features.dim() != 4:
             raise InputError(
                 f"backbone: the last convolutional stage of {type(backbone).__name__} returned shape "
@@ -470,15 +465,9 @@ class LFICAMNet(nn.Module):
             raise InputError(f"input_size must be (C, H, W) or (H, W) of positive ints, got {input_size}")
         param = next(self.parameters())
         x = torch.zeros(1, *size, device=param.device, dtype=param.dtype)
-        flags = {m: m.training for m in self.modules()}
         counter = FlopCounterMode(display=False)
-        try:
-            self.eval()
-            with torch.no_grad(), counter:
-                _, attention = self(x, return_attention=True)
-        finally:
-            for m, flag in flags.items():
-                m.training = flag
+        with eval_mode(self), torch.no_grad(), counter:
+            _, attention = self(x, return_attention=True)
         counts = counter.get_flop_counts()
         total = sum(counts.get("Global", {}).values())
         fin = sum(counts.get(f"{type(self).__name__}.fin", {}).values())

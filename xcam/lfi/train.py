@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._checks import eval_mode
 from ..errors import InputError, InputTypeError, XcamError
 from .network import LFICAMNet, _split_for
 
@@ -126,17 +127,48 @@ def _loader(
     data: object, name: str, batch_size: int, shuffle: bool, generator: torch.Generator | None,
     num_workers: int, device: torch.device,
 ) -> DataLoader:
+    """A DataLoader over ``data``: a DataLoader as it is, else any map-style dataset (a torch
+    ``Dataset``, or any object with ``__getitem__`` and ``__len__``, a list of ``(image, label)``
+    pairs included), as ``DataLoader`` itself takes them."""
     if isinstance(data, DataLoader):
         return data
-    if not isinstance(data, Dataset):
+    if isinstance(data, Tensor):
         raise InputTypeError(
-            f"{name} must be a torch Dataset yielding (image, label) or (image, label, mask), or a "
-            f"DataLoader; got {type(data).__name__}"
+            f"{name} is a tensor of shape {tuple(data.shape)}, which holds no labels; pass "
+            "torch.utils.data.TensorDataset(images, labels) or a list of (image, label) pairs"
         )
+    if isinstance(data, (str, bytes, dict)) or not (
+            isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))):
+        raise InputTypeError(
+            f"{name} must be a map-style dataset yielding (image, label) or (image, label, mask) "
+            f"(a torch Dataset, a list of (image, label) pairs, ...) or a DataLoader; got "
+            f"{type(data).__name__}"
+        )
+    if not isinstance(data, Dataset):
+        _check_first_item(data, name)
     return DataLoader(
         data, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )
+
+
+def _check_first_item(data: Any, name: str) -> None:
+    """A plain sequence's first item is an ``(image, label)`` pair with a (C, H, W) image."""
+    if len(data) == 0:
+        raise InputError(f"{name} is empty; pass at least one (image, label) pair")
+    item = data[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise InputError(
+            f"{name}[0] must be an (image, label) pair (or (image, label, mask)), got "
+            f"{type(item).__name__}; build the list as [(image, label), ...]"
+        )
+    image = item[0]
+    if not isinstance(image, Tensor) or image.dim() != 3:
+        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise InputError(
+            f"{name}[0]: the image must be a (C, H, W) tensor (the loader stacks them into "
+            f"batches), got {got}; convert with torchvision.transforms.functional.to_tensor"
+        )
 
 
 def _batch(batch: object, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -181,7 +213,7 @@ def _save_atomic(payload: dict[str, Any], path: str) -> None:
 
 
 def evaluate(
-    net: LFICAMNet, data: Dataset | DataLoader, batch_size: int = 128,
+    net: LFICAMNet, data: Dataset | Sequence[Any] | DataLoader, batch_size: int = 128,
     device: str | torch.device | None = None, num_workers: int = 0,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` on ``data``, in eval mode without gradients.
@@ -192,20 +224,14 @@ def evaluate(
         raise InputTypeError(f"net must be an LFICAMNet, got {type(net).__name__}")
     dev = _resolve_device(net, device)
     loader = _loader(data, "data", batch_size, False, None, num_workers, dev)
-    flags = {m: m.training for m in net.modules()}
     total, loss_sum, correct = 0, 0.0, 0
-    try:
-        net.eval()
-        with torch.no_grad():
-            for batch in loader:
-                images, labels = _batch(batch, dev)
-                logits = cast(Tensor, net(images))
-                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-                correct += int((logits.argmax(1) == labels).sum())
-                total += labels.shape[0]
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
+    with eval_mode(net), torch.no_grad():
+        for batch in loader:
+            images, labels = _batch(batch, dev)
+            logits = cast(Tensor, net(images))
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+            total += labels.shape[0]
     if total == 0:
         raise InputError("evaluate: the data is empty")
     return loss_sum / total, correct / total
@@ -214,14 +240,14 @@ def evaluate(
 # -- training ----------------------------------------------------------------------------------
 def fit(
     net: LFICAMNet,
-    train_data: Dataset | DataLoader,
+    train_data: Dataset | Sequence[Any] | DataLoader,
     mode: Mode = "scratch",
     *,
     epochs: int = 10,
     lr: float | None = None,
     batch_size: int = 64,
     seed: int = 0,
-    val_data: Dataset | DataLoader | None = None,
+    val_data: Dataset | Sequence[Any] | DataLoader | None = None,
     schedule: Literal["step", "cosine", "constant"] = "step",
     milestones: Sequence[float] = (0.5, 0.75),
     gamma: float = 0.1,
@@ -239,9 +265,12 @@ def fit(
 
     Args:
         net: the network; moved to ``device`` and trained in place.
-        train_data: a Dataset yielding ``(image, label)`` or ``(image, label, mask)`` (masks are
-            ignored), or a ready DataLoader (then ``batch_size`` and the seeded data order do not
-            apply; a shuffling DataLoader without its own generator still follows ``seed``).
+        train_data: any map-style dataset yielding ``(image, label)`` or
+            ``(image, label, mask)`` (masks are ignored): a torch ``Dataset``, a list of
+            ``(image, label)`` pairs, anything with ``__getitem__`` and ``__len__``, as
+            ``DataLoader`` takes them; or a ready DataLoader (then ``batch_size`` and the seeded
+            data order do not apply; a shuffling DataLoader without its own generator still
+            follows ``seed``).
         mode: ``"scratch"``, ``"finetune"`` or ``"posthoc"`` (see the module docstring).
         epochs: number of epochs of the whole run (a resumed run continues up to it).
         lr: base learning rate of the FIN; ``None``: 0.1 (scratch, the authors'), 0.01
