@@ -5,6 +5,12 @@ as it came: every module's ``training`` flag restored, and no buffer touched (ev
 reads its running statistics without updating them). ``model_lock`` serialises the hook-based
 passes of several threads over one model: hooks are registered on the model itself, so two
 captures running at once in two threads would each record the other's tensors.
+
+``check_inputs`` validates an input batch, and with ``model=`` checks it against the model: dtype
+(float16 / bfloat16 inputs are cast up losslessly to a float32 model; anything lossy is an
+error), device, and the channel count of the first convolution. ``check_input_range`` looks for
+un-normalised pixels (one reduction and one device sync; explainers run it on their first call
+only).
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .errors import InputError, InputTypeError
+from .errors import InputError, InputRangeWarning, InputTypeError, warn
 
-__all__ = ["check_inputs", "eval_mode", "model_lock"]
+__all__ = ["check_inputs", "check_input_range", "eval_mode", "model_lock"]
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -51,12 +57,76 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
                 module.training = flag
 
 
-def check_inputs(inputs: object, name: str = "inputs") -> Tensor:
-    """Validate an input batch: a finite floating-point tensor of shape (B, C, H, W)."""
+# Normalised ImageNet inputs lie in about [-2.12, 2.64] and always hold negatives: over 400
+# validation images (resize 256, crop 224, ImageNet mean / std) every image's minimum was <= -1.09
+# and every maximum <= 2.64, while the same images as [0, 1] pixels spanned at least 0.67.
+_RAW_MAX = 3.0  # above the largest normalised value (2.64); raw [0, 255] pixels reach far above
+_UNIT_SPAN = 0.25  # [0, 1] photos span more than this (1 % quantile 0.75)
+
+_LOSSLESS = {
+    (torch.float16, torch.float32), (torch.bfloat16, torch.float32),
+    (torch.float16, torch.float64), (torch.bfloat16, torch.float64), (torch.float32, torch.float64),
+}
+
+
+def _first_tensor(model: nn.Module) -> Tensor | None:
+    """The model's first floating-point parameter (else buffer): its dtype and device."""
+    for tensor in model.parameters():
+        if tensor.dtype.is_floating_point:
+            return tensor
+    for tensor in model.buffers():
+        if tensor.dtype.is_floating_point:
+            return tensor
+    return None
+
+
+def _check_channels(inputs: Tensor, model: nn.Module, name: str) -> None:
+    """The first ``nn.Conv2d`` (in registration order) must take the inputs' channel count.
+
+    A model whose first registered convolution is not the one that reads the image (a head
+    registered before the backbone) is not refused when any of its convolutions takes C channels.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return
+    c = inputs.shape[1]
+    first = convs[0]
+    if first.in_channels == c or any(m.in_channels == c for m in convs):
+        return
+    name_of = next((n for n, m in model.named_modules() if m is first), "?")
+    hint = ""
+    if c == 1 and first.in_channels == 3:
+        hint = "; for grayscale images repeat the channel: inputs.expand(-1, 3, -1, -1)"
+    elif c == 4 and first.in_channels == 3:
+        hint = "; for RGBA images drop the alpha channel: inputs[:, :3]"
+    elif inputs.shape[-1] == first.in_channels:
+        hint = "; the channels look last (B, H, W, C): use inputs.permute(0, 3, 1, 2)"
+    raise InputError(
+        f"{name} has {c} channels (shape {tuple(inputs.shape)}), but the model's first convolution "
+        f"{name_of!r} takes {first.in_channels}; pass (B, {first.in_channels}, H, W) inputs{hint}"
+    )
+
+
+def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | None = None) -> Tensor:
+    """Validate an input batch: a finite floating-point tensor of shape (B, C, H, W), H, W > 0.
+
+    With ``model``, also against the model (its first floating-point parameter): the same device;
+    the same dtype, except that float16 / bfloat16 inputs are cast up to a float32 or float64
+    model (losslessly; the returned tensor is the cast one); a channel count that the model's
+    first convolution takes.
+
+    Returns:
+        The inputs, cast up where that is lossless.
+
+    Raises:
+        InputTypeError: not a tensor, not floating point, or a dtype the model cannot take.
+        InputError: wrong shape, empty, NaN / infinite values, wrong device or channel count.
+    """
     if not isinstance(inputs, Tensor):
         raise InputTypeError(
             f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(inputs).__name__}; "
-            "convert images with torchvision.transforms.functional.to_tensor"
+            "convert images with torchvision.transforms.functional.to_tensor and normalise them "
+            "as the model expects (e.g. weights.transforms())"
         )
     if not inputs.dtype.is_floating_point:
         raise InputTypeError(
@@ -67,10 +137,67 @@ def check_inputs(inputs: object, name: str = "inputs") -> Tensor:
         fix = "; add the batch dimension with inputs[None]" if inputs.dim() == 3 else ""
         raise InputError(f"{name} must have shape (B, C, H, W), got {tuple(inputs.shape)}{fix}")
     if inputs.shape[0] == 0:
-        raise InputError(f"{name} is an empty batch (shape {tuple(inputs.shape)})")
+        raise InputError(f"{name} is an empty batch (shape {tuple(inputs.shape)}); pass at least one image")
+    if inputs.shape[1] == 0 or inputs.shape[2] == 0 or inputs.shape[3] == 0:
+        raise InputError(
+            f"{name} has an empty dimension (shape {tuple(inputs.shape)}): channels, height and "
+            "width must be >= 1; check the crop or resize that produced it"
+        )
+    if model is not None:
+        ref = _first_tensor(model)
+        if ref is not None and ref.device.type != "meta":
+            if inputs.device != ref.device:
+                raise InputError(
+                    f"{name} are on {inputs.device}, the model on {ref.device}; move one to the "
+                    f"other: inputs.to({str(ref.device)!r}) (or model.to(inputs.device))"
+                )
+            if inputs.dtype != ref.dtype:
+                if (inputs.dtype, ref.dtype) in _LOSSLESS:
+                    inputs = inputs.to(ref.dtype)
+                else:
+                    fix = {torch.float32: "inputs.float()", torch.float64: "inputs.double()",
+                           torch.float16: "inputs.half()", torch.bfloat16: "inputs.bfloat16()"}
+                    raise InputTypeError(
+                        f"{name} are {inputs.dtype}, the model's parameters {ref.dtype}; convert "
+                        f"the inputs with {fix.get(ref.dtype, f'inputs.to({ref.dtype})')} (or the "
+                        f"model with model.to({inputs.dtype}))"
+                    )
+        _check_channels(inputs, model, name)
     if not bool(torch.isfinite(inputs).all()):
         n_bad = int((~torch.isfinite(inputs)).sum())
         raise InputError(
             f"{name} contains {n_bad} NaN or infinite values; clean or clamp the input first"
         )
     return inputs
+
+
+def check_input_range(inputs: Tensor, name: str = "inputs") -> str | None:
+    """Warn (:class:`~xcam.errors.InputRangeWarning`) when ``inputs`` look un-normalised.
+
+    Two patterns, from the statistics above: no negative value and a maximum above 3 (raw pixels
+    in [0, 255]); no negative value, a maximum <= 1 and a span >= 0.25 ([0, 1] pixels from
+    ``to_tensor``, not normalised). Costs one reduction and one device sync.
+
+    Returns:
+        The warning's message, or None when the inputs look normalised.
+    """
+    lo_t, hi_t = torch.aminmax(inputs.detach())
+    lo, hi = float(lo_t), float(hi_t)
+    if lo < 0:
+        return None
+    if hi > _RAW_MAX:
+        kind = "raw pixels in [0, 255]"
+    elif hi <= 1.0 and hi - lo >= _UNIT_SPAN:
+        kind = "[0, 1] pixels (to_tensor output) that were not normalised"
+    else:
+        return None
+    message = (
+        f"{name} look un-normalised: values in [{lo:.3g}, {hi:.3g}] with no negative value, like "
+        f"{kind}; normalise them with the model's mean and std (e.g. weights.transforms() for "
+        "torchvision weights, or torchvision.transforms.Normalize(mean, std)). If the model "
+        "normalises inside (torchvision detection models take [0, 1]), silence this with "
+        "warnings.filterwarnings('ignore', category=xcam.errors.InputRangeWarning). "
+        "xcam checks the first call of each explainer only"
+    )
+    warn(message, InputRangeWarning)
+    return message

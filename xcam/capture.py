@@ -4,7 +4,10 @@ Hooks are registered on ``__enter__`` and removed in ``finally``, also after an 
 forward hook stores the layer's tensor and sends a *clone* downstream, so an in-place operation
 later in the network (``ReLU(inplace=True)``) cannot change what was stored. Gradients come from
 :func:`torch.autograd.grad`, never ``.backward()``, so the user's ``param.grad`` is untouched. The
-model runs in eval mode inside the block and every module's ``training`` flag is restored on exit.
+model runs in eval mode inside the block and every module's ``training`` flag is restored on exit
+(:func:`xcam._checks.eval_mode`). The block holds the model's lock (:func:`xcam._checks.model_lock`)
+from ``__enter__`` to exit, so captures of one model in several threads run one after the other
+instead of recording each other's tensors.
 Each call of ``model`` starts a fresh record, so the tensors (and the count behind the warning for a
 module that runs several times in one forward pass) always describe the last forward pass.
 
@@ -18,12 +21,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from types import TracebackType
 
 import torch
 from torch import Tensor, nn
 
-from .errors import GradientModeError, InputError, warn
+from ._checks import eval_mode as _eval_mode
+from ._checks import model_lock
+from .errors import DisconnectedError, GradientModeError, InputError, warn
 from .layers import LayerSpec, Tap, resolve_layer
 
 __all__ = ["Capture", "capture"]
@@ -53,7 +59,9 @@ class Capture:
         self._calls: dict[Tap, int] = {}
         self._order: list[Tap] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._flags: dict[nn.Module, bool] = {}
+        self._stack: ExitStack | None = None
+        self._grad_at_call = False
+        self._no_grad_inside: set[Tap] = set()
         self._active = False
 
     # -- recording ---------------------------------------------------------------------------
@@ -63,8 +71,14 @@ class Capture:
         self._stored.clear()
         self._calls.clear()
         self._order.clear()
+        self._no_grad_inside.clear()
+        self._grad_at_call = torch.is_grad_enabled()
 
     def _store(self, tap: Tap, tensor: Tensor) -> Tensor:
+        if self._grad_at_call and not torch.is_grad_enabled():
+            # the model was called with gradients on, but this layer ran under no_grad inside
+            # its forward (a frozen backbone in a linear probe): no gradient can reach it
+            self._no_grad_inside.add(tap)
         if tap.kind == "relu":
             tensor = torch.relu(tensor)
         if torch.is_grad_enabled() and not tensor.requires_grad and not torch.is_inference_mode_enabled():
@@ -107,7 +121,10 @@ class Capture:
         self._stored.clear()
         self._calls.clear()
         self._order.clear()
+        self._stack = ExitStack()
         try:
+            # the lock first: another thread's capture of this model finishes before hooks go on
+            self._stack.enter_context(model_lock(self.model))
             # prepend: the reset runs before a tap on the model's own input records it
             self._handles.append(
                 self.model.register_forward_pre_hook(self._new_forward, prepend=True)
@@ -119,8 +136,7 @@ class Capture:
                     handle = tap.module.register_forward_pre_hook(self._input_hook(tap))
                 self._handles.append(handle)
             if self.eval_mode:
-                self._flags = {m: m.training for m in self.model.modules()}
-                self.model.eval()
+                self._stack.enter_context(_eval_mode(self.model))
         except BaseException:
             self._release()
             raise
@@ -135,13 +151,15 @@ class Capture:
         self._release()
 
     def _release(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        for module, flag in self._flags.items():
-            module.training = flag
-        self._flags.clear()
-        self._active = False
+        try:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+        finally:
+            stack, self._stack = self._stack, None
+            self._active = False
+            if stack is not None:
+                stack.close()  # flags restored, then the lock released
 
     # -- results -----------------------------------------------------------------------------
     def _tap(self, layer: LayerSpec) -> Tap:
@@ -191,11 +209,21 @@ class Capture:
         *,
         retain_graph: bool = False,
         create_graph: bool = False,
+        allow_unused: bool = False,
     ) -> dict[str, Tensor]:
         """``d scores.sum() / d activation`` for each recorded layer, via ``torch.autograd.grad``.
 
         Samples of a batch are independent in eval mode, so the gradient of the sum gives every
         sample its own gradient in one backward pass that stops at the deepest requested layer.
+
+        Args:
+            allow_unused: give a zero gradient for a layer the scores do not depend on, instead of
+                raising :class:`~xcam.errors.DisconnectedError`.
+
+        Raises:
+            GradientModeError: inference mode; scores without autograd history; a layer that ran
+                under ``torch.no_grad()`` inside the model's forward.
+            DisconnectedError: the scores do not depend on a requested layer.
         """
         if torch.is_inference_mode_enabled():
             raise GradientModeError(
@@ -208,17 +236,34 @@ class Capture:
             specs = [layers] if isinstance(layers, (str, nn.Module, Tap)) else list(layers)
             taps = [self._tap(s) for s in specs]
         tensors = [self[t] for t in taps]
+        probed = [t.label for t in taps if t in self._no_grad_inside]
+        if probed and not allow_unused:
+            raise GradientModeError(
+                f"layer {probed[0]!r} ran under torch.no_grad() inside {type(self.model).__name__}'s "
+                "forward (a frozen backbone, as in a linear probe), so no gradient reaches it; "
+                "freeze the backbone with requires_grad_(False) instead of no_grad, or explain a "
+                "layer that runs with gradients"
+            )
         if not scores.requires_grad:
             raise GradientModeError(
                 "the scores do not require grad: the forward pass ran under torch.no_grad() or "
                 "without any tensor that requires grad; run it with gradients enabled"
             )
-        grads = torch.autograd.grad(
-            scores.sum(), tensors, retain_graph=retain_graph, create_graph=create_graph,
+        wanted = [t for t in tensors if t.requires_grad]
+        found = iter(torch.autograd.grad(
+            scores.sum(), wanted, retain_graph=retain_graph, create_graph=create_graph,
             allow_unused=True,
-        )
+        ) if wanted else ())
+        grads = [next(found) if t.requires_grad else None for t in tensors]
         out: dict[str, Tensor] = {}
         for tap, grad, tensor in zip(taps, grads, tensors):
+            if grad is None and not allow_unused:
+                raise DisconnectedError(
+                    f"layer {tap.label!r}: the explained score does not depend on this layer (no "
+                    f"autograd path from it to the score in {type(self.model).__name__}), so its "
+                    "map would be all zero; choose a layer that feeds the output (see "
+                    "xcam.list_layers(model)), or a target computed after it"
+                )
             out[tap.label] = torch.zeros_like(tensor) if grad is None else grad
         return out
 

@@ -16,6 +16,11 @@ __all__ = [
     "HeadNotFoundError",
     "GradientModeError",
     "OutputError",
+    "DisconnectedError",
+    "NonFiniteError",
+    "InputRangeWarning",
+    "DeadEndWarning",
+    "warn",
 ]
 
 
@@ -49,6 +54,27 @@ class GradientModeError(XcamError, RuntimeError):
 
 class OutputError(XcamError, TypeError):
     """The model's output holds no tensor of scores that xcam can find (see :mod:`xcam.outputs`)."""
+
+
+class DisconnectedError(XcamError, ValueError):
+    """The explained score does not depend on the explained layer (or input) through autograd."""
+
+
+class NonFiniteError(XcamError, ValueError):
+    """The model returned NaN or infinite values (NaN weights, an overflow)."""
+
+
+class InputRangeWarning(UserWarning):
+    """The inputs look un-normalised (raw [0, 255] pixels, or [0, 1] pixels).
+
+    Filter it where the model normalises inside:
+    ``warnings.filterwarnings("ignore", category=xcam.errors.InputRangeWarning)``.
+    """
+
+
+class DeadEndWarning(UserWarning):
+    """A map that carries little or no information: a 1 x 1 layer, a constant map, occlusion
+    windows that leave pixels uncovered."""
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

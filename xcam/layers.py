@@ -15,7 +15,9 @@ from typing import Literal, Union
 import torch
 from torch import Tensor, nn
 
-from .errors import HeadNotFoundError, InputError, InputTypeError, LayerNotFoundError, warn
+from ._checks import eval_mode
+from .errors import HeadNotFoundError, InputError, InputTypeError, LayerNotFoundError, OutputError, warn
+from .outputs import OutputFn, logits
 
 __all__ = [
     "Tap",
@@ -133,7 +135,6 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
     """
     calls: list[_Call] = []
     handles = []
-    flags = {m: m.training for m in model.modules()}
 
     def make_hook(name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
@@ -146,20 +147,26 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
 
         return hook
 
-    try:
-        for name, module in model.named_modules():
-            if module is model or (leaves_only and any(True for _ in module.children())):
-                continue
-            handles.append(module.register_forward_hook(make_hook(name)))
-        model.eval()
-        with torch.no_grad():
-            out = model(example)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
+    with eval_mode(model):  # holds the model's lock: no other thread's pass is recorded
+        try:
+            for name, module in model.named_modules():
+                if module is model or (leaves_only and any(True for _ in module.children())):
+                    continue
+                handles.append(module.register_forward_hook(make_hook(name)))
+            with torch.no_grad():
+                out = model(example)
+        finally:
+            for h in handles:
+                h.remove()
     return calls, out
+
+
+def _scores_or_none(out: object, output_fn: OutputFn | None) -> Tensor | None:
+    """The (B, K) scores in a model output (:func:`xcam.outputs.logits`), or None."""
+    try:
+        return logits(out, output_fn)
+    except OutputError:
+        return None
 
 
 def list_layers(
@@ -236,7 +243,7 @@ class GAPHead:
     linear_name: str
 
 
-def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
+def find_gap_head(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> GAPHead:
     """Find a head of the form global average pooling -> (dropout, flatten) -> Linear.
 
     The check is numerical, on one forward pass of ``example``: the model output must be the last
@@ -247,7 +254,8 @@ def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
     Raises:
         HeadNotFoundError: naming what was expected and what was found.
     """
-    calls, out = trace_calls(model, example[:1])
+    calls, raw = trace_calls(model, example[:1])
+    out = _scores_or_none(raw, output_fn)
     name = _model_name(model)
     linear_at = [i for i, c in enumerate(calls) if isinstance(c.module, nn.Linear)]
     if not linear_at:
@@ -299,7 +307,8 @@ def find_gap_head(model: nn.Module, example: Tensor) -> GAPHead:
     )
 
 
-def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call]) -> _Call | None:
+def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call],
+                 output_fn: OutputFn | None = None) -> _Call | None:
     """For token models (ViT): the last layer whose patch tokens still reach the output.
 
     After the last block only the class token is read, so the last blocks' per-token layers have
@@ -321,7 +330,7 @@ def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call]) -> _Call
 
     taps = [Tap(c.name, c.module, "output") for c in tokens]
     with torch.enable_grad(), capture(model, taps) as cap:
-        out = model(example[:1])
+        out = _scores_or_none(model(example[:1]), output_fn)
         last = cap[taps[-1]]
         # The model's top score, and the class token of the last token layer as a fallback for
         # heads that are all zero (torchvision zero-initialises ViT heads); squared, because the
@@ -329,7 +338,7 @@ def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call]) -> _Call
         for score in (out[0].max() if isinstance(out, Tensor) else None, last[0, 0].pow(2).sum()):
             if score is None or not score.requires_grad:
                 continue
-            grads = cap.gradients(score, taps, retain_graph=True)
+            grads = cap.gradients(score, taps, retain_graph=True, allow_unused=True)
             for c, tap in zip(reversed(tokens), reversed(taps)):
                 g = to_nchw(grads[tap.label], size)  # type: ignore[arg-type]
                 if bool(g.abs().sum() > 0):
@@ -337,7 +346,7 @@ def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call]) -> _Call
     return tokens[-1]
 
 
-def auto_layer(model: nn.Module, example: Tensor) -> Tap:
+def auto_layer(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> Tap:
     """Choose a layer for a CAM-family method and announce it with a warning.
 
     In order: the features a global-average-pool -> Linear head pools (:func:`find_gap_head`);
@@ -346,7 +355,7 @@ def auto_layer(model: nn.Module, example: Tensor) -> Tap:
     one pixel.
     """
     try:
-        tap = find_gap_head(model, example).features
+        tap = find_gap_head(model, example, output_fn).features
         why = "the features the classifier pools"
     except HeadNotFoundError:
         calls, _ = trace_calls(model, example[:1], leaves_only=False)
@@ -358,7 +367,7 @@ def auto_layer(model: nn.Module, example: Tensor) -> Tap:
             and (not has_features or c.name == "features" or c.name.startswith("features."))
         ]
         leaves = [c for c in calls if not any(True for _ in c.module.children())]
-        token = _token_layer(model, example, leaves)
+        token = _token_layer(model, example, leaves, output_fn)
         token_at = next(
             (i for i, c in enumerate(calls) if token is not None and c.module is token.module), -1
         )

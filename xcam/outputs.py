@@ -12,6 +12,13 @@ Models return logits in many wrappers. :func:`logits` unwraps them, in this orde
 Anything else raises :class:`~xcam.errors.OutputError`, naming what came back and the fix: pass
 ``output=`` (a callable ``f(model_output) -> Tensor``), which replaces these rules, or a callable
 ``targets=`` that reads the raw output itself.
+
+Where the rules apply: class targets (``None``, ints, one class per sample) of every explainer
+read the (B, classes) scores through :func:`logits`; so do the automatic layer choice and CAM's
+head detection. A callable ``targets=`` always receives the raw output (torchvision's detection
+and segmentation targets, :class:`xcam.targets.detection` and :class:`xcam.targets.segmentation`,
+read the list of dicts or the ``"out"`` entry themselves). Every explainer takes the keyword-only
+``output=``, e.g. ``GradCAM(model, output=lambda out: out["scores"])``. See ``docs/outputs.md``.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ def _describe(output: object) -> str:
     if isinstance(output, Mapping):
         return f"{type(output).__name__} with keys {list(output.keys())[:8]}"
     if isinstance(output, (tuple, list)):
-        kinds = [type(o).__name__ for o in output[:4]]
-        return f"{type(output).__name__} of {len(output)} ({', '.join(kinds)}{', ...' if len(output) > 4 else ''})"
+        kinds = ", ".join(type(o).__name__ for o in output[:4]) + (", ..." if len(output) > 4 else "")
+        return f"{type(output).__name__} of {len(output)} ({kinds})"
     return type(output).__name__
 
 

@@ -3,9 +3,12 @@
 Accepted everywhere ``targets=`` appears:
 
 - ``None``: the top class of each sample (argmax of the model output);
-- an ``int``: that class for every sample of the batch;
-- a sequence of ints or a 1-D ``LongTensor``: one class per sample (length = batch size);
-- a callable ``f(output) -> Tensor (B,)``: any score computed from the model output;
+- an ``int`` (or a numpy integer, or a 0-d integer tensor such as ``model(x).argmax()`` for one
+  image): that class for every sample of the batch;
+- a sequence of ints, a 1-D integer numpy array or ``LongTensor``: one class per sample (length =
+  batch size); bools are refused (``True`` is not class 1);
+- a callable ``f(output) -> Tensor (B,)``: any score computed from the model output, which it
+  receives as the model returned it (a dict, a list of detections, ...);
 - a unit of the network, :func:`channel` or :func:`neuron`: the score is that unit's activation
   (the Smooth Grad-CAM++ paper explains feature maps and neurons as well as classes).
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Union
 
 import torch
 from torch import Tensor
 
-from .errors import TargetError
+from .errors import NonFiniteError, TargetError
+from .outputs import OutputFn, logits
 
 __all__ = ["Targets", "UnitTarget", "channel", "neuron", "class_scores", "segmentation", "detection"]
 
@@ -71,20 +76,88 @@ def neuron(layer: object, k: int, y: int, x: int) -> UnitTarget:
 Targets = Union[None, int, Sequence[int], Tensor, Callable[[Tensor], Tensor], UnitTarget]
 
 
-def class_scores(targets: Targets, output: object, batch_size: int) -> tuple[Tensor | None, Tensor]:
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_ too
+
+
+def _as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor:
+    """(B,) LongTensor of class indices from an int, a sequence, a tensor or a numpy array."""
+    if _is_bool(targets):
+        raise TargetError(
+            f"targets must be a class index, not a bool ({targets!r}); True / False are not classes "
+            "0 / 1: pass an int"
+        )
+    if isinstance(targets, Integral):  # int, numpy.int64, ...
+        return torch.full((batch_size,), int(targets), dtype=torch.long, device=device)
+    if type(targets).__module__ == "numpy" and hasattr(targets, "dtype"):  # numpy array
+        targets = torch.tensor(targets)  # a copy: read-only arrays are fine
+    if isinstance(targets, Tensor):
+        if targets.dtype == torch.bool:
+            raise TargetError(
+                f"targets is a bool tensor of shape {tuple(targets.shape)}; True / False are not "
+                "classes 0 / 1: pass class indices as an integer tensor, e.g. mask.long() or "
+                "mask.nonzero()"
+            )
+        if targets.dtype.is_floating_point or targets.dtype.is_complex:
+            raise TargetError(
+                f"targets tensor must be an integer tensor (one class index per sample), got dtype "
+                f"{targets.dtype} and shape {tuple(targets.shape)}; use targets.long() if the values "
+                "are class indices"
+            )
+        if targets.dim() == 0:  # model(x).argmax() for one image, or one class for all
+            return targets.to(device=device, dtype=torch.long).expand(batch_size)
+        if targets.dim() != 1:
+            raise TargetError(
+                f"targets tensor must be a 1-D integer tensor of length {batch_size}, got shape "
+                f"{tuple(targets.shape)}; for model(x).argmax use model(x).argmax(dim=1)"
+            )
+        return targets.to(device=device, dtype=torch.long)
+    if isinstance(targets, Sequence) and not isinstance(targets, (str, bytes)):
+        if any(_is_bool(t) for t in targets) or not all(isinstance(t, Integral) for t in targets):
+            raise TargetError(
+                "targets sequence must hold ints, one class index per sample; got "
+                f"{[type(t).__name__ for t in targets][:4]}"
+            )
+        return torch.tensor([int(t) for t in targets], dtype=torch.long, device=device)
+    raise TargetError(
+        "targets must be None, an int, a sequence, numpy array or LongTensor of ints, a callable, "
+        f"or xcam.targets.channel/neuron; got {type(targets).__name__}"
+    )
+
+
+def _check_finite(values: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(values.detach()).all()):
+        n_bad = int((~torch.isfinite(values.detach())).sum())
+        raise NonFiniteError(
+            f"{what} holds {n_bad} NaN or infinite values, so every map of it would be NaN or "
+            "meaningless; check the model's weights (e.g. torch.isfinite(p).all() for each "
+            "parameter) and the inputs' scale"
+        )
+
+
+def class_scores(
+    targets: Targets, output: object, batch_size: int, output_fn: OutputFn | None = None
+) -> tuple[Tensor | None, Tensor]:
     """Resolve class targets against a model output.
 
     Args:
-        targets: ``None``, int, sequence / LongTensor (one per sample) or callable.
-        output: the model output; a (B, K) tensor unless ``targets`` is a callable.
+        targets: ``None``, an int (Python or numpy), a sequence / numpy array / integer tensor
+            (one per sample), a 0-d integer tensor (``model(x).argmax()`` for one image: the same
+            class for every sample), or a callable.
+        output: the model output. A callable target receives it as it is; class targets read the
+            (B, K) scores in it through :func:`xcam.outputs.logits` (tensor, ``.logits``,
+            ``"logits"`` / ``"out"`` entry, first element of a tuple).
         batch_size: B.
+        output_fn: replaces the rules of :func:`xcam.outputs.logits` (the explainers' ``output=``).
 
     Returns:
         ``(indices, scores)``: the class index per sample as a (B,) LongTensor (``None`` for a
         callable) and the (B,) scores, still connected to autograd.
 
     Raises:
-        TargetError: wrong length, out-of-range class, or an output that has no classes.
+        TargetError: wrong length, out-of-range class, bool targets, or an output without classes.
+        OutputError: no tensor of scores in the output (see :mod:`xcam.outputs`).
+        NonFiniteError: NaN or infinite scores.
     """
     if isinstance(targets, UnitTarget):
         raise TargetError("unit targets are resolved by the explainer, not by class_scores")
@@ -96,37 +169,21 @@ def class_scores(targets: Targets, output: object, batch_size: int) -> tuple[Ten
                 f"targets: the callable must return a tensor of shape ({batch_size},), one score "
                 f"per sample; it returned {got}"
             )
+        _check_finite(scores, "the score the targets callable returned")
         return None, scores
-    if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != batch_size:
-        got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+    output = logits(output, output_fn)
+    if output.dim() != 2 or output.shape[0] != batch_size:
         raise TargetError(
-            f"targets: class targets need a model output of shape (B, classes), got {got}; pass a "
-            "callable targets=lambda out: ... that returns one score per sample"
+            f"targets: class targets need a model output of shape (B, classes) = ({batch_size}, K), "
+            f"got {tuple(output.shape)}; pass a callable targets=lambda out: ... that returns one "
+            "score per sample, or output=lambda out: ... that returns the (B, classes) scores"
         )
+    _check_finite(output, f"the model output ({tuple(output.shape)})")
     n_classes = output.shape[1]
     if targets is None:
         indices = output.detach().argmax(dim=1)
-    elif isinstance(targets, bool):
-        raise TargetError(f"targets must be a class index, not a bool ({targets!r})")
-    elif isinstance(targets, int):
-        indices = torch.full((batch_size,), targets, dtype=torch.long, device=output.device)
     else:
-        if isinstance(targets, Tensor):
-            if targets.dim() != 1 or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-                raise TargetError(
-                    f"targets tensor must be a 1-D integer tensor of length {batch_size}, got "
-                    f"dtype {targets.dtype} and shape {tuple(targets.shape)}"
-                )
-            indices = targets.to(device=output.device, dtype=torch.long)
-        elif isinstance(targets, Sequence) and not isinstance(targets, (str, bytes)):
-            if not all(isinstance(t, int) and not isinstance(t, bool) for t in targets):
-                raise TargetError("targets sequence must hold ints, one class index per sample")
-            indices = torch.tensor(list(targets), dtype=torch.long, device=output.device)
-        else:
-            raise TargetError(
-                "targets must be None, an int, a sequence or LongTensor of ints, a callable, "
-                f"or xcam.targets.channel/neuron; got {type(targets).__name__}"
-            )
+        indices = _as_indices(targets, batch_size, output.device)
         if indices.shape[0] != batch_size:
             raise TargetError(
                 f"targets has {indices.shape[0]} entries for a batch of {batch_size}; pass one "
@@ -134,9 +191,12 @@ def class_scores(targets: Targets, output: object, batch_size: int) -> tuple[Ten
             )
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_classes):
         bad = indices[(indices < 0) | (indices >= n_classes)][0].item()
+        hint = ""
+        if isinstance(targets, Tensor) and targets.dim() == 0 and bad >= n_classes:
+            hint = "; model(x).argmax() over a batch is a flat index: use model(x).argmax(dim=1)"
         raise TargetError(
             f"targets: class {bad} is out of range for a model with {n_classes} outputs "
-            f"(valid: 0..{n_classes - 1})"
+            f"(valid: 0..{n_classes - 1}){hint}"
         )
     scores = output.gather(1, indices[:, None]).squeeze(1)
     return indices, scores

@@ -8,19 +8,29 @@ batches, and argument checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import weakref
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..capture import Capture, capture
-from ..errors import InputError, InputTypeError
+from ..errors import (
+    DisconnectedError,
+    GradientModeError,
+    InputError,
+    InputTypeError,
+    XcamError,
+    warn,
+)
 from ..layers import Tap, resolve_layer
+from ..outputs import OutputFn
 from ..targets import Targets, UnitTarget, class_scores
 
 __all__: list[str] = []  # private: nothing is re-exported from xcam.methods
+
+# Models that failed in channels-last layout and ran in the plain one: later calls skip the try.
+_PLAIN_LAYOUT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -64,12 +74,13 @@ def unit_taps(model: nn.Module, targets: Targets) -> list[Tap]:
 
 
 def score_batch(
-    targets: Targets, output: object, cap: Capture, taps: list[Tap], n: int
+    targets: Targets, output: object, cap: Capture, taps: list[Tap], n: int,
+    output_fn: OutputFn | None = None,
 ) -> tuple[Tensor | None, Tensor]:
     """``(indices, scores)`` of ``targets`` on a batch of ``n`` images just run inside ``cap``."""
     if isinstance(targets, UnitTarget):
         return None, targets.score(cap[taps[0]])
-    return class_scores(targets, output, n)
+    return class_scores(targets, output, n, output_fn)
 
 
 def follow(fixed: Targets, samples: Tensor) -> Targets:
@@ -80,8 +91,12 @@ def follow(fixed: Targets, samples: Tensor) -> Targets:
     return fixed[samples] if isinstance(fixed, Tensor) else fixed
 
 
-def clean_pass(model: nn.Module, inputs: Tensor, targets: Targets) -> tuple[Tensor | None, Tensor, Targets]:
+def clean_pass(
+    model: nn.Module, inputs: Tensor, targets: Targets, output_fn: OutputFn | None = None
+) -> tuple[Tensor | None, Tensor, Targets]:
     """One forward pass without gradients on the clean input, in eval mode.
+
+    ``output_fn`` is the explainer's ``output=`` (see :mod:`xcam.outputs`).
 
     Returns:
         ``(indices, scores, fixed)``: the class per sample (``None`` for callable or unit targets),
@@ -91,7 +106,7 @@ def clean_pass(model: nn.Module, inputs: Tensor, targets: Targets) -> tuple[Tens
     taps = unit_taps(model, targets)
     with torch.no_grad(), capture(model, taps) as cap:
         output = model(inputs)
-        indices, scores = score_batch(targets, output, cap, taps, inputs.shape[0])
+        indices, scores = score_batch(targets, output, cap, taps, inputs.shape[0], output_fn)
     fixed: Targets = targets if indices is None else indices
     return indices, scores.detach(), fixed
 
@@ -103,41 +118,98 @@ def check_channels_last(value: object) -> bool | None:
     return value
 
 
-def channels_last_for(flag: bool | None, inputs: Tensor) -> bool:
+def channels_last_for(flag: bool | None, inputs: Tensor, model: nn.Module | None = None) -> bool:
     """Whether batches run in channels-last memory format.
 
     Automatic (``None``): on the CPU for float32 input, where oneDNN's convolutions run 25 to 35 %
     faster on channels-last activations (ResNet-50, forward and backward) than on NCHW ones, which
-    it reorders at every layer. The values differ from an NCHW run only by float rounding.
+    it reorders at every layer. The values differ from an NCHW run only by float rounding. A model
+    that once failed in channels-last layout (:func:`run_model`) runs in the plain layout.
     """
     if flag is not None:
         return flag
+    if model is not None and model in _PLAIN_LAYOUT:
+        return False
     return inputs.device.type == "cpu" and inputs.dtype == torch.float32
 
 
-def run_model(model: nn.Module, batch: Tensor, channels_last: bool) -> Any:
-    """``model(batch)``, the batch laid out channels-last when asked."""
-    if not channels_last:
+def _memory_error(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "out of memory" in text or "can't allocate" in text or "cannot allocate" in text
+
+
+def run_model(model: nn.Module, batch: Tensor, channels_last: bool, *, explicit: bool = False) -> Any:
+    """``model(batch)``, the batch laid out channels-last when asked.
+
+    With the automatic layout (``explicit=False``) a model that fails in channels-last layout
+    (``.view()`` on a feature map: the PyTorch CIFAR-10 tutorial net) runs again in the plain
+    layout, with a warning, and is remembered so that later calls go straight to the plain
+    layout. If the plain layout fails too, its error is raised. With ``channels_last=True`` passed
+    by the user (``explicit=True``) the failure is an :class:`~xcam.errors.InputError`.
+    """
+    if not channels_last or (not explicit and model in _PLAIN_LAYOUT):
         return model(batch)
     try:
         return model(batch.contiguous(memory_format=torch.channels_last))
     except RuntimeError as err:
-        if "view size is not compatible" not in str(err):
+        if isinstance(err, XcamError) or _memory_error(err):
             raise
-        raise InputError(
-            f"{type(model).__name__} calls .view() on a feature map, which fails on the channels-last "
-            "batches xcam runs on the CPU for speed; pass channels_last=False to the explainer "
-            "(or use .reshape() in the model)"
-        ) from err
+        if explicit:
+            raise InputError(
+                f"channels_last=True: {type(model).__name__} fails on channels-last batches "
+                f"({str(err).splitlines()[0][:160]}); a model that calls .view() on a feature map "
+                "cannot run in that layout: pass channels_last=None (automatic) or False, or use "
+                ".reshape() in the model"
+            ) from err
+    output = model(batch.contiguous())  # raises the plain layout's own error if it fails too
+    _PLAIN_LAYOUT.add(model)
+    warn(
+        f"{type(model).__name__} cannot run on channels-last batches (e.g. .view() on a feature "
+        "map); xcam runs it in the plain layout from now on (pass channels_last=False to skip the "
+        "try)"
+    )
+    return output
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run ``model`` in eval mode inside the block, restoring every module's ``training`` flag."""
-    flags = {m: m.training for m in model.modules()}
+def no_grad_modules(model: nn.Module, batch: Tensor) -> list[str]:
+    """Leaf modules that run under ``torch.no_grad()`` inside ``model``'s forward (a diagnosis).
+
+    Runs ``model(batch)`` once with gradients on; used only on the error path, to tell a linear
+    probe (a backbone under ``no_grad`` inside ``forward``) from a detached tensor.
+    """
+    names: list[str] = []
+
+    def make_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple) -> None:
+            if not torch.is_grad_enabled() and name not in names:
+                names.append(name)
+
+        return hook
+
+    handles = [m.register_forward_pre_hook(make_hook(n)) for n, m in model.named_modules()
+               if n and not any(True for _ in m.children())]
     try:
-        model.eval()
-        yield
+        with torch.enable_grad():
+            model(batch)
     finally:
-        for module, flag in flags.items():
-            module.training = flag
+        for handle in handles:
+            handle.remove()
+    return names
+
+
+def disconnected_error(model: nn.Module, batch: Tensor, what: str) -> Exception:
+    """The error for a score with no autograd path to ``what`` (``"the input"``): says why."""
+    names = no_grad_modules(model, batch)
+    if names:
+        more = f" and {len(names) - 1} other modules" if len(names) > 1 else ""
+        return GradientModeError(
+            f"{names[0]!r}{more} run under torch.no_grad() inside {type(model).__name__}'s forward (a "
+            f"frozen backbone, as in a linear probe), so no gradient reaches {what}; freeze the "
+            "backbone with requires_grad_(False) instead of torch.no_grad(), or use a method "
+            "without gradients (occlusion, scorecam)"
+        )
+    return DisconnectedError(
+        f"the explained score does not depend on {what} through autograd: the model or a targets "
+        "callable detaches a tensor (.detach(), .item(), numpy) on the way; remove it, or use a "
+        "method without gradients (occlusion, scorecam)"
+    )

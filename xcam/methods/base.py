@@ -3,6 +3,13 @@
 An explainer takes its hyper-parameters in the constructor and is called the same way whatever the
 method: ``explainer(inputs, targets=None) -> Explanation``. The call owns forward, backward, grad
 mode and hook lifetime; nothing survives between calls except a cached automatic layer choice.
+
+Every call checks its inputs against the model (:func:`xcam._checks.check_inputs`: dtype, device,
+channels, empty sizes) and its result (NaN maps are an error; a constant map or a 1 x 1 layer is a
+:class:`~xcam.errors.DeadEndWarning`). The first call of each explainer instance also looks for
+un-normalised inputs (:class:`~xcam.errors.InputRangeWarning`); later calls skip that check, which
+costs a device sync. Model outputs are read through :func:`xcam.outputs.logits`, which the
+keyword-only ``output=`` of every explainer replaces.
 """
 
 from __future__ import annotations
@@ -15,11 +22,20 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_inputs
+from .._checks import check_input_range, check_inputs
 from ..capture import capture
-from ..errors import GradientModeError, InputError, InputTypeError, TargetError
+from ..errors import (
+    DeadEndWarning,
+    GradientModeError,
+    InputError,
+    InputTypeError,
+    NonFiniteError,
+    TargetError,
+    warn,
+)
 from ..explanation import Explanation
 from ..layers import LayerSpec, Tap, auto_layer, resolve_layer, to_nchw
+from ..outputs import OutputFn
 from ..postprocess import upsample
 from ..targets import Targets, UnitTarget, class_scores
 
@@ -36,6 +52,13 @@ class Explainer(abc.ABC):
 
     Subclasses implement :meth:`explain` on a validated (B, C, H, W) batch and declare their
     capabilities as class attributes.
+
+    Args:
+        model: the model to explain.
+        output: keyword-only; a callable ``f(model_output) -> (B, classes) Tensor`` that replaces
+            the rules of :func:`xcam.outputs.logits` (tensor, ``.logits``, ``"logits"`` /
+            ``"out"``, first element of a tuple) for class targets. A callable ``targets=`` still
+            receives the raw model output.
     """
 
     name: ClassVar[str] = ""
@@ -43,20 +66,62 @@ class Explainer(abc.ABC):
     needs_layer: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, output: OutputFn | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if output is not None and not callable(output):
+            raise InputTypeError(
+                f"output must be a callable model_output -> (B, classes) tensor, or None for "
+                f"xcam's rules (see xcam.outputs); got {type(output).__name__}"
+            )
         self.model = model
+        self.output = output
+        self._range_checked = False
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
         """Explain ``inputs`` (B, C, H, W) for ``targets`` (see :mod:`xcam.targets`)."""
-        x = check_inputs(inputs)
+        x = check_inputs(inputs, model=self.model)
         if self.needs_gradients and (torch.is_inference_mode_enabled() or x.is_inference()):
             raise GradientModeError(
                 f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
                 "call it outside inference_mode (and pass a tensor created outside it)"
             )
-        return self.explain(x, targets)
+        if not getattr(self, "_range_checked", False):
+            self._range_checked = True  # one device sync, on the first call only
+            check_input_range(x)
+        explanation = self.explain(x, targets)
+        self._check_result(explanation)
+        return explanation
+
+    def _check_result(self, explanation: Explanation) -> None:
+        """NaN maps are an error; a 1 x 1 layer or a constant map is a warning (one device sync)."""
+        maps, low = explanation.maps, explanation.low_res
+        name = type(self).__name__
+        flat = maps.detach().flatten(1)
+        lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+        finite = torch.isfinite(lo) & torch.isfinite(hi)
+        flags = torch.stack([(~finite).any(), (finite & (hi == lo)).any()]).tolist()
+        if flags[0]:
+            bad = (~finite).nonzero().flatten().tolist()
+            raise NonFiniteError(
+                f"{name} produced NaN or infinite maps for samples {bad[:8]}; the model's gradients "
+                "or activations overflow there: check the weights and the inputs' scale (normalised "
+                "inputs), or explain another layer"
+            )
+        if low is not None and low.shape[-1] * low.shape[-2] == 1:
+            warn(
+                f"{name}: layer {explanation.layer!r} has a 1 x 1 feature map, so every map is "
+                "constant over the image; explain an earlier layer with a spatial map (see "
+                "xcam.list_layers(model, x))", DeadEndWarning,
+            )
+        elif flags[1]:
+            const = ((hi == lo) & finite).nonzero().flatten().tolist()
+            warn(
+                f"{name} returned a constant map (value {float(lo[const[0]]):.3g}) for samples "
+                f"{const[:8]}: it shows nothing. For CAM methods the weighted sum is often negative "
+                "everywhere and the ReLU removes it; try another layer or target, and check that "
+                "the inputs are normalised", DeadEndWarning,
+            )
 
     @abc.abstractmethod
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
@@ -100,8 +165,10 @@ class CAMExplainer(Explainer):
         model: nn.Module,
         layer: LayerSpec | None = None,
         channels: Sequence[int] | None = None,
+        *,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, output=output)
         self.layer = layer
         self._tap: Tap | None = None if layer is None else resolve_layer(model, layer)
         if channels is not None:
@@ -122,7 +189,7 @@ class CAMExplainer(Explainer):
     def tap(self, inputs: Tensor) -> Tap:
         """The explained layer; chosen automatically on the first call when ``layer=None``."""
         if self._tap is None:
-            self._tap = auto_layer(self.model, inputs[:1])
+            self._tap = auto_layer(self.model, inputs[:1], self.output)
         return self._tap
 
     def select(self, tensor: Tensor) -> Tensor:
@@ -156,7 +223,7 @@ class CAMExplainer(Explainer):
                     )
                 indices, scores = None, unit.score(to_nchw(cap[taps[1]], size))
             else:
-                indices, scores = class_scores(targets, output, inputs.shape[0])
+                indices, scores = class_scores(targets, output, inputs.shape[0], self.output)
             raw = cap[tap]
             grads = cap.gradients(scores, tap)[tap.label] if gradients else None
         # Token grids and channels-last maps are viewed as (B, C, h, w); gradients alike.

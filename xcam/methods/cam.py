@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..errors import HeadNotFoundError, TargetError
 from ..explanation import Explanation
 from ..layers import GAPHead, LayerSpec, find_gap_head, resolve_layer
+from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Targets, UnitTarget
 from .base import CAMExplainer, LayerPass
@@ -31,6 +32,7 @@ class CAM(CAMExplainer):
             automatically (pooling module or ``x.mean((2, 3))``), checked numerically.
         layer: ignored unless given, in which case it must be the pooled features' tap.
         channels: restrict the sum to these feature maps.
+        output: see :class:`~xcam.methods.Explainer`.
 
     Raises:
         HeadNotFoundError: the model has no such head (the message says what was found).
@@ -43,8 +45,10 @@ class CAM(CAMExplainer):
         model: nn.Module,
         layer: LayerSpec | None = None,
         channels: Sequence[int] | None = None,
+        *,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model, layer=None, channels=channels)
+        super().__init__(model, layer=None, channels=channels, output=output)
         self._requested = None if layer is None else resolve_layer(model, layer)
         self.head: GAPHead | None = None
 
@@ -55,7 +59,7 @@ class CAM(CAMExplainer):
                 "one class per sample. Use GradCAM for unit or callable targets"
             )
         if self.head is None:
-            head = find_gap_head(self.model, inputs[:1])
+            head = find_gap_head(self.model, inputs[:1], self.output)
             if self._requested is not None and self._requested != head.features:
                 raise HeadNotFoundError(
                     f"CAM: layer {self._requested.label!r} is not the features the classifier "

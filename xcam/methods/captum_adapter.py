@@ -10,18 +10,42 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import eval_mode
 from ..capture import capture
-from ..errors import InputError, InputTypeError
+from ..errors import InputError, InputTypeError, XcamError
 from ..explanation import Explanation
 from ..layers import resolve_layer
+from ..outputs import OutputFn, logits
 from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Targets, UnitTarget
-from ._perturb import check_positive_int, check_seed, clean_pass, eval_mode, unit_taps
+from ._perturb import check_positive_int, check_seed, clean_pass, disconnected_error, unit_taps
 from .base import Explainer
 from .gradient import check_reduction, reduce_channels
 
 __all__ = ["CaptumAttribution", "CaptumSaliency", "CaptumIntegratedGradients", "CaptumGradientShap"]
+
+
+class _Logits(nn.Module):
+    """``model`` with its output read through :func:`xcam.outputs.logits` (captum needs a tensor).
+
+    A module, not a function, so that captum methods that hook the model's modules (guided
+    backprop, DeepLift, layer methods) find them: they are this wrapper's submodules.
+    """
+
+    def __init__(self, model: nn.Module, output_fn: OutputFn | None) -> None:
+        super().__init__()
+        self.model = model
+        self.output_fn = output_fn
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return logits(self.model(*args, **kwargs), self.output_fn)
+
+
+def _autograd_dead_end(err: RuntimeError) -> bool:
+    text = str(err)
+    return ("does not require grad" in text or "not have been used in the graph" in text
+            or "does not have a grad_fn" in text)
 
 
 @contextmanager
@@ -65,6 +89,8 @@ class CaptumAttribution(Explainer):
         init_kwargs: extra constructor arguments (e.g. ``{"layer": model.layer4}``).
         seed: seed of torch's and numpy's global RNGs during the call (restored afterwards), which
             makes the stochastic captum methods (GradientShap, NoiseTunnel) reproducible.
+        output: see :class:`~xcam.methods.Explainer`; for class targets captum runs the model
+            wrapped so that it returns :func:`xcam.outputs.logits` of its output.
         **attribute_kwargs: passed to ``attribute`` (``n_steps=``, ``baselines=``, ...).
 
     Example:
@@ -84,9 +110,10 @@ class CaptumAttribution(Explainer):
         reduction: str = "sum",
         init_kwargs: dict[str, Any] | None = None,
         seed: int | None = None,
+        output: OutputFn | None = None,
         **attribute_kwargs: Any,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, output=output)
         if not callable(attribution_cls):
             raise InputTypeError(
                 f"attribution_cls must be a captum attribution class (e.g. captum.attr.Saliency) "
@@ -116,7 +143,7 @@ class CaptumAttribution(Explainer):
         return dict(self.attribute_kwargs)
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, _ = clean_pass(self.model, inputs, targets)
+        indices, scores, _ = clean_pass(self.model, inputs, targets, self.output)
         taps = unit_taps(self.model, targets)
         with eval_mode(self.model), _seeded(self.seed):
             if isinstance(targets, UnitTarget):
@@ -136,7 +163,7 @@ class CaptumAttribution(Explainer):
 
                 target = None
             else:
-                forward_func, target = self.model, indices  # type: ignore[assignment]
+                forward_func, target = _Logits(self.model, self.output), indices  # type: ignore[assignment]
             method = self.attribution_cls(forward_func, **self.init_kwargs)
             if not hasattr(method, "attribute"):
                 raise InputTypeError(
@@ -147,7 +174,13 @@ class CaptumAttribution(Explainer):
             # do): give them a detached alias, so that the caller's tensor is never touched
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
-                attr = method.attribute(inputs.detach(), target=target, **self._attribute_kwargs(inputs))
+                try:
+                    attr = method.attribute(inputs.detach(), target=target,
+                                            **self._attribute_kwargs(inputs))
+                except RuntimeError as err:
+                    if isinstance(err, XcamError) or not _autograd_dead_end(err):
+                        raise
+                    raise disconnected_error(self.model, inputs[:1], "the input") from err
         if isinstance(attr, tuple):
             attr = attr[0]
         if not isinstance(attr, Tensor) or attr.shape[0] != inputs.shape[0] or attr.dim() not in (3, 4):
@@ -191,8 +224,9 @@ class CaptumSaliency(CaptumAttribution):
 
     deterministic = True
 
-    def __init__(self, model: nn.Module, abs: bool = True, reduction: str = "sum") -> None:
-        super().__init__(model, _captum_attr("Saliency"), reduction=reduction, abs=abs)
+    def __init__(self, model: nn.Module, abs: bool = True, reduction: str = "sum", *,
+                 output: OutputFn | None = None) -> None:
+        super().__init__(model, _captum_attr("Saliency"), reduction=reduction, output=output, abs=abs)
 
     def forward_passes(self, batch_size: int) -> int:
         return 2 * batch_size
@@ -225,11 +259,13 @@ class CaptumIntegratedGradients(CaptumAttribution):
         internal_batch_size: int | None = None,
         method: str = "gausslegendre",
         reduction: str = "sum",
+        *,
+        output: OutputFn | None = None,
     ) -> None:
         check_positive_int("n_steps", n_steps)
         if internal_batch_size is not None:
             check_positive_int("internal_batch_size", internal_batch_size)
-        super().__init__(model, _captum_attr("IntegratedGradients"), reduction=reduction,
+        super().__init__(model, _captum_attr("IntegratedGradients"), reduction=reduction, output=output,
                          n_steps=n_steps, baselines=baselines, internal_batch_size=internal_batch_size,
                          method=method)
         self.n_steps = n_steps
@@ -263,9 +299,11 @@ class CaptumGradientShap(CaptumAttribution):
         baselines: Tensor | None = None,
         seed: int | None = None,
         reduction: str = "sum",
+        *,
+        output: OutputFn | None = None,
     ) -> None:
         check_positive_int("n_samples", n_samples)
-        super().__init__(model, _captum_attr("GradientShap"), reduction=reduction, seed=seed,
+        super().__init__(model, _captum_attr("GradientShap"), reduction=reduction, seed=seed, output=output,
                          n_samples=n_samples, stdevs=stdevs)
         self.baselines = baselines
         self.n_samples = n_samples

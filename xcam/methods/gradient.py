@@ -8,11 +8,19 @@ import torch
 from torch import Tensor, nn
 
 from ..capture import capture
-from ..errors import GradientModeError, InputError
+from ..errors import InputError
 from ..explanation import Explanation
+from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Targets
-from ._perturb import channels_last_for, check_channels_last, run_model, score_batch, unit_taps
+from ._perturb import (
+    channels_last_for,
+    check_channels_last,
+    disconnected_error,
+    run_model,
+    score_batch,
+    unit_taps,
+)
 from .base import Explainer
 
 __all__ = ["InputGradient", "reduce_channels"]
@@ -42,11 +50,18 @@ def reduce_channels(values: Tensor, reduction: str) -> Tensor:
 
 
 def input_gradients(
-    model: nn.Module, inputs: Tensor, targets: Targets, channels_last: bool = False
+    model: nn.Module, inputs: Tensor, targets: Targets, channels_last: bool = False,
+    *, explicit: bool = False, output_fn: OutputFn | None = None,
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """``dS/dx`` for a batch in one forward and one backward pass, model in eval mode.
 
-    With ``channels_last`` the batch (and so the gradient) is laid out channels-last.
+    With ``channels_last`` the batch (and so the gradient) is laid out channels-last; a model that
+    cannot run so falls back to the plain layout unless ``explicit`` (see ``run_model``).
+    ``output_fn`` is the explainer's ``output=``.
+
+    Raises:
+        GradientModeError: part of the forward runs under ``torch.no_grad()`` (a linear probe).
+        DisconnectedError: the score does not depend on the input (a detached tensor).
 
     Returns:
         ``(indices, scores, grads)``: class per sample (``None`` for callable or unit targets), the
@@ -59,14 +74,13 @@ def input_gradients(
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
     with torch.enable_grad(), capture(model, taps) as cap:
-        output = run_model(model, x, channels_last)
-        indices, scores = score_batch(targets, output, cap, taps, x.shape[0])
-        if not scores.requires_grad:
-            raise GradientModeError(
-                "targets: the explained score does not depend on the input through autograd; "
-                "check that the model and the targets callable do not detach their tensors"
-            )
-        (grads,) = torch.autograd.grad(scores.sum(), x)
+        output = run_model(model, x, channels_last, explicit=explicit)
+        indices, scores = score_batch(targets, output, cap, taps, x.shape[0], output_fn)
+        grads = None
+        if scores.requires_grad:
+            (grads,) = torch.autograd.grad(scores.sum(), x, allow_unused=True)
+    if grads is None:
+        raise disconnected_error(model, inputs[:1], "the input")
     return indices, scores.detach(), grads
 
 
@@ -83,14 +97,16 @@ class InputGradient(Explainer):
         model: any differentiable model.
         reduction: ``"abs_sum"`` (default), ``"abs_max"`` or ``"sum"``.
         channels_last: run the batch in channels-last memory format; ``None`` (default) does so
-            for float32 input on the CPU, where it is faster (see :class:`~xcam.methods.Occlusion`).
+            for float32 input on the CPU, where it is faster (see :class:`~xcam.methods.Occlusion`),
+            and falls back to the plain layout for a model that cannot run in it.
+        output: see :class:`~xcam.methods.Explainer`.
     """
 
     needs_layer = False
 
     def __init__(self, model: nn.Module, reduction: str = "abs_sum",
-                 channels_last: bool | None = None) -> None:
-        super().__init__(model)
+                 channels_last: bool | None = None, *, output: OutputFn | None = None) -> None:
+        super().__init__(model, output=output)
         self.reduction = check_reduction(reduction)
         self.channels_last = check_channels_last(channels_last)
 
@@ -98,8 +114,9 @@ class InputGradient(Explainer):
         return {"reduction": self.reduction}
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, grads = input_gradients(self.model, inputs, targets,
-                                                 channels_last_for(self.channels_last, inputs))
+        indices, scores, grads = input_gradients(
+            self.model, inputs, targets, channels_last_for(self.channels_last, inputs, self.model),
+            explicit=self.channels_last is True, output_fn=self.output)
         return Explanation(
             maps=reduce_channels(grads, self.reduction).float(),
             low_res=None,

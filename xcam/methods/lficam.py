@@ -7,6 +7,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
+from .._checks import eval_mode
 from ..errors import InputTypeError, TargetError
 from ..explanation import Explanation
 from ..lfi.network import LFICAMNet
@@ -64,15 +65,9 @@ class LFICAM(Explainer):
                 "class index per sample, or a callable on the logits"
             )
         net = cast(LFICAMNet, self.model)
-        flags = {m: m.training for m in net.modules()}
-        try:
-            net.eval()
-            with torch.no_grad():
-                logits, attention = net(inputs, return_attention=True)
-                indices, scores = class_scores(targets, logits, inputs.shape[0])
-        finally:
-            for m, flag in flags.items():
-                m.training = flag
+        with torch.no_grad(), eval_mode(net):
+            logits, attention = net(inputs, return_attention=True)
+            indices, scores = class_scores(targets, logits, inputs.shape[0])
         low_res = attention[:, 0].float()
         return Explanation(
             maps=upsample(low_res, (int(inputs.shape[-2]), int(inputs.shape[-1]))),

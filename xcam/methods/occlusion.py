@@ -10,17 +10,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import eval_mode
 from ..capture import Capture, capture
-from ..errors import InputError, InputTypeError, warn
+from ..errors import DeadEndWarning, InputError, InputTypeError, warn
 from ..explanation import Explanation
 from ..layers import Tap
+from ..outputs import OutputFn, logits
 from ..registry import register_explainer
 from ..targets import Targets, UnitTarget, class_scores
 from ._perturb import (
     channels_last_for,
     check_channels_last,
     check_positive_int,
-    eval_mode,
     follow,
     run_model,
     unit_taps,
@@ -95,8 +96,13 @@ class Occlusion(Explainer):
             (``python -m benchmarks incremental``); at 0.5 the error reached 15-42 %.
         channels_last: run the occluded batches in channels-last memory format. ``None`` (default)
             does so for float32 input on the CPU, where oneDNN's convolutions are 25 to 35 % faster
-            on it (ResNet-50); values differ from NCHW only by float rounding. A model that calls
-            ``.view()`` on a feature map needs ``False``.
+            on it (ResNet-50); values differ from NCHW only by float rounding. A model that cannot
+            run in it (``.view()`` on a feature map) falls back to the plain layout, with a
+            warning, and is remembered; ``True`` makes that failure an error.
+        output: see :class:`~xcam.methods.Explainer`.
+
+    A stride larger than the window leaves pixels that no window covers (their map value is 0):
+    the constructor warns (:class:`~xcam.errors.DeadEndWarning`).
     """
 
     needs_gradients = False
@@ -113,8 +119,10 @@ class Occlusion(Explainer):
         channels_last: bool | None = None,
         incremental: bool = False,
         approximate: float | None = None,
+        *,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, output=output)
         if not isinstance(incremental, bool):
             raise InputTypeError(f"incremental must be True or False, got {incremental!r}")
         if approximate is not None and not (isinstance(approximate, Real) and 0 < approximate <= 1):
@@ -125,6 +133,12 @@ class Occlusion(Explainer):
         self.channels_last = check_channels_last(channels_last)
         self.window = _pair("window", window)
         self.stride = _pair("stride", stride)
+        if self.stride[0] > self.window[0] or self.stride[1] > self.window[1]:
+            warn(
+                f"Occlusion: stride={self.stride} is larger than window={self.window}, so pixels "
+                "between windows are never occluded and get 0 in every map; use a stride <= the "
+                "window", DeadEndWarning,
+            )
         if isinstance(baseline, bool) or not isinstance(baseline, (Real, Tensor)):
             raise InputTypeError(
                 f"baseline must be a number or a tensor broadcastable to the input, got "
@@ -180,7 +194,8 @@ class Occlusion(Explainer):
         if window != self.window:
             warn(f"window={self.window} is larger than the {height}x{width} input; using {window}")
         dev = inputs.device
-        cl = channels_last_for(self.channels_last, inputs)
+        cl = channels_last_for(self.channels_last, inputs, self.model)
+        explicit = self.channels_last is True
         cov_y = _coverage(height, starts_y, window[0], dev)  # (ny, H)
         cov_x = _coverage(width, starts_x, window[1], dev)  # (nx, W)
         nx = len(starts_x)
@@ -218,15 +233,17 @@ class Occlusion(Explainer):
                     src = inputs.expand(len(items), -1, -1, -1) if b == 1 else inputs[samples]
                     fill = base[samples] if base_rows else base
                     with capture(self.model, taps, eval_mode=False) as cap:
-                        output = run_model(self.model, torch.where(mask, fill, src), cl)
+                        output = run_model(self.model, torch.where(mask, fill, src), cl,
+                                           explicit=explicit)
                         n_clean = int((items < b).sum())
                         if n_clean:
-                            indices, clean = self._scores(targets, output, cap, taps, slice(0, n_clean))
+                            indices, clean = self._scores(targets, output, cap, taps, slice(0, n_clean),
+                                                          len(items))
                             fixed = targets if indices is None else indices
                         occ_samples = samples[n_clean:]
                         if len(occ_samples):
                             _, scores = self._scores(follow(fixed, occ_samples), output, cap, taps,
-                                                     slice(n_clean, None))
+                                                     slice(n_clean, None), len(items))
                     if len(occ_samples):
                         assert clean is not None
                         diff = (clean[occ_samples] - scores).to(totals.dtype)
@@ -270,17 +287,18 @@ class Occlusion(Explainer):
                                device=inputs.device)
         base = self._baseline(inputs)
         base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
-        cl = channels_last_for(self.channels_last, inputs)
+        cl = channels_last_for(self.channels_last, inputs, self.model)
         with torch.no_grad(), eval_mode(self.model):
-            output = self.model(inputs)
-            if not isinstance(output, Tensor) or output.dim() != 2:
+            output = logits(self.model(inputs), self.output)
+            if output.dim() != 2:
                 warn("incremental=True needs a (B, classes) model output; running plain occlusion")
                 return None
             indices, clean = class_scores(targets, output, b)
             assert indices is not None
             occluded = torch.stack([
-                occluded_outputs(self.model, inputs[i:i + 1], windows, base[i:i + 1] if base_rows else base,
-                                 self.batch_size, self._engine, cl)[:, indices[i]]
+                logits(occluded_outputs(self.model, inputs[i:i + 1], windows,
+                                        base[i:i + 1] if base_rows else base,
+                                        self.batch_size, self._engine, cl), self.output)[:, indices[i]]
                 for i in range(b)
             ])  # (B, windows)
         dev, dt = inputs.device, inputs.dtype
@@ -311,11 +329,16 @@ class Occlusion(Explainer):
             engine.plan(env, windows, image_size)
             return engine.cost(env)
 
-    @staticmethod
-    def _scores(targets: Targets, output: Tensor, cap: Capture, taps: list[Tap],
-                rows: slice) -> tuple[Tensor | None, Tensor]:
-        """Class indices and scores of the rows ``rows`` of a batch just run inside ``cap``."""
+    def _scores(self, targets: Targets, output: object, cap: Capture, taps: list[Tap],
+                rows: slice, n: int) -> tuple[Tensor | None, Tensor]:
+        """Class indices and scores of the rows ``rows`` of a batch of ``n`` just run inside ``cap``.
+
+        A callable target scores the whole raw output (it may be a dict or a tuple), then the rows
+        are taken from its (n,) scores; class targets read the rows of :func:`xcam.outputs.logits`.
+        """
         if isinstance(targets, UnitTarget):
             return None, targets.score(cap[taps[0]])[rows]
-        out = output[rows]
+        if callable(targets) and not isinstance(targets, Tensor):
+            return None, class_scores(targets, output, n)[1][rows]
+        out = logits(output, self.output)[rows]
         return class_scores(targets, out, out.shape[0])

@@ -9,9 +9,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import eval_mode
 from ..capture import Capture, capture
 from ..explanation import Explanation
 from ..layers import LayerSpec, Tap
+from ..outputs import OutputFn, logits
 from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Targets, UnitTarget, class_scores
@@ -19,7 +21,6 @@ from ._perturb import (
     channels_last_for,
     check_channels_last,
     check_positive_int,
-    eval_mode,
     follow,
     run_model,
     unit_taps,
@@ -66,7 +67,9 @@ class ScoreCAM(CAMExplainer):
         subtract_baseline: subtract the zero image's score from every weight.
         progress: ``True`` always shows the progress bar, ``False`` never, ``None`` after 2 s.
         channels_last: memory format of the masked batches; ``None`` (default) = channels-last for
-            float32 input on the CPU, where it is faster (see :class:`~xcam.methods.Occlusion`).
+            float32 input on the CPU, where it is faster, and the plain layout for a model that
+            cannot run in it (see :class:`~xcam.methods.Occlusion`).
+        output: see :class:`~xcam.methods.Explainer`.
     """
 
     needs_gradients = False
@@ -80,8 +83,10 @@ class ScoreCAM(CAMExplainer):
         channels: Sequence[int] | None = None,
         progress: bool | None = None,
         channels_last: bool | None = None,
+        *,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels)
+        super().__init__(model, layer=layer, channels=channels, output=output)
         self.channels_last = check_channels_last(channels_last)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.subtract_baseline = bool(subtract_baseline)
@@ -106,13 +111,15 @@ class ScoreCAM(CAMExplainer):
                     break
         return batch_size * ((n if isinstance(n, int) else 1) + 1) + int(self.subtract_baseline)
 
-    @staticmethod
-    def _scores(fixed: Targets, output: Tensor, cap: Capture, taps: list[Tap]) -> Tensor:
+    def _scores(self, fixed: Targets, output: object, cap: Capture, taps: list[Tap], n: int) -> Tensor:
+        """(n,) weights of a batch of ``n`` masked images: the target's softmax probability, or the
+        unit's / callable's score (a callable receives the raw output)."""
         if isinstance(fixed, UnitTarget):
             return fixed.score(cap[taps[0]])
         if isinstance(fixed, Tensor):
-            return torch.softmax(output, dim=1).gather(1, fixed[:, None])[:, 0]
-        return class_scores(fixed, output, output.shape[0])[1]
+            out = logits(output, self.output)
+            return torch.softmax(out, dim=1).gather(1, fixed[:, None])[:, 0]
+        return class_scores(fixed, output, n, self.output)[1]
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
         lp = self.run(inputs, targets, gradients=False)
@@ -126,7 +133,7 @@ class ScoreCAM(CAMExplainer):
         pairs = varying.nonzero()  # (P, 2): (sample, map), sample-major
         fixed: Targets = targets if lp.indices is None else lp.indices
         taps = unit_taps(self.model, fixed)
-        cl = channels_last_for(self.channels_last, inputs)
+        cl = channels_last_for(self.channels_last, inputs, self.model)
         weights = features.new_zeros((b, k))
         need_zero = self.subtract_baseline or bool((~varying & (hi != 0)).any())
         n_batches = -(-pairs.shape[0] // self.batch_size)
@@ -139,12 +146,11 @@ class ScoreCAM(CAMExplainer):
                 if need_zero:
                     with capture(self.model, taps, eval_mode=False) as cap:
                         output = self.model(torch.zeros_like(inputs[:1]))
-                        if isinstance(fixed, UnitTarget):
-                            zero = self._scores(fixed, output, cap, taps).expand(b)
+                        if isinstance(fixed, Tensor):  # each sample's class on the one zero image
+                            probs = torch.softmax(logits(output, self.output), dim=1)
+                            zero = probs[0].gather(0, fixed)
                         else:
-                            rows = torch.zeros(b, dtype=torch.long, device=inputs.device)
-                            every = torch.arange(b, device=inputs.device)
-                            zero = self._scores(follow(fixed, every), output[rows], cap, taps)
+                            zero = self._scores(fixed, output, cap, taps, 1).expand(b)
                     weights = torch.where(varying, weights, zero[:, None].to(weights.dtype))
                 for start in range(0, pairs.shape[0], self.batch_size):
                     samples, maps = pairs[start:start + self.batch_size].unbind(1)
@@ -155,8 +161,8 @@ class ScoreCAM(CAMExplainer):
                     masks = torch.where(span > 0, (masks - m_lo) / torch.where(span > 0, span, 1.0), 0.0)
                     with capture(self.model, taps, eval_mode=False) as cap:
                         masked = inputs[samples] * masks[:, None].to(inputs.dtype)
-                        output = run_model(self.model, masked, cl)
-                        scores = self._scores(follow(fixed, samples), output, cap, taps)
+                        output = run_model(self.model, masked, cl, explicit=self.channels_last is True)
+                        scores = self._scores(follow(fixed, samples), output, cap, taps, len(samples))
                     weights[samples, maps] = scores.to(weights.dtype)
                     bar.update(1)
         finally:

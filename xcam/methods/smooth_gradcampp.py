@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
 from ..layers import LayerSpec
+from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Targets
 from .base import CAMExplainer, weighted_sum
@@ -52,6 +53,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         noise_level: noise standard deviation relative to the input's value range (default 0.15).
         batch_size: most images per forward/backward pass (default 32).
         seed: seed of the noise generator; ``None`` draws a fresh seed from torch's global RNG.
+        output: see :class:`~xcam.methods.Explainer`.
     """
 
     deterministic = False
@@ -65,8 +67,10 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         batch_size: int = 32,
         seed: int | None = None,
         channels: Sequence[int] | None = None,
+        *,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels)
+        super().__init__(model, layer=layer, channels=channels, output=output)
         for arg, value in (("n_samples", n_samples), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputTypeError(f"{arg} must be an int, got {type(value).__name__}")

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
+from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Targets
 from ._perturb import (
@@ -66,7 +67,9 @@ class SmoothGrad(Explainer):
         reduction: channel reduction of the default input gradient: ``"abs_sum"`` (default),
             ``"abs_max"`` or ``"sum"``. With another explainer, set it on that explainer.
         channels_last: memory format of the default input gradient's batches (``None``: automatic,
-            channels-last for float32 on the CPU, where it is faster).
+            channels-last for float32 on the CPU, where it is faster, and the plain layout for a
+            model that cannot run in it).
+        output: see :class:`~xcam.methods.Explainer`; passed on to the default input gradient.
     """
 
     needs_layer = False
@@ -85,12 +88,13 @@ class SmoothGrad(Explainer):
         vargrad: bool = False,
         reduction: str | None = None,
         channels_last: bool | None = None,
+        output: OutputFn | None = None,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, output=output)
         check_channels_last(channels_last)
         if explainer is None:
             explainer = InputGradient(model, check_reduction("abs_sum" if reduction is None else reduction),
-                                      channels_last=channels_last)
+                                      channels_last=channels_last, output=output)
         else:
             if not isinstance(explainer, Explainer):
                 raise InputTypeError(
@@ -159,7 +163,7 @@ class SmoothGrad(Explainer):
         return s2 / n if self.squared else s1 / n
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, fixed = clean_pass(self.model, inputs, targets)
+        indices, scores, fixed = clean_pass(self.model, inputs, targets, self.output)
         b = inputs.shape[0]
         sums: dict[str, Tensor] = {}
 
@@ -172,10 +176,14 @@ class SmoothGrad(Explainer):
 
         layer = None
         fast = isinstance(self.explainer, InputGradient)
-        cl = fast and channels_last_for(self.explainer.channels_last, inputs)  # type: ignore[attr-defined]
+        flag = getattr(self.explainer, "channels_last", None)
+        # the wrapped explainer sees noisy copies: the range check of its first call is not useful
+        self.explainer._range_checked = True
         for copies, samples in self._noisy_batches(inputs):
             if fast:
-                _, _, grads = input_gradients(self.model, copies, follow(fixed, samples), cl)
+                cl = channels_last_for(flag, inputs, self.model)  # the plain layout after a fallback
+                _, _, grads = input_gradients(self.model, copies, follow(fixed, samples), cl,
+                                              explicit=flag is True, output_fn=self.explainer.output)
                 add("g", grads, samples)
             else:
                 exp = self.explainer(copies, follow(fixed, samples))
@@ -222,7 +230,8 @@ class VarGrad(SmoothGrad):
         *,
         reduction: str | None = None,
         channels_last: bool | None = None,
+        output: OutputFn | None = None,
     ) -> None:
         super().__init__(model, explainer, n_samples=n_samples, noise_level=noise_level,
                          batch_size=batch_size, seed=seed, vargrad=True, reduction=reduction,
-                         channels_last=channels_last)
+                         channels_last=channels_last, output=output)
