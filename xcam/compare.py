@@ -11,14 +11,22 @@
 How a run proceeds, image by image (one image at a time, so that results do not depend on how
 images are grouped into batches or shared between processes):
 
-1. the image is read, squashed to the model's input size, preprocessed, and run once through
-   the model; its target class is chosen (``targets=``);
+1. the image is read (upright, RGB; see :func:`xcam.data.load_images`), brought to the model
+   input's geometry with its boxes (squashed, or resized and centre-cropped as ``preprocess``
+   says), scaled, and run once through the model in eval mode; its target class is chosen
+   (``targets=``);
 2. every method explains it, and every metric scores that map (faithfulness metrics reuse the
    clean forward pass);
-3. one JSON line per (image, method) is appended to ``out/records*.jsonl`` and flushed. A re-run
-   with the same ``out`` skips every pair already written, so an interrupted run resumes where it
-   stopped. An image that cannot be read, or a method that fails on one image, is recorded with
-   its error and skipped; the run goes on.
+3. one JSON line per (image, method) is appended to ``out/records.jsonl`` (``records.rank{r}.jsonl``
+   per process under torchrun; no other file counts) and flushed. A re-run with the same ``out``
+   skips every pair already written, so an interrupted run resumes where it stopped; a
+   half-written or unreadable record is reported with a warning and redone. An image that cannot
+   be read (missing, empty, truncated, not an image, a decompression bomb), or a method that fails
+   on one image, is recorded with its error and skipped; the run goes on, and a resume does not
+   retry it.
+
+The run folder is compare's alone: it never deletes or replaces a file it did not write (a
+``table.csv`` of your own, say) unless ``overwrite=True``.
 
 Controls (``random``, ``center``, ``edges``) are added to the methods unless ``controls=False``.
 The pointing game's centre baseline is scored for every image with boxes. The sanity check
@@ -39,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 import types
@@ -51,8 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
+from ._checks import eval_mode
 from .data import ImageData, load_data
 from .errors import InputError, InputTypeError, XcamError, warn
+from .outputs import OutputFn, logits
 from .registry import EXPLAINERS, METRICS
 
 __all__ = [
@@ -60,6 +71,8 @@ __all__ = [
     "Comparison",
     "CompareError",
     "ResumeError",
+    "RunFolderError",
+    "RECORD_FILE",
     "DEFAULT_METHODS",
     "DEFAULT_METRICS",
     "CONTROLS",
@@ -89,6 +102,14 @@ class CompareError(XcamError, RuntimeError):
 
 class ResumeError(XcamError, ValueError):
     """``out`` holds results computed with other settings."""
+
+
+class RunFolderError(XcamError, FileExistsError):
+    """``out`` is a file, or holds files that compare did not write and would replace."""
+
+
+#: the record files of a run, and nothing else: ``records.jsonl`` or ``records.rank{r}.jsonl``
+RECORD_FILE = re.compile(r"records(\.rank[0-9]+)?\.jsonl")
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,15 +359,17 @@ class Comparison:
             "provenance": self.provenance,
         })
 
-    def write(self, out: str | os.PathLike[str] | None = None, report: bool = True) -> dict[str, Path]:
+    def write(self, out: str | os.PathLike[str] | None = None, report: bool = True,
+              overwrite: bool = False) -> dict[str, Path]:
         """Write ``table.csv``, ``summary.csv``, ``summary.json`` and ``report.html`` into ``out``
-        (default: the run's folder); returns their paths."""
+        (default: the run's folder); returns their paths. A file of those names that xcam did not
+        write is replaced only with ``overwrite=True`` (see :func:`xcam.report.check_outputs`)."""
         from .report import write_outputs
 
         folder = Path(out) if out is not None else self.out
         if folder is None:
             raise InputError("write: pass out= (this comparison ran without an output folder)")
-        return write_outputs(self, folder, report=report)
+        return write_outputs(self, folder, report=report, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,8 +377,39 @@ class Comparison:
 # --------------------------------------------------------------------------------------------
 
 
+def _record_files(folder: Path) -> list[Path]:
+    """The run's own record files in ``folder`` (exactly :data:`RECORD_FILE`), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and RECORD_FILE.fullmatch(p.name))
+
+
+_REQUIRED = {
+    # kind -> (keys of every record, keys of a record with status "ok")
+    "image": ({"image": str, "status": str}, {"target": int}),
+    "item": ({"image": str, "method": str, "status": str}, {"scores": dict}),
+    "sanity": ({"method": str, "status": str},
+               {"images": list, "per_image_ssim": list, "layers": list, "spearman": list, "ssim": list}),
+}
+
+
+def _valid_record(rec: Any) -> bool:
+    """A record of this format: a dict with a known ``kind`` and the keys the tables read."""
+    if not isinstance(rec, dict) or rec.get("kind") not in _REQUIRED:
+        return False
+    always, when_ok = _REQUIRED[rec["kind"]]
+    if any(not isinstance(rec.get(k), t) for k, t in always.items()):
+        return False
+    if rec["status"] == "ok":
+        if any(not isinstance(rec.get(k), t) or isinstance(rec.get(k), bool) for k, t in when_ok.items()):
+            return False
+        if rec["kind"] == "item" and not isinstance(rec.get("curves", {}), dict):
+            return False
+    return True
+
+
 class _Store:
-    """``records*.jsonl`` files in ``out``; this process appends to its own file."""
+    """The run's record files in ``out`` (:data:`RECORD_FILE`); this process appends to its own."""
 
     def __init__(self, out: Path | None, rank: int, world: int) -> None:
         self.out = out
@@ -367,15 +421,30 @@ class _Store:
         if self.out is None or not self.out.exists():
             return []
         records = []
-        for path in sorted(self.out.glob("records*.jsonl")):
-            with open(path, encoding="utf-8") as handle:
+        for path in _record_files(self.out):
+            torn = bad = 0
+            with open(path, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     if not line.endswith("\n"):
-                        break  # the last line of a killed run: incomplete, redone
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError:
+                        torn += 1  # the last line of a killed run: incomplete, redone
+                        break
+                    if not line.strip():
                         continue
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        rec = None
+                    if not _valid_record(rec):
+                        bad += 1
+                        continue
+                    records.append(rec)
+            if torn:
+                warn(f"xcam.compare: {path} ends with a half-written record (a run stopped while "
+                     "writing it); it is skipped and its work redone")
+            if bad:
+                warn(f"xcam.compare: {path} holds {bad} record(s) that are not JSON or lack keys of "
+                     f"this xcam's format (an older or damaged file); they are skipped and their work "
+                     "redone (pass overwrite=True to start the folder again)")
         return records
 
     def open(self) -> None:
@@ -575,7 +644,8 @@ def _parse_metrics(metrics: Sequence[str] | str | None) -> list[str]:
 
 
 def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: nn.Module,
-                     kwargs: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
+                     kwargs: dict[str, Any], seed: int,
+                     output_fn: OutputFn | None = None) -> tuple[Any, dict[str, Any]]:
     """The explainer and the constructor kwargs actually used (seed and progress filled in)."""
     if not isinstance(spec, str):
         if kwargs:
@@ -597,7 +667,8 @@ def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: 
         used["seed"] = seed
     if "progress" in params and "progress" not in used:
         used["progress"] = False
-    return cls(model, **used), used
+    extra = {"output": output_fn} if output_fn is not None and "output" in params else {}
+    return cls(model, **used, **extra), used
 
 
 def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -605,7 +676,7 @@ def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, A
     params = inspect.signature(m.fn).parameters
     kw = dict(user)
     blocked = {"model", "inputs", "maps", "targets", "gt", "boxes", "explainer", "clean_output",
-               "n_classes"}
+               "n_classes", "output"}
     bad = sorted((set(kw) - set(params)) | (set(kw) & blocked))
     if bad:
         valid = [p for p in params if p not in blocked]
@@ -705,8 +776,13 @@ class _Runner:
     def __init__(self, *, model: nn.Module, data: ImageData, preprocess: Callable[[Tensor], Tensor],
                  size: tuple[int, int], targets: str | int, explainers: dict[str, Any],
                  metrics: list[str], metric_kwargs: dict[str, dict[str, Any]], device: torch.device,
-                 grid_images: int, thumbnail: int, pointing_tolerance: float) -> None:
+                 grid_images: int, thumbnail: int, pointing_tolerance: float,
+                 output_fn: OutputFn | None = None) -> None:
+        from .models import Preprocess
+
         self.model = model
+        self.output_fn = output_fn
+        self.geometry = preprocess if isinstance(preprocess, Preprocess) else None
         self.data = data
         self.preprocess = preprocess
         self.size = size
@@ -727,15 +803,18 @@ class _Runner:
 
     def prepare(self, index: int) -> tuple[_Image, dict[str, Any]]:
         sample = self.data[index]
-        loaded = self.data.load(index, self.size)
+        loaded = self.data.load(index, self.size, preprocess=self.geometry)
         pixels = loaded.pixels
         x = self.preprocess(pixels[None].to(self.device))
         with torch.no_grad():
-            output = self.model(x)
-        if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != 1:
-            got = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-            raise CompareError(f"the model must return (B, classes) scores; it returned {got}")
+            output = logits(self.model(x), self.output_fn)
+        if output.dim() != 2 or output.shape[0] != 1:
+            raise CompareError(f"the model must return (B, classes) scores; it returned "
+                               f"{tuple(output.shape)} (pass output= to pick them from its output)")
         output = output.detach().float()
+        if not bool(torch.isfinite(output).all()):
+            raise CompareError(f"the model's output on image {sample.key!r} holds NaN or infinite "
+                               "values (check the weights and the preprocessing)")
         n_classes = output.shape[1]
         probs = output.softmax(dim=1)[0]
         predicted = int(probs.argmax())
@@ -761,6 +840,9 @@ class _Runner:
             "gt_fraction": loaded.gt_fraction() if loaded.boxes else None,
             "original_size": list(loaded.original_size), "centre_baseline": None,
         }
+        for key in ("exif_orientation", "dropped_boxes"):
+            if key in loaded.info:
+                record[key] = loaded.info[key]
         if loaded.boxes:
             from .metrics import pointing_game_baseline
 
@@ -827,6 +909,8 @@ class _Runner:
                 return
             record["scores"][name] = float(result[0])
             return
+        if self.output_fn is not None and "output" in params:
+            kw = {**kw, "output": self.output_fn}
         if metric.family == "faithfulness":
             if "clean_output" in params:
                 kw = {**kw, "clean_output": img.output}
@@ -872,6 +956,7 @@ def compare(
     report: bool = True,
     distributed: bool | None = None,
     model_name: str | None = None,
+    output: OutputFn | None = None,
 ) -> Comparison:
     """Explain every image with every method, score every map with every metric.
 
@@ -889,10 +974,18 @@ def compare(
             the first ``sanity_images`` images; ``"random_logit"`` and ``"max_sensitivity"`` per
             image.
         out: folder for the records (resumable), the table, summary and report; ``None`` keeps
-            everything in memory.
-        preprocess: pixels in [0, 255] (B, 3, H, W) -> model input (default: ImageNet mean / std,
-            :class:`xcam.models.Preprocess`).
-        image_size: side images are squashed to (default ``preprocess.size`` or 224).
+            everything in memory. The folder is compare's alone: it reads only its own record
+            files (``records.jsonl``, ``records.rank{r}.jsonl``) and never deletes or replaces a
+            file it did not write (unless ``overwrite=True``).
+        preprocess: how an image becomes the model's input, geometry included: an
+            :class:`xcam.models.Preprocess`, torchvision ``weights.transforms()``, a torchvision /
+            timm ``Compose``, a Hugging Face image processor (see
+            :meth:`xcam.models.Preprocess.from_transform`); ground-truth boxes follow its resize
+            and centre crop. A plain callable maps pixels in [0, 255] (B, 3, H, W) to the model
+            input and must keep H and W (images are squashed to ``image_size``). Default: ImageNet
+            mean / std, squashed to 224, with a warning.
+        image_size: the model input's side (default: the preprocessing's, or 224); a resize before
+            a centre crop scales with it.
         targets: ``"auto"`` (the label when the data has one, else the top class),
             ``"label"``, ``"predicted"``, or one class index for every image.
         method_kwargs: constructor arguments per method label, e.g. ``{"scorecam": {"batch_size":
@@ -916,6 +1009,12 @@ def compare(
         report: write ``report.html`` as well as the CSV / JSON files (rank 0 only).
         distributed: ``None`` joins a process group when ``WORLD_SIZE`` > 1; ``False`` never.
         model_name: recorded in the provenance (and checked when resuming).
+        output: a callable ``f(model_output) -> (B, classes) Tensor`` for models whose output
+            :func:`xcam.outputs.logits` cannot read; passed on to every explainer and metric that
+            takes ``output=``.
+
+    The model runs in eval mode inside (:func:`xcam._checks.eval_mode`): its training flags are
+    restored on return, and its batch-norm buffers are never updated.
 
     Returns:
         :class:`Comparison` (on every rank).
@@ -923,6 +1022,8 @@ def compare(
     Raises:
         ResumeError: ``out`` holds results computed with other settings (pass ``overwrite=True``
             or another ``out``).
+        RunFolderError: ``out`` is a file, or holds a file compare did not write that it would
+            replace (pass ``overwrite=True`` or another ``out``).
         CompareError: a method failed on its first ``max_failures`` images.
     """
     if not isinstance(model, nn.Module):
@@ -934,14 +1035,17 @@ def compare(
             raise InputError(f"{name} must be an int >= 0, got {value!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise InputTypeError(f"seed must be an int, got {seed!r}")
-    from .models import Preprocess
-
-    if preprocess is None:
-        preprocess = Preprocess.named("imagenet", image_size or 224)
-    if not callable(preprocess):
-        raise InputTypeError(f"preprocess must be callable, got {type(preprocess).__name__}")
-    side = int(image_size or getattr(preprocess, "size", 224) or 224)
-    size = (side, side)
+    if image_size is not None and (not isinstance(image_size, int) or isinstance(image_size, bool)
+                                   or image_size < 1):
+        raise InputError(f"image_size must be an int >= 1 (the model input's side) or None, got "
+                         f"{image_size!r}")
+    if output is not None and not callable(output):
+        raise InputTypeError(f"output must be a callable f(model_output) -> (B, classes) tensor, got "
+                             f"{type(output).__name__}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise RunFolderError(f"out {str(out)!r} is a file, not a folder; pass a folder (it is created "
+                             "when missing)")
+    preprocess, size = _resolve_preprocess(preprocess, image_size)
     spec = _parse_methods(methods, controls)
     metric_names = _parse_metrics(metrics)
     user_method_kwargs = {k: dict(v) for k, v in (method_kwargs or {}).items()}
@@ -964,12 +1068,57 @@ def compare(
     ctx, joined = _join(distributed, first)
     dev = joined if joined is not None else first
     try:
-        return _run(model, dataset, spec, metric_names, mkw, user_method_kwargs, preprocess, size,
-                    targets, seed, dev, ctx, out, grid_images, thumbnail, sanity_images,
-                    sanity_layer_names, max_failures, progress, overwrite, report, model_name,
-                    tolerance)
+        with eval_mode(model):  # flags restored on return; batch-norm buffers never updated
+            return _run(model, dataset, spec, metric_names, mkw, user_method_kwargs, preprocess, size,
+                        targets, seed, dev, ctx, out, grid_images, thumbnail, sanity_images,
+                        sanity_layer_names, max_failures, progress, overwrite, report, model_name,
+                        tolerance, output)
     finally:
         ctx.close()
+
+
+def _resolve_preprocess(preprocess: Any, image_size: int | None) -> tuple[Callable[[Tensor], Tensor],
+                                                                        tuple[int, int]]:
+    """The preprocessing compare uses, and the model input's (height, width)."""
+    from .models import Preprocess
+
+    if preprocess is None:
+        prep = Preprocess.named("imagenet", image_size or 224)
+        warn(f"xcam.compare: no preprocess given; using ImageNet mean / std with images squashed to "
+             f"{prep.hw[0]} x {prep.hw[1]} (Preprocess.named('imagenet')); pass the model's own, e.g. "
+             "preprocess=weights.transforms() (torchvision), a timm transform or a Hugging Face "
+             "image processor")
+        return prep, prep.hw
+    try:
+        prep = Preprocess.from_transform(preprocess)
+    except InputTypeError:
+        if not callable(preprocess):
+            raise InputTypeError(
+                f"preprocess must be an xcam.models.Preprocess, torchvision weights.transforms(), a "
+                f"torchvision / timm Compose, a Hugging Face image processor or a callable, got "
+                f"{type(preprocess).__name__}") from None
+        prep = None
+    if prep is not None:
+        if image_size is not None:
+            prep = prep.with_size(image_size)
+        return prep, prep.hw
+    # a plain callable: pixels in [0, 255] (B, 3, H, W) -> model input, H and W kept
+    side = int(image_size or getattr(preprocess, "size", 224) or 224)
+    probe = torch.full((1, 3, side, side), 127.0)
+    try:
+        shape = tuple(preprocess(probe).shape)  # type: ignore[union-attr]
+    except Exception as err:  # noqa: BLE001 - re-raised with the contract it broke
+        raise InputError(
+            f"preprocess {_describe(preprocess)} failed on a (1, 3, {side}, {side}) tensor of pixels "
+            f"in [0, 255] ({type(err).__name__}: {err}); a plain callable takes such tensors, or pass "
+            "torchvision weights.transforms() / an xcam.models.Preprocess") from err
+    if len(shape) != 4 or shape[-2:] != (side, side):
+        raise InputError(
+            f"preprocess {_describe(preprocess)} turned (1, 3, {side}, {side}) pixels into {shape}: "
+            "it resizes or crops, and boxes cannot follow a plain callable; pass torchvision "
+            "weights.transforms(), a timm / Hugging Face preprocessing or an xcam.models.Preprocess("
+            "size=..., resize=...), which compare applies to images and boxes together")
+    return preprocess, (side, side)
 
 
 def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_names: list[str],
@@ -978,7 +1127,8 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
          seed: int, dev: torch.device, ctx: _Dist, out: str | os.PathLike[str] | None,
          grid_images: int, thumbnail: int, sanity_images: int,
          sanity_layer_names: Sequence[str] | None, max_failures: int, progress: bool | None,
-         overwrite: bool, report: bool, model_name: str | None, tolerance: float) -> Comparison:
+         overwrite: bool, report: bool, model_name: str | None, tolerance: float,
+         output_fn: OutputFn | None = None) -> Comparison:
     from tqdm import tqdm
 
     model = model.to(dev)
@@ -999,10 +1149,11 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
     # rank 0 checks (or starts) the run folder; every rank gets the verdict
     verdict = None
     if ctx.rank == 0 and folder is not None:
-        verdict = _check_run_folder(folder, fingerprint, overwrite)
+        verdict = _check_run_folder(folder, fingerprint, overwrite, report)
     verdict = ctx.broadcast(verdict)
     if verdict:
-        raise ResumeError(verdict)
+        kind, message = verdict
+        raise (ResumeError if kind == "resume" else RunFolderError)(message)
     ctx.barrier()
 
     store = _Store(folder, ctx.rank, ctx.world)
@@ -1034,7 +1185,7 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
     used_kwargs: dict[str, dict[str, Any]] = {}
     for label, s in spec.items():
         explainers[label], used_kwargs[label] = _build_explainer(
-            label, s, model, user_method_kwargs.get(label, {}), seed)
+            label, s, model, user_method_kwargs.get(label, {}), seed, output_fn)
     labels = list(spec)
     todo = [(i, m) for i in mine for m in labels
             if (i, m) not in done_items and done_images.get(i, {}).get("status") != "error"]
@@ -1046,7 +1197,8 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
                disable=not show or ctx.rank != 0, dynamic_ncols=True)
     runner = _Runner(model=model, data=dataset, preprocess=preprocess, size=size, targets=targets,
                      explainers=explainers, metrics=metric_names, metric_kwargs=mkw, device=dev,
-                     grid_images=grid_images, thumbnail=thumbnail, pointing_tolerance=tolerance)
+                     grid_images=grid_images, thumbnail=thumbnail, pointing_tolerance=tolerance,
+                     output_fn=output_fn)
     failures = {m: 0 for m in labels}
     successes = {m: 0 for m in labels}
     bad_images = good_images = 0
@@ -1142,7 +1294,7 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
                              explainers, used_kwargs, layers, mkw, items)
     result = Comparison(labels, metric_names, images, items, sanity, provenance, folder)
     if ctx.rank == 0 and folder is not None:
-        result.write(folder, report=report)
+        result.write(folder, report=report, overwrite=overwrite)
     n_bad = len(result.errors())
     if n_bad and ctx.rank == 0:
         warn(f"xcam.compare: {n_bad} image(s) or (image, method) pairs failed and were skipped; see "
@@ -1150,35 +1302,74 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
     return result
 
 
-def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool) -> str | None:
-    """Start ``folder`` or check that it holds a run with the same settings; returns an error
-    message or None."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool,
+                      report: bool) -> tuple[str, str] | None:
+    """Start ``folder`` or check that it holds a run with the same settings; returns ``(kind,
+    message)`` of an error (kind ``"resume"`` or ``"folder"``) or None.
+
+    The folder is compare's alone: its record files (:data:`RECORD_FILE`), ``run.json`` and the
+    outputs listed in ``xcam-outputs.json``. Nothing else in it is read, deleted or replaced;
+    ``overwrite`` deletes only compare's own files and lets the outputs replace files of the same
+    names.
+    """
+    from .report import LEDGER, OUTPUT_FILES, _ledger, foreign_outputs
+
+    if folder.exists() and not folder.is_dir():
+        return ("folder", f"out {str(folder)!r} is a file, not a folder; pass a folder (it is created "
+                          "when missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return ("folder", f"out {str(folder)!r} cannot be created ({err}); pass a folder")
     run_file = folder / "run.json"
+    ours = False
+    if run_file.is_file():
+        try:
+            ours = isinstance(json.loads(run_file.read_text(encoding="utf-8")), dict)
+        except (ValueError, OSError):
+            ours = False
     if overwrite:
-        for path in folder.glob("records*.jsonl"):
+        ledger = _ledger(folder) or {}
+        for path in _record_files(folder):
             path.unlink()
-        if run_file.exists():
-            run_file.unlink()
+        for name in ledger:
+            if name in OUTPUT_FILES and (folder / name).is_file():
+                (folder / name).unlink()
+        for path in (run_file, folder / LEDGER):
+            if path.is_file():
+                path.unlink()
+    else:
+        records = _record_files(folder)
+        if records and not ours:
+            return ("folder", f"out {str(folder)!r} holds {records[0].name} but no run.json of a compare "
+                              "run: xcam did not write it and will not add to it; pass overwrite=True "
+                              "(CLI: --overwrite) to replace it, or another output folder")
+        foreign = foreign_outputs(folder, OUTPUT_FILES if report else OUTPUT_FILES[:4])
+        if foreign:
+            return ("folder", f"out: {str(foreign[0])!r} exists and was not written by xcam (or was "
+                              "changed since); xcam will not replace it: pass overwrite=True (CLI: "
+                              "--overwrite) to replace it, or another output folder")
     if run_file.exists():
         try:
-            previous = json.loads(run_file.read_text())
-        except json.JSONDecodeError:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
             previous = None
         if isinstance(previous, dict):
             for key in fingerprint:
                 if key == "methods":
                     continue
                 if previous.get(key) != _jsonable(fingerprint[key]):
-                    return (f"{folder} holds results computed with another {key} "
+                    return ("resume", f"{folder} holds results computed with another {key} "
                             f"({previous.get(key)!r}, now {_jsonable(fingerprint[key])!r}); pass "
                             "overwrite=True (CLI: --overwrite) to start again, or another output folder")
             old = previous.get("methods", {})
+            if not isinstance(old, dict):
+                old = {}
             for label, entry in fingerprint["methods"].items():
                 if label in old and old[label] != _jsonable(entry):
-                    return (f"{folder} holds results of method {label!r} computed with other settings "
-                            f"({old[label]!r}, now {entry!r}); pass overwrite=True (--overwrite), "
-                            "another output folder, or another label")
+                    return ("resume", f"{folder} holds results of method {label!r} computed with "
+                            f"other settings ({old[label]!r}, now {entry!r}); pass overwrite=True "
+                            "(--overwrite), another output folder, or another label")
             fingerprint = {**fingerprint, "methods": {**old, **fingerprint["methods"]}}
     tmp = run_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable(fingerprint), indent=2))

@@ -10,24 +10,35 @@
 - ``report.html``: all of it in one file that needs nothing else (pictures are inline PNG data):
   the metrics table with direction arrows, the image x method grid (every map min-max normalised
   and coloured with the same colormap, one colour bar), deletion / insertion curves,
-  sanity-check curves, timing, errors and a provenance block.
+  sanity-check curves, timing, errors and a provenance block;
+- ``xcam-outputs.json``: the files above with their SHA-1, so that a later run knows which files
+  are its own. A file of those names that xcam did not write (or that changed since) is never
+  replaced unless ``overwrite=True`` (CLI ``--overwrite``).
+
+CSV cells that begin with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return are prefixed with
+``'`` so that a spreadsheet shows them as text (CSV injection); numbers stay numbers.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import XcamError
 
 if TYPE_CHECKING:
     from .compare import Comparison
 
-__all__ = ["write_outputs", "render_html", "METRIC_LABELS", "PERCENT_METRICS"]
+__all__ = ["write_outputs", "render_html", "check_outputs", "foreign_outputs", "csv_cell",
+           "OutputExistsError", "OUTPUT_FILES", "LEDGER", "METRIC_LABELS", "PERCENT_METRICS"]
 
 METRIC_LABELS = {
     "pointing_game": "Pointing game",
@@ -349,6 +360,32 @@ def render_html(comparison: Comparison, title: str | None = None,
     return "\n".join(parts)
 
 
+OUTPUT_FILES = ("table.csv", "summary.csv", "timing.csv", "summary.json", "report.html")
+LEDGER = "xcam-outputs.json"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class OutputExistsError(XcamError, FileExistsError):
+    """The output folder holds a file xcam did not write (or one changed since) and would replace."""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell safe to open in a spreadsheet: text that starts with ``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return is prefixed with ``'`` (OWASP's CSV-injection rule), so that Excel or
+    LibreOffice shows it instead of running it as a formula; numbers (``-0.5`` too) stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -357,17 +394,86 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> No
             cells = {}
             for k in columns:
                 v = row.get(k)
-                cells[k] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                blank = v is None or (isinstance(v, float) and math.isnan(v))
+                cells[k] = "" if blank else csv_cell(v)
             writer.writerow(cells)
 
 
-def write_outputs(comparison: Comparison, out: str | Path, report: bool = True) -> dict[str, Path]:
+def _digest(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _ledger(folder: Path) -> dict[str, str] | None:
+    """``{file name: sha1}`` of the outputs xcam wrote into ``folder``; None when it wrote none."""
+    path = folder / LEDGER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+
+
+def foreign_outputs(folder: str | Path, names: tuple[str, ...] = OUTPUT_FILES) -> list[Path]:
+    """Files among ``names`` in ``folder`` that xcam did not write there, or that changed since.
+
+    A file is xcam's when the folder's ledger (``xcam-outputs.json``) lists it with the same
+    content; in a run folder of an xcam that kept no ledger (a ``run.json`` but no ledger), the
+    output files count as xcam's.
+    """
+    folder = Path(folder)
+    ledger = _ledger(folder)
+    legacy = ledger is None and (folder / "run.json").is_file()
+    out = []
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            continue
+        if legacy:
+            continue
+        if ledger is None or ledger.get(name) is None or not path.is_file() or _digest(path) != ledger[name]:
+            out.append(path)
+    return out
+
+
+def check_outputs(folder: str | Path, overwrite: bool = False, names: tuple[str, ...] = OUTPUT_FILES) -> None:
+    """Refuse (:class:`OutputExistsError`) when writing ``names`` into ``folder`` would replace a
+    file xcam did not write, unless ``overwrite``; refuse a ``folder`` that is a file."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(
+            f"out {str(folder)!r} is a file, not a folder; pass a folder (created when missing)")
+    if overwrite:
+        return
+    foreign = foreign_outputs(folder, names)
+    if foreign:
+        listed = ", ".join(repr(str(p)) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise OutputExistsError(
+            f"out: {listed} exists and was not written by xcam (or was changed since); xcam will not "
+            "replace it: pass overwrite=True (CLI: --overwrite) to replace it, or another output folder"
+        )
+
+
+def write_outputs(comparison: Comparison, out: str | Path, report: bool = True,
+                  overwrite: bool = False) -> dict[str, Path]:
     """Write ``table.csv``, ``summary.csv``, ``timing.csv``, ``summary.json`` and (with
-    ``report``) ``report.html`` into ``out``; returns ``{name: path}``."""
+    ``report``) ``report.html`` into ``out``; returns ``{name: path}``.
+
+    A file of those names that xcam did not write is never replaced unless ``overwrite`` (see
+    :func:`check_outputs`); what was written is listed with its checksum in
+    ``out/xcam-outputs.json``.
+    """
     from .compare import _nan_to_none
 
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    names = OUTPUT_FILES if report else OUTPUT_FILES[:4]
+    check_outputs(folder, overwrite, names)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputExistsError(f"out {str(folder)!r} cannot be created ({err}); pass a folder") from err
+    ledger = _ledger(folder) or {}
     paths = {name: folder / name for name in ("table.csv", "summary.csv", "timing.csv", "summary.json")}
     summary = comparison.summary()
     _write_csv(paths["table.csv"], comparison.table(), ["index", "image", "method", "metric", "value"])
@@ -385,4 +491,8 @@ def write_outputs(comparison: Comparison, out: str | Path, report: bool = True) 
     if report:
         paths["report.html"] = folder / "report.html"
         paths["report.html"].write_text(render_html(comparison, summary=summary), encoding="utf-8")
+    ledger.update({name: _digest(path) for name, path in paths.items()})
+    tmp = folder / (LEDGER + ".tmp")
+    tmp.write_text(json.dumps(ledger, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, folder / LEDGER)
     return paths
