@@ -3,9 +3,10 @@
 Quick start::
 
     import xcam
+    x, images = xcam.load_images(["cat.jpg"], preprocess=weights.transforms())
     explainer = xcam.create("gradcam", model, layer="layer4")
-    explanation = explainer(images, targets=None)   # maps (B, H, W), raw
-    xcam.viz.overlay(image, explanation.maps[0])
+    explanation = explainer(x, targets=None)        # maps (B, H, W), raw
+    xcam.viz.overlay(images[0], explanation.maps[0])
 
 Public names are imported lazily, so ``import xcam`` stays cheap.
 """
@@ -38,6 +39,9 @@ _EXPORTS = {
     "resolve_layer": "xcam.layers",
     "find_gap_head": "xcam.layers",
     "XcamError": "xcam.errors",
+    "load_images": "xcam.data",
+    "LoadedImages": "xcam.data",
+    "Preprocess": "xcam.models",
     "CAM": "xcam.methods",
     "GradCAM": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",

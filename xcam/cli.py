@@ -117,7 +117,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if args.preprocess is not None:
         prep = Preprocess.named(args.preprocess, size)
     elif args.image_size:
-        prep = Preprocess(prep.mean, prep.std, prep.scale, size, prep.name)
+        prep = prep.with_size(size)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"  # one GPU per torchrun process
@@ -144,64 +144,109 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _out_folder(value: str, option: str = "--out") -> Path:
+    """``--out`` as a folder (created); a file there is a usage error."""
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise _UsageError(f"{option} {value!r} is a file; pass a folder (it is created when missing)")
+    return out
+
+
+def _overlay_stems(paths: list[str]) -> list[str]:
+    """One distinct file-name stem per input: ``cat`` alone, ``a_cat`` and ``b_cat`` for
+    ``a/cat.jpg`` and ``b/cat.jpg``, ``-2``, ``-3`` ... for the same path given again."""
+    from collections import Counter
+
+    stems = [Path(p).stem for p in paths]
+    counts = Counter(stems)
+    seen: set[str] = set()
+    out = []
+    for path, stem in zip(paths, stems):
+        p = Path(os.path.abspath(path))
+        name = stem if counts[stem] == 1 else f"{p.parent.name}_{stem}"
+        if name in seen and p.suffix:
+            name = f"{name}_{p.suffix.lstrip('.')}"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}-{k}", k + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
 def _explain(args: argparse.Namespace) -> int:
     import cv2
     import torch
     from tqdm import tqdm
 
-    from .data import ImageLoadError, read_image
+    from .data import ImageLoadError, load_images
+    from .errors import XcamError
+    from .outputs import logits
     from .registry import create
     from .viz import overlay
 
+    out = _out_folder(args.out)
     model, prep, device = _model(args)
     methods = _names(args.methods, "method")
     method_kwargs = _kwargs(args.method_arg, "method")
     explainers = {}
     for m in methods:
         kw = dict(method_kwargs.get(m, {}))
-        if args.layer and m not in ("random", "center", "edges"):
+        if args.layer and m not in ("random", "center", "edges", "blank"):
             kw.setdefault("layer", args.layer)
         try:
             explainers[m] = create(m, model, **kw)
         except TypeError as err:
             raise _UsageError(f"--method-arg for {m}: {err}") from None
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     categories = None
     failed = 0
     bar = tqdm(total=len(args.images) * len(methods), desc="xcam explain", unit="map",
                disable=args.no_progress or not sys.stderr.isatty())
-    for path in args.images:
+    for path, stem in zip(args.images, _overlay_stems(args.images)):
         try:
-            pixels, _ = read_image(Path(path), (prep.size, prep.size))
+            loaded = load_images([path], preprocess=prep)
         except ImageLoadError as err:
             print(f"xcam: skipped {path}: {err}", file=sys.stderr)
             failed += 1
             bar.update(len(methods))
             continue
-        x = prep(pixels[None].to(device))
-        with torch.no_grad():
-            probs = model(x).softmax(1)
+        x = loaded.inputs.to(device)
+        try:
+            with torch.no_grad():
+                probs = logits(model(x)).float().softmax(1)
+        except (XcamError, RuntimeError, ValueError, TypeError) as err:
+            print(f"xcam: skipped {path}: the model failed on it ({type(err).__name__}: "
+                  f"{' '.join(str(err).split())})", file=sys.stderr)
+            failed += 1
+            bar.update(len(methods))
+            continue
         target = int(probs.argmax()) if args.target is None else args.target
+        if not 0 <= target < probs.shape[1]:
+            raise _UsageError(f"--target {target} is outside the model's {probs.shape[1]} classes")
         if categories is None:
             from .models import imagenet_categories
 
             categories = imagenet_categories() if probs.shape[1] == 1000 else []
         name = categories[target] if target < len(categories) else f"class {target}"
         print(f"{path}: {name} (class {target}, p={float(probs[0, target]):.3f})")
-        image = pixels.permute(1, 2, 0).clamp(0, 255).byte().cpu().numpy()
+        image = loaded.images[0]
         for m, explainer in explainers.items():
             try:
                 exp = explainer(x, torch.tensor([target], device=x.device))
-            except (ValueError, RuntimeError, TypeError) as err:
-                print(f"xcam: {m} failed on {path}: {err}", file=sys.stderr)
+            except (XcamError, ValueError, RuntimeError, TypeError) as err:
+                print(f"xcam: {m} failed on {path}: {' '.join(str(err).split())}", file=sys.stderr)
                 failed += 1
                 bar.update(1)
                 continue
-            dest = out / f"{Path(path).stem}_{m}.png"
-            cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=args.alpha),
-                                                cv2.COLOR_RGB2BGR))
-            print(f"  {m:>16}: layer {exp.layer or '-'} -> {dest}")
+            dest = out / f"{stem}_{m}.png"
+            ok = cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=args.alpha),
+                                                     cv2.COLOR_RGB2BGR))
+            if not ok:
+                print(f"xcam: could not write {dest}", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"  {m:>16}: layer {exp.layer or '-'} -> {dest}")
             bar.update(1)
     bar.close()
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -210,6 +255,7 @@ def _explain(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
+    _out_folder(args.out)
     model, prep, device = _model(args)
     metrics = _names(args.metrics, "metric") if args.metrics else None
     methods = _names(args.methods, "method") if args.methods else None
@@ -374,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--grid-images", type=int, default=8, help="images shown in the report's grid")
     cmp.add_argument("--sanity-images", type=int, default=4,
                      help="images for model_parameter_randomization (when among the metrics)")
-    cmp.add_argument("--overwrite", action="store_true", help="discard results already in --out")
+    cmp.add_argument("--overwrite", action="store_true",
+                     help="discard compare's results already in --out and replace files of the same "
+                          "names as its outputs (table.csv, report.html, ...) that it did not write")
     cmp.add_argument("--no-report", action="store_true", help="CSV and JSON only")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)
@@ -433,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"xcam: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (XcamError, ModuleNotFoundError, FileNotFoundError) as err:
-        print(f"xcam: error: {err}", file=sys.stderr)
+    except (XcamError, ModuleNotFoundError, OSError) as err:
+        print(f"xcam: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         hint = " (run the same command again to resume)" if args.command == "compare" else ""

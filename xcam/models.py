@@ -164,6 +164,9 @@ class Preprocess:
                                         or self.resize < 1):
             raise InputError(f"Preprocess.resize must be an int >= 1 (the shorter side before the "
                              f"centre crop) or None (squash to size), got {self.resize!r}")
+        if self.resize is not None and self.resize < max(self.hw):
+            raise InputError(f"Preprocess.resize={self.resize} is smaller than the crop {self.hw}: the "
+                             f"crop would run past the image; use resize >= {max(self.hw)}")
         if self.interpolation not in INTERPOLATIONS:
             raise InputError(f"Preprocess.interpolation must be one of {INTERPOLATIONS}, got "
                              f"{self.interpolation!r}")
