@@ -105,7 +105,7 @@ def _as_indices(targets: object, batch_size: int, device: torch.device) -> Tenso
                 "are class indices"
             )
         if targets.dim() == 0:  # model(x).argmax() for one image, or one class for all
-            return targets.to(device=device, dtype=torch.long).expand(batch_size)
+            return targets.to(device=device, dtype=torch.long).reshape(1).repeat(batch_size)
         if targets.dim() != 1:
             raise TargetError(
                 f"targets tensor must be a 1-D integer tensor of length {batch_size}, got shape "

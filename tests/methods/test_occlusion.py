@@ -49,7 +49,7 @@ def test_matches_captum_occlusion(resnet18, images, window, stride, batch_size, 
     assert rel_err(fast.maps, theirs[:, 0]) < 1e-4
 
 
-def test_view_in_the_model_asks_for_nchw(images):
+def test_view_in_the_model_falls_back_to_nchw(images):
     class Viewer(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -61,9 +61,15 @@ def test_view_in_the_model_asks_for_nchw(images):
             return self.fc(f.view(f.shape[0], -1))
 
     model = Viewer()
-    with pytest.raises(InputError, match="channels_last=False"):
-        Occlusion(model, 32, 32)(images)
-    assert Occlusion(model, 32, 32, channels_last=False)(images).maps.shape == (3, 64, 64)
+    # issue 12: the automatic layout falls back to NCHW (with a warning), only an explicit
+    # channels_last=True may fail
+    with pytest.raises(InputError, match="channels_last=True"):
+        Occlusion(model, 32, 32, channels_last=True)(images)
+    plain = Occlusion(model, 32, 32, channels_last=False)(images).maps
+    with pytest.warns(UserWarning, match="plain layout"):
+        auto = Occlusion(model, 32, 32)(images).maps
+    assert plain.shape == (3, 64, 64) and plain.abs().max() > 0
+    assert torch.equal(auto, plain)
 
 
 @pytest.mark.parametrize("window, stride", [((16, 16), (16, 16)), ((20, 12), (9, 12))])

@@ -65,6 +65,8 @@ class Explainer(abc.ABC):
     needs_gradients: ClassVar[bool] = True
     needs_layer: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
+    constant_maps: ClassVar[bool] = False
+    """True for explainers whose maps are constant by design (a blank control): no warning."""
 
     def __init__(self, model: nn.Module, *, output: OutputFn | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -114,7 +116,7 @@ class Explainer(abc.ABC):
                 "constant over the image; explain an earlier layer with a spatial map (see "
                 "xcam.list_layers(model, x))", DeadEndWarning,
             )
-        elif flags[1]:
+        elif flags[1] and not self.constant_maps:
             const = ((hi == lo) & finite).nonzero().flatten().tolist()
             warn(
                 f"{name} returned a constant map (value {float(lo[const[0]]):.3g}) for samples "
