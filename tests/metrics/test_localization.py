@@ -180,6 +180,7 @@ def _rank_reference(m: torch.Tensor, gt: torch.Tensor) -> float:
     return float(total / k)
 
 
+@pytest.mark.filterwarnings("ignore:gt\\[0\\] has boxes but none covers")
 @settings(max_examples=40, deadline=None)
 @given(
     values=st.lists(st.integers(0, 3), min_size=48, max_size=48),

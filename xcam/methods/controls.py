@@ -66,6 +66,8 @@ class BlankMap(_Control):
         model: the model (run once for ``targets`` and ``scores`` only).
     """
 
+    constant_maps = True  # constant by design: no dead-end warning
+
     def control_maps(self, inputs: Tensor) -> Tensor:
         b, _, h, w = inputs.shape
         return torch.zeros((b, h, w), dtype=torch.float32, device=inputs.device)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import eval_mode
-from ..errors import InputError, InputTypeError, OutputError, TargetError
+from ..errors import InputError, InputTypeError, OutputError, TargetError, warn
 from ..outputs import OutputFn, logits
 from ..registry import register_metric
 from ..targets import UnitTarget, class_scores
@@ -188,11 +188,16 @@ def check_maps(maps: object, name: str = "maps") -> Tensor:
     return maps
 
 
-def check_inputs_and_maps(inputs: object, maps: object) -> tuple[Tensor, Tensor]:
-    """Validate a (B, C, H, W) batch and its (B, H, W) maps; maps move to the inputs' device."""
+def check_inputs_and_maps(inputs: object, maps: object,
+                          model: object = None) -> tuple[Tensor, Tensor]:
+    """Validate a (B, C, H, W) batch and its (B, H, W) maps; maps move to the inputs' device.
+
+    With an ``nn.Module`` ``model``, the inputs are also checked against it (device, dtype with
+    lossless casts up, channel count: :func:`xcam._checks.check_inputs`).
+    """
     from .._checks import check_inputs
 
-    x = check_inputs(inputs)
+    x = check_inputs(inputs, model=model if isinstance(model, nn.Module) else None)
     m = check_maps(maps)
     if m.shape[0] != x.shape[0]:
         raise InputError(
@@ -399,6 +404,7 @@ def _is_number(v: object) -> bool:
 
 def _box_tensor(item: object, where: str) -> Tensor:
     """One sample's boxes as an (n, 4) float64 CPU tensor."""
+    item = _from_numpy(item)
     if isinstance(item, Tensor):
         t = item.detach().to(device="cpu", dtype=torch.float64)
         if t.numel() == 0:
@@ -444,6 +450,7 @@ def parse_boxes(boxes: object, batch: int | None = None,
     Coordinates are input pixels, inclusive-exclusive: pixel (x, y) is inside when
     ``x0 <= x < x1`` and ``y0 <= y < y1``.
     """
+    boxes = _from_numpy(boxes)
     if isinstance(boxes, Tensor):
         if boxes.dim() == 2 and boxes.shape[-1] == 4:
             boxes = boxes[:, None]
@@ -509,9 +516,45 @@ def _rasterise(padded: Tensor, valid: Tensor, size: tuple[int, int]) -> Tensor:
     return (in_y[..., :, None] & in_x[..., None, :]).any(dim=1)
 
 
+def _from_numpy(value: object) -> object:
+    """A numpy array as a tensor (a copy); anything else as it is."""
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype") and hasattr(value, "shape"):
+        return torch.tensor(value)
+    return value
+
+
+def check_boxes_inside(padded: Tensor, valid: Tensor, size: tuple[int, int], name: str) -> None:
+    """Warn when a box reaches more than one pixel outside the (H, W) maps, or when a sample's
+    boxes cover none of its pixels: boxes are then most likely in another image's coordinates
+    (the original image before a resize or crop). Such boxes are clipped to the image."""
+    h, w = size
+    x0, y0, x1, y1 = padded.unbind(-1)
+    area = (x1.clamp(0, w) - x0.clamp(0, w)).clamp(min=0) * (
+        y1.clamp(0, h) - y0.clamp(0, h)).clamp(min=0)
+    lost = valid.any(dim=1) & ~((area > 0) & valid).any(dim=1)
+    if bool(lost.any()):
+        i = int(lost.nonzero()[0, 0])
+        warn(
+            f"{name}[{i}] has boxes but none covers a pixel of the {w} x {h} (W x H) maps (empty "
+            "or outside the image), so its score is NaN; boxes are (x0, y0, x1, y1) in the pixels "
+            "of the inputs the maps explain (after any resize or crop)"
+        )
+    outside = valid & ~lost[:, None] & ((x0 < -1) | (y0 < -1) | (x1 > w + 1) | (y1 > h + 1))
+    if bool(outside.any()):
+        i, j = (int(v) for v in outside.nonzero()[0])
+        box = [round(v, 2) for v in padded[i, j].tolist()]
+        warn(
+            f"{name}[{i}] has a box {box} that reaches outside the {w} x {h} (W x H) maps; boxes "
+            "must be in the pixels of the inputs the maps explain (after any resize or crop, "
+            "scale them with the image); the part outside is clipped"
+        )
+
+
 def ground_truth(gt: object, maps: Tensor, name: str = "gt") -> Tensor:
-    """A (B, H, W) bool mask from a bool mask or from boxes, on the maps' device."""
+    """A (B, H, W) bool mask from a bool mask or from boxes (tensors, lists or numpy arrays), on
+    the maps' device. Boxes outside the image are clipped, with a warning."""
     b, h, w = maps.shape
+    gt = _from_numpy(gt)
     if isinstance(gt, Tensor) and gt.dtype == torch.bool:
         if tuple(gt.shape) != (b, h, w):
             raise InputError(
@@ -525,6 +568,7 @@ def ground_truth(gt: object, maps: Tensor, name: str = "gt") -> Tensor:
             f"(or {name}.bool()). Boxes go in a list: [[(x0, y0, x1, y1), ...], ...]"
         )
     padded, valid = parse_boxes(gt, b, name)
+    check_boxes_inside(padded, valid, (h, w), name)
     return _rasterise(padded.to(maps.device), valid.to(maps.device), (h, w))
 
 

@@ -171,7 +171,7 @@ def deletion(
         :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
     """
     model = check_model(model)
-    x, m = check_inputs_and_maps(inputs, maps)
+    x, m = check_inputs_and_maps(inputs, maps, model)
     steps = _check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     base = baseline_like(baseline, x)
@@ -243,7 +243,7 @@ def insertion(
         :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
     """
     model = check_model(model)
-    x, m = check_inputs_and_maps(inputs, maps)
+    x, m = check_inputs_and_maps(inputs, maps, model)
     steps = _check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     blurred = gaussian_blur(x, blur_kernel_size, blur_sigma)
@@ -271,7 +271,7 @@ def _masked_scores(
 ) -> tuple[Tensor, Tensor]:
     """``(Y, O)``: target probability on ``x`` and on ``m * x + (1 - m) * baseline``."""
     model = check_model(model)
-    x, m = check_inputs_and_maps(inputs, maps)
+    x, m = check_inputs_and_maps(inputs, maps, model)
     batch_size = check_batch_size(batch_size)
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
@@ -393,7 +393,7 @@ def faithfulness_correlation(
         (a constant map, or a model blind to the subsets).
     """
     model = check_model(model)
-    x, m = check_inputs_and_maps(inputs, maps)
+    x, m = check_inputs_and_maps(inputs, maps, model)
     n = _check_int("n", n, 2)
     subset = _check_int("subset", subset, 1)
     batch_size = check_batch_size(batch_size)
@@ -501,7 +501,7 @@ def infidelity(
     from captum.metrics import infidelity as captum_infidelity
 
     model = check_model(model)
-    x, m = check_inputs_and_maps(inputs, maps)
+    x, m = check_inputs_and_maps(inputs, maps, model)
     n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
     std = _check_number("noise_std", noise_std, 0.0)
     batch_size = check_batch_size(batch_size)
@@ -560,29 +560,24 @@ def explanation_maps(explainer: Callable[..., Any], inputs: Tensor, targets: obj
 
 
 def class_indices(targets: object, batch: int, device: torch.device) -> Tensor | None:
-    """(B,) LongTensor from an int, a sequence of ints or a 1-D integer tensor; None stays None."""
+    """(B,) LongTensor from an int (Python or numpy), a sequence of ints, a numpy array or an
+    integer tensor (0-d: one class for all); None stays None."""
+    from ..targets import UnitTarget, _as_indices
+
     if targets is None:
         return None
-    if isinstance(targets, bool):
-        raise TargetError(f"targets must be class indices, not a bool ({targets!r})")
-    if isinstance(targets, int):
-        indices = torch.full((batch,), targets, dtype=torch.long, device=device)
-    elif (isinstance(targets, Tensor) and targets.dim() == 1
-          and not targets.dtype.is_floating_point and targets.dtype != torch.bool):
-        indices = targets.to(device=device, dtype=torch.long)
-    elif isinstance(targets, (list, tuple)) and all(
-            isinstance(t, int) and not isinstance(t, bool) for t in targets):
-        indices = torch.tensor(list(targets), dtype=torch.long, device=device)
-    else:
+    if isinstance(targets, UnitTarget) or (callable(targets) and not isinstance(targets, Tensor)):
         raise TargetError(
-            "targets must be None, an int, a sequence of ints or a 1-D LongTensor (one class "
-            f"per sample); got {type(targets).__name__}"
+            "targets: this metric explains class scores, so it needs class indices (None, an "
+            f"int, a sequence, a numpy array or a LongTensor), got {type(targets).__name__}"
         )
+    indices = _as_indices(targets, batch, device)
     if indices.shape[0] != batch:
         raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {batch}; pass "
                           "one class per sample, or a single int")
     if bool((indices < 0).any()):
-        raise TargetError(f"targets hold a negative class index {int(indices.min())}")
+        raise TargetError(f"targets hold a negative class index {int(indices.min())}; class "
+                          "indices start at 0")
     return indices
 
 
@@ -642,7 +637,8 @@ def max_sensitivity(
 
     if not callable(explainer):
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
-    x = check_inputs(inputs)
+    model = getattr(explainer, "model", None)
+    x = check_inputs(inputs, model=model if isinstance(model, torch.nn.Module) else None)
     n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
     r = _check_number("radius", radius, 0.0)
     batch_size = check_batch_size(batch_size)

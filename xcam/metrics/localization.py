@@ -18,6 +18,7 @@ from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
 from ._core import (
     _check_number,
+    check_boxes_inside,
     check_maps,
     ground_truth,
     metric,
@@ -340,6 +341,7 @@ def max_box_acc(
         raise InputTypeError(f"v2 must be a bool, got {type(v2).__name__}")
     b, h, w = m.shape
     gt, valid = parse_boxes(boxes, b)
+    check_boxes_inside(gt, valid, (h, w), "boxes")
     thr = _thresholds(thresholds, m.device)
     if iou_thresholds is None:
         levels: tuple[float, ...] = (0.3, 0.5, 0.7) if v2 else (0.5,)

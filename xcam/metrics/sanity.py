@@ -216,7 +216,7 @@ def model_parameter_randomization(
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_model(model)
-    x = check_inputs(inputs)
+    x = check_inputs(inputs, model=model)
     names = _layer_names(model, layers)
     base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
     indices = resolve_targets(targets, clean_forward(model, x, None, check_output_fn(output)))
@@ -274,7 +274,8 @@ def random_logit(
 
     if not callable(explainer):
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
-    x = check_inputs(inputs)
+    model = getattr(explainer, "model", None)
+    x = check_inputs(inputs, model=model if isinstance(model, nn.Module) else None)
     k = _check_int("n_classes", n_classes, 2)
     given = class_indices(targets, x.shape[0], x.device)
     if maps is not None and given is not None:
