@@ -7,12 +7,13 @@ and explained for its ground-truth class. Two runs, because a CPU cannot afford 
 every metric on every image:
 
 1. **all images**: the methods that cost one or two passes (the CAM family, gradients) and the
-   three controls on all 1,300 images, with the metrics that need at most one forward pass per map:
-   pointing game (15 px) with the centre baseline and on the small-object subset (boxes covering
-   under 25 % of the image), energy pointing game, MaxBoxAcc, average drop / increase in confidence.
+   four controls (blank, random, centre, edges) on all 1,300 images, with the metrics that need
+   at most one forward pass per map: pointing game (15 px) with the centre baseline and on the
+   small-object subset (boxes covering under 25 % of the image), energy pointing game, MaxBoxAcc,
+   average drop / increase in confidence.
 2. **every method**: every registered method (LFI-CAM excepted: it needs its own trained network)
-   with the metrics above plus deletion / insertion AUC (20 steps), on the first
-   ``XCAM_BENCH_IMAGES`` images (default 100).
+   with the metrics above plus deletion / insertion AUC (20 steps), and the four controls, on the
+   first ``XCAM_BENCH_IMAGES`` images (default 100).
 
 Both report run time and forward passes per image. Each run is :func:`xcam.compare` with its
 output folder in ``benchmarks/results/realdata-*``, so an interrupted run resumes, and a longer run
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import format_table
+from xcam.methods.controls import CONTROL_NAMES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"
 COLUMNS = "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
@@ -59,15 +61,16 @@ COLUMN_TITLES = {
 def _methods() -> list[str]:
     import xcam
 
-    return [m for m in xcam.list_explainers() if m not in ("lficam", "random", "center", "edges")]
+    return [m for m in xcam.list_explainers() if m != "lficam" and m not in CONTROL_NAMES]
 
 
 def _runs(quick: bool) -> list[dict]:
     every = 6 if quick else int(os.environ.get("XCAM_BENCH_IMAGES", "100"))
+    # the blank map (all zeros) is a control row of its own: what a map with no information scores
     return [
         {"title": "one-pass methods on all images", "out": "realdata-all", "limit": 6 if quick else 1300,
-         "methods": list(ONE_PASS_METHODS), "metrics": ONE_PASS_METRICS},
-        {"title": "every method", "out": "realdata-run", "limit": every, "methods": _methods(),
+         "methods": [*ONE_PASS_METHODS, "blank"], "metrics": ONE_PASS_METRICS},
+        {"title": "every method", "out": "realdata-run", "limit": every, "methods": [*_methods(), "blank"],
          "metrics": METRICS},
     ]
 
@@ -133,7 +136,7 @@ def _run(quick: bool, title: str, out: str, limit: int, methods: list[str],
             *(COLUMN_TITLES[c] for c in shown), "ms / image", "forward passes / image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for m in [*result.methods, CENTRE]:
-        cells = [m if m not in ("random", "center", "edges") else f"*{m} (control)*"]
+        cells = [m if m not in CONTROL_NAMES else f"*{m} (control)*"]
         cells.append(_cell(summary.get((m, "pointing_game")), "pointing_game"))
         cells.append(_cell(small.get((m, "pointing_game")), "pointing_game"))
         for metric in shown:
