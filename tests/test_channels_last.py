@@ -1,0 +1,111 @@
+"""Channels-last only where it works (issue 12, item 5).
+
+The classic PyTorch CIFAR-10 tutorial net calls ``x.view(-1, 16 * 5 * 5)`` on a feature map, which
+fails on channels-last batches. Every registered explainer must work with its defaults on it: the
+explainers that default to channels-last on the CPU fall back to the plain layout (and remember it
+per model); only an explicit ``channels_last=True`` may fail.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import xcam
+from xcam.errors import InputError
+from xcam.methods import _perturb
+from xcam.registry import EXPLAINERS
+
+
+class TutorialNet(nn.Module):
+    """The CNN of PyTorch's "Training a classifier" tutorial (CIFAR-10), as published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 16 * 5 * 5)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+SKIP = {
+    "cam": "CAM needs a global-average-pool -> Linear head; the tutorial net flattens (HeadNotFoundError)",
+    "lficam": "LFI-CAM explains its own LFICAMNet, not an arbitrary classifier",
+}
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return TutorialNet().eval()
+
+
+def _build(name: str, model: nn.Module, **kwargs):
+    cls = EXPLAINERS.get(name)
+    if "seed" in inspect.signature(cls).parameters:
+        kwargs.setdefault("seed", 0)
+    return xcam.create(name, model, **kwargs)
+
+
+def _explain(explainer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer(X, targets=[3, 7]).maps
+
+
+def test_the_tutorial_net_fails_in_channels_last():
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        _net()(X.contiguous(memory_format=torch.channels_last))
+
+
+@pytest.mark.parametrize("name", xcam.list_explainers())
+def test_every_explainer_works_with_its_defaults(name):
+    if name in SKIP:
+        pytest.skip(SKIP[name])
+    model = _net()
+    maps = _explain(_build(name, model))
+    assert maps.shape == (2, 32, 32) and torch.isfinite(maps).all()
+    if "channels_last" not in inspect.signature(EXPLAINERS.get(name)).parameters:
+        return
+    assert model in _perturb._PLAIN_LAYOUT  # the fallback ran and is remembered
+    # the fallback is the plain layout: the same maps, bit for bit, as channels_last=False
+    assert torch.equal(maps, _explain(_build(name, _net(), channels_last=False)))
+    with pytest.raises(InputError, match="channels_last=True"):
+        _explain(_build(name, _net(), channels_last=True))
+
+
+def test_the_fallback_is_announced_once_per_model():
+    model = _net()
+    explainer = xcam.create("gradient", model)
+    with pytest.warns(UserWarning, match="plain layout"):
+        first = explainer(X, targets=1).maps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second try, no second warning
+        second = xcam.create("occlusion", model, window=8, stride=8)(X, targets=1)
+    assert torch.equal(explainer(X, targets=1).maps, first)
+    assert second.maps.abs().max() > 0
+
+
+def test_a_model_that_works_in_channels_last_keeps_it(tiny, images):
+    explainer = xcam.create("gradient", tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast = explainer(images, targets=1).maps
+    assert tiny not in _perturb._PLAIN_LAYOUT
+    plain = xcam.create("gradient", tiny, channels_last=False)(images, targets=1).maps
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-6)  # channels-last differs by rounding only
