@@ -100,3 +100,9 @@ def test_plot_curves(net, images, rand_maps):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_definition_versions_mark_the_issue_12_changes():
+    changed = {"pointing_game", "relevance_rank", "max_box_acc"}
+    for name in xcam.list_metrics():
+        assert xcam.registry.METRICS.get(name).version == (2 if name in changed else 1), name

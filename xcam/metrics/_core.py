@@ -50,6 +50,9 @@ class Metric(Generic[P, R]):
       signature the metric has (maps and ground truth; model, inputs, maps and targets; or an
       explainer).
     - ``stochastic``: the metric draws random numbers (it then takes ``seed=``).
+    - ``version``: the definition's version, raised whenever a definition change alters scores
+      (pointing game, relevance rank and MaxBoxAcc are version 2 since issue 12: fractional ties,
+      MaxBoxAcc strictly above the threshold), so stored results can be told apart.
     - ``forward_passes(n_images, **kwargs)``: the number of images the metric will run through
       the model for a batch of ``n_images`` images, given the keyword arguments you will call it
       with (defaults filled in from the signature). Localization metrics cost 0.
@@ -63,8 +66,10 @@ class Metric(Generic[P, R]):
         family: str,
         cost: CostFn | None = None,
         stochastic: bool = False,
+        version: int = 1,
     ) -> None:
         functools.update_wrapper(self, fn)
+        self.version = version
         self.fn = fn
         self.name = name
         self.higher_is_better = higher_is_better
@@ -131,11 +136,12 @@ def metric(
     family: str,
     cost: CostFn | None = None,
     stochastic: bool = False,
+    version: int = 1,
 ) -> Callable[[Callable[P, R]], Metric[P, R]]:
     """Wrap a function into a :class:`Metric` and register it under ``name``."""
 
     def decorator(fn: Callable[P, R]) -> Metric[P, R]:
-        wrapped = Metric(fn, name, higher_is_better, family, cost, stochastic)
+        wrapped = Metric(fn, name, higher_is_better, family, cost, stochastic, version)
         register_metric(name)(wrapped)
         return wrapped
 

@@ -69,7 +69,7 @@ def _near_ground_truth(mask: Tensor, tolerance: float) -> Tensor:
     return d2 <= tolerance * tolerance
 
 
-@metric("pointing_game", higher_is_better=True, family="localization")
+@metric("pointing_game", higher_is_better=True, family="localization", version=2)
 def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016).
 
@@ -195,7 +195,7 @@ def relevance_mass(maps: Tensor, gt: object) -> Tensor:
     return _mass_share(m.clamp(min=0), mask)
 
 
-@metric("relevance_rank", higher_is_better=True, family="localization")
+@metric("relevance_rank", higher_is_better=True, family="localization", version=2)
 def relevance_rank(maps: Tensor, gt: object) -> Tensor:
     """Relevance rank accuracy (Arras et al., "CLEVR-XAI", 2022).
 
@@ -297,7 +297,7 @@ def _thresholds(thresholds: object, device: torch.device) -> Tensor:
     return t
 
 
-@metric("max_box_acc", higher_is_better=True, family="localization")
+@metric("max_box_acc", higher_is_better=True, family="localization", version=2)
 def max_box_acc(
     maps: Tensor,
     boxes: object,
