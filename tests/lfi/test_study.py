@@ -50,7 +50,10 @@ def test_every_family_has_a_row_with_its_metrics_in_range(
         for method, maps in m.maps.items():
             assert maps.shape == (TINY.n_test, 32, 32)
             pg = m.scores[method]["pointing_game"]
-            assert set(pg.unique().tolist()) <= {0.0, 1.0}
+            # hit or miss for a unique maximum; tied maxima count fractionally (issue 12)
+            flat = maps.reshape(maps.shape[0], -1)
+            unique = (flat == flat.max(dim=1, keepdim=True).values).sum(dim=1) == 1
+            assert set(pg[unique].unique().tolist()) <= {0.0, 1.0}
             for scores in m.scores[method].values():
                 assert scores.shape == (TINY.n_test,) and bool(((scores >= 0) & (scores <= 1)).all())
         # deletion / insertion for the family's own explanation only
