@@ -106,3 +106,13 @@ def test_definition_versions_mark_the_issue_12_changes():
     changed = {"pointing_game", "relevance_rank", "max_box_acc"}
     for name in xcam.list_metrics():
         assert xcam.registry.METRICS.get(name).version == (2 if name in changed else 1), name
+
+
+def test_importing_the_metrics_does_not_import_the_explainers():
+    import subprocess
+    import sys
+
+    code = ("import sys, xcam.metrics; "
+            "print(sorted(m for m in sys.modules if m.startswith('xcam.methods')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
