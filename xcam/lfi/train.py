@@ -147,8 +147,8 @@ def _loader(
     if not isinstance(data, Dataset):
         _check_first_item(data, name)
     return DataLoader(
-        data, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        cast(Dataset, data), batch_size=batch_size, shuffle=shuffle, generator=generator,
+        num_workers=num_workers, pin_memory=device.type == "cuda",
     )
 
 

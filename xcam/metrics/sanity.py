@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -118,7 +118,7 @@ def _make_explainer(explainer: object, model: nn.Module,
     if _is_rebuildable(explainer):
         params = {**explainer.params(), **kwargs}  # type: ignore[attr-defined]
         try:
-            return type(explainer)(model, **params)
+            return cast(Callable[..., Any], type(explainer)(model, **params))  # type: ignore[call-arg]
         except TypeError as err:
             raise InputTypeError(
                 f"explainer: could not rebuild {type(explainer).__name__} on the randomised copy "
