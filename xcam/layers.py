@@ -253,9 +253,10 @@ def find_gap_head(model: nn.Module, example: Tensor, output_fn: OutputFn | None 
 
     Raises:
         HeadNotFoundError: naming what was expected and what was found.
+        OutputError: the model output holds no tensor of scores (see :mod:`xcam.outputs`).
     """
     calls, raw = trace_calls(model, example[:1])
-    out = _scores_or_none(raw, output_fn)
+    out = logits(raw, output_fn)  # OutputError when no scores can be found
     name = _model_name(model)
     linear_at = [i for i, c in enumerate(calls) if isinstance(c.module, nn.Linear)]
     if not linear_at:
@@ -357,7 +358,7 @@ def auto_layer(model: nn.Module, example: Tensor, output_fn: OutputFn | None = N
     try:
         tap = find_gap_head(model, example, output_fn).features
         why = "the features the classifier pools"
-    except HeadNotFoundError:
+    except (HeadNotFoundError, OutputError):  # no classifier head (a detector): look for maps
         calls, _ = trace_calls(model, example[:1], leaves_only=False)
         has_features = any(n == "features" for n, _ in model.named_children())
         spatial = [
