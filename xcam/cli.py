@@ -164,8 +164,6 @@ def _overlay_stems(paths: list[str]) -> list[str]:
     for path, stem in zip(paths, stems):
         p = Path(os.path.abspath(path))
         name = stem if counts[stem] == 1 else f"{p.parent.name}_{stem}"
-        if name in seen and p.suffix:
-            name = f"{name}_{p.suffix.lstrip('.')}"
         base, k = name, 2
         while name in seen:
             name, k = f"{base}-{k}", k + 1
