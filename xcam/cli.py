@@ -114,6 +114,15 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
         model = load_model(args.model, weights, args.num_classes)
     prep = preprocessing(args.model, weights)
     size = args.image_size or prep.size
+    named_weights = weights is not None and str(weights).lower() not in ("none", "random") \
+        and not os.path.exists(str(weights))
+    stated = args.model.lower() in ("efficientnet_lite0", "efficientnet-lite0") or named_weights
+    if args.preprocess is None and not stated:
+        from .errors import warn
+
+        warn(f"--model {args.model} with weights {weights or 'none'} states no preprocessing; using "
+             f"ImageNet mean / std with images squashed to {size} x {size} (--preprocess imagenet); "
+             "pass --preprocess (imagenet, lite0, unit, none) to say what the model expects")
     if args.preprocess is not None:
         prep = Preprocess.named(args.preprocess, size)
     elif args.image_size:

@@ -176,6 +176,16 @@ def _same_names(env):
     return (code, names), (EXIT_OK, ["a_cat-2_gradcam.png", "a_cat_gradcam.png", "b_cat_gradcam.png"])
 
 
+def _cli_no_preprocess(env):
+    code = env.cli("explain", str(env.data / "im0.png"), "--model", "tests.compare.nets:tiny", "--image-size",
+                   "32", "--methods", "gradcam", "--layer", "features", "--out", str(env.tmp / "m"),
+                   "--no-progress")
+    err = env.capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("xcam: warning:")
+              and "states no preprocessing" in line and "--preprocess imagenet" in line]
+    return (code, len(warned)), (EXIT_OK, 1)
+
+
 def _hf(make):
     def action(env):
         transformers = pytest.importorskip("transformers")
@@ -363,12 +373,14 @@ ROWS = [
                                      "tests.compare.nets:tiny", "--preprocess", "imagenette"),
                  exits(EXIT_USAGE, "--preprocess", "imagenet"), id="cli-bad-preprocess"),
     pytest.param(_same_names, EQUAL, id="cli-explain-same-names"),
+    pytest.param(_cli_no_preprocess, EQUAL, id="cli-no-preprocess-warns"),
 ]
 
 
 @pytest.mark.parametrize("action,expect", ROWS)
 def test_bad_input(action, expect, tmp_path, dataset, capsys):
     env = Env(tmp_path, dataset)
+    env.capsys = capsys
     kind, what, words = expect
     if kind == "raises":
         assert issubclass(what, XcamError)
