@@ -186,6 +186,34 @@ def _cli_no_preprocess(env):
     return (code, len(warned)), (EXIT_OK, 1)
 
 
+def _compare_with_torchvision_transform(env):
+    """compare(preprocess=<a torchvision Compose>): the model sees what the transform gives, and
+    the boxes follow its resize and centre crop (reference: torchvision's own tv_tensors)."""
+    from torchvision import tv_tensors
+
+    from xcam.metrics import boxes_to_masks
+
+    T, v2 = _tv(), _v2()
+    transform = T.Compose([T.Resize(36), T.CenterCrop(32), T.ToTensor(), T.Normalize([0.4] * 3, [0.2] * 3)])
+    seen = []
+    handle = env.model.register_forward_pre_hook(  # the clean pass of each image runs under no_grad
+        lambda m, a: None if torch.is_grad_enabled() else seen.append(a[0].detach().clone()))
+    try:
+        result = env.compare(preprocess=transform, limit=3)
+    finally:
+        handle.remove()
+    data = read_manifest(env.data / "boxes.csv")
+    for i in range(3):
+        img = Image.open(data[i].path)
+        assert torch.allclose(seen[i][0], transform(img), atol=1e-6)  # the clean pass of image i
+        boxes = tv_tensors.BoundingBoxes(list(data[i].boxes), format="XYXY", canvas_size=(40, 48))
+        _, moved = v2.Compose([v2.Resize(36), v2.CenterCrop(32)])(
+            tv_tensors.Image(torch.zeros(3, 40, 48)), boxes)
+        ref = float(boxes_to_masks([moved.tolist()], (32, 32)).float().mean())
+        assert result.images[i]["gt_fraction"] == pytest.approx(ref, abs=1 / 1024)
+    return float(max(x.abs().max() for x in seen)) < 6, True  # normalised, not ~1136
+
+
 def _hf(make):
     def action(env):
         transformers = pytest.importorskip("transformers")
@@ -336,6 +364,7 @@ ROWS = [
     pytest.param(_dict_model, EQUAL, id="cmp-dict-output"),
     pytest.param(_overwrite, EQUAL, id="cmp-overwrite"),
     pytest.param(_bom, EQUAL, id="cmp-manifest-bom"),
+    pytest.param(_compare_with_torchvision_transform, EQUAL, id="cmp-torchvision-transform"),
     pytest.param(_injection, EQUAL, id="cmp-csv-injection"),
     pytest.param(lambda env: env.compare().write(env.file("result.csv")),
                  raises(OutputExistsError, "result.csv", "is a file"), id="cmp-write-to-file"),
