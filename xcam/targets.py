@@ -77,7 +77,12 @@ Targets = Union[None, int, Sequence[int], Tensor, Callable[[Tensor], Tensor], Un
 
 
 def _is_bool(value: object) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_ too
+    """A Python or numpy bool scalar (``numpy.bool_``)."""
+    if isinstance(value, bool):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0 \
+        and getattr(dtype, "kind", "") == "b"
 
 
 def _as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor:
@@ -167,7 +172,7 @@ def class_scores(
             got: object = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
             raise TargetError(
                 f"targets: the callable must return a tensor of shape ({batch_size},), one score "
-                f"per sample; it returned {got}"
+                f"per image of the {batch_size} in the model output it receives; it returned {got}"
             )
         _check_finite(scores, "the score the targets callable returned")
         return None, scores
