@@ -384,7 +384,7 @@ def _record_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and RECORD_FILE.fullmatch(p.name))
 
 
-_REQUIRED = {
+_REQUIRED: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     # kind -> (keys of every record, keys of a record with status "ok")
     "image": ({"image": str, "status": str}, {"target": int}),
     "item": ({"image": str, "method": str, "status": str}, {"scores": dict}),
@@ -1083,12 +1083,13 @@ def _resolve_preprocess(preprocess: Any, image_size: int | None) -> tuple[Callab
     from .models import Preprocess
 
     if preprocess is None:
-        prep = Preprocess.named("imagenet", image_size or 224)
+        default = Preprocess.named("imagenet", image_size or 224)
         warn(f"xcam.compare: no preprocess given; using ImageNet mean / std with images squashed to "
-             f"{prep.hw[0]} x {prep.hw[1]} (Preprocess.named('imagenet')); pass the model's own, e.g. "
-             "preprocess=weights.transforms() (torchvision), a timm transform or a Hugging Face "
+             f"{default.hw[0]} x {default.hw[1]} (Preprocess.named('imagenet')); pass the model's own, "
+             "e.g. preprocess=weights.transforms() (torchvision), a timm transform or a Hugging Face "
              "image processor")
-        return prep, prep.hw
+        return default, default.hw
+    prep: Preprocess | None
     try:
         prep = Preprocess.from_transform(preprocess)
     except InputTypeError:

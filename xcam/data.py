@@ -505,7 +505,7 @@ def load_images(
         prep = prep.with_size(size)
     if isinstance(sources, (str, os.PathLike, Tensor)) and not (isinstance(sources, Tensor)
                                                                 and sources.dim() == 4):
-        items = [sources]
+        items: list[Any] = [sources]
     elif isinstance(sources, Tensor):
         items = list(sources.unbind(0))
     else:

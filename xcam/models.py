@@ -417,15 +417,15 @@ def _get(obj: Any, key: str) -> Any:
 
 def _from_hf_processor(proc: Any) -> Preprocess:
     kind = type(proc).__name__
-    size = getattr(proc, "size", None)
+    size_spec = getattr(proc, "size", None)
     resize: int | None = None
     crop: tuple[int, int] | None = None
     squash: tuple[int, int] | None = None
     rounding = "floor"
-    if getattr(proc, "do_resize", True) and size is not None:
-        h, w, short = _get(size, "height"), _get(size, "width"), _get(size, "shortest_edge")
-        if _get(size, "longest_edge") or _get(size, "max_height") or _get(size, "max_pixels"):
-            raise InputError(f"preprocess: {kind} bounds the longer side (size={size!r}); inputs of "
+    if getattr(proc, "do_resize", True) and size_spec is not None:
+        h, w, short = _get(size_spec, "height"), _get(size_spec, "width"), _get(size_spec, "shortest_edge")
+        if _get(size_spec, "longest_edge") or _get(size_spec, "max_height") or _get(size_spec, "max_pixels"):
+            raise InputError(f"preprocess: {kind} bounds the longer side (size={size_spec!r}); inputs of "
                              "different sizes cannot share boxes; pass xcam.models.Preprocess(...)")
         if h and w:
             squash = (int(h), int(w))
@@ -439,7 +439,7 @@ def _from_hf_processor(proc: Any) -> Preprocess:
             else:
                 resize = int(short)
         else:
-            raise InputError(f"preprocess: {kind} has size={size!r}, which xcam cannot read; pass "
+            raise InputError(f"preprocess: {kind} has size={size_spec!r}, which xcam cannot read; pass "
                              "xcam.models.Preprocess(...)")
     if getattr(proc, "do_center_crop", False):
         cs = getattr(proc, "crop_size", None)
