@@ -86,7 +86,8 @@ def _check_channels(inputs: Tensor, model: nn.Module, name: str) -> None:
     A model whose first registered convolution is not the one that reads the image (a head
     registered before the backbone) is not refused when any of its convolutions takes C channels.
     """
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)
+             and not isinstance(m.weight, nn.parameter.UninitializedParameter)]  # lazy: unknown yet
     if not convs:
         return
     c = inputs.shape[1]

@@ -116,7 +116,10 @@ class Capture:
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> Capture:
         if self._active:
-            raise RuntimeError("this capture is already active; create a new one")
+            raise InputError(
+                "this capture is already active (a with block inside another on the same capture "
+                "object); create a new one with xcam.capture(model, layers)"
+            )
         self._active = True
         self._stored.clear()
         self._calls.clear()
