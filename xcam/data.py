@@ -13,7 +13,15 @@ A CSV manifest has one row per box::
     images/b.jpg,17,,,,                  # an image without a box (localization metrics: NaN)
 
 ``file`` is relative to the manifest's folder (or ``root=``); boxes are ``(x0, y0, x1, y1)`` in the
-pixels of the image file, inclusive-exclusive. Other column names are mapped with ``columns=``, e.g.
+pixels of the image file, inclusive-exclusive, in its displayed orientation: xcam applies a file's
+EXIF orientation (as viewers and annotation tools show it) before the boxes are read against it.
+A manifest saved by Excel (UTF-8 with a byte-order mark) reads as any other.
+
+:func:`load_images` reads files, PIL images, arrays and tensors into a model-ready batch plus the
+matching display images. Every file is read the same way everywhere (``compare``, ``xcam
+explain``): upright, RGB (grayscale, palette, CMYK, 16-bit scaled by 255 / 65535, alpha dropped);
+a missing, empty, truncated or undecodable file, or a decompression bomb, raises
+:class:`ImageLoadError` naming the file and the reason. Other column names are mapped with ``columns=``, e.g.
 ``columns={"x0": "x0_227", "y0": "y0_227", "x1": "x1_227", "y1": "y1_227"}`` for
 ``imagenet-val-1300/annotations_227.csv`` (CLI: ``--columns x0=x0_227,y0=y0_227,...``).
 """
