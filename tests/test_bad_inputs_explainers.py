@@ -228,6 +228,8 @@ ROWS: list[tuple[str, object]] = [
     ("uint8 inputs", Fails(InputTypeError, ["floating-point", "uint8", "inputs.float()"],
                            call(lambda: gc(), (RAW).to(torch.uint8)))),
     ("int64 inputs", Fails(InputTypeError, ["floating-point", "inputs.float()"], call(lambda: ig(), X.long()))),
+    ("inputs on another device (meta stands in for cuda)", Fails(InputError, ["are on meta", "model on cpu", "inputs.to('cpu')"],
+                                                                 call(lambda: gc(), torch.empty(2, 3, 16, 16, device="meta")))),
     # -- inputs: shape ---------------------------------------------------------------------
     ("grayscale inputs, RGB model", Fails(InputError, ["1 channels", "takes 3", "features.0", "expand"],
                                           call(lambda: gc(), X[:, :1]))),

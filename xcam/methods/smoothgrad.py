@@ -177,8 +177,6 @@ class SmoothGrad(Explainer):
         layer = None
         fast = isinstance(self.explainer, InputGradient)
         flag = getattr(self.explainer, "channels_last", None)
-        # the wrapped explainer sees noisy copies: the range check of its first call is not useful
-        self.explainer._range_checked = True
         for copies, samples in self._noisy_batches(inputs):
             if fast:
                 cl = channels_last_for(flag, inputs, self.model)  # the plain layout after a fallback
@@ -186,7 +184,9 @@ class SmoothGrad(Explainer):
                                               explicit=flag is True, output_fn=self.explainer.output)
                 add("g", grads, samples)
             else:
-                exp = self.explainer(copies, follow(fixed, samples))
+                # explain(), not __call__: the copies need no input checks, and a noisy copy's
+                # constant map is no news (the averaged map is checked by SmoothGrad's own call)
+                exp = self.explainer.explain(copies, follow(fixed, samples))
                 add("m", exp.maps, samples)
                 if exp.low_res is not None:
                     add("l", exp.low_res, samples)
