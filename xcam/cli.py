@@ -70,12 +70,13 @@ def _kwargs(pairs: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
 
 
 def _names(text: str, kind: str) -> list[str]:
+    from .methods.controls import CONTROL_NAMES
     from .registry import list_explainers, list_metrics
 
     if text.strip().lower() == "all":
         if kind == "method":
             # LFI-CAM needs its own network; the controls are added by compare (--no-controls)
-            return [m for m in list_explainers() if m not in ("lficam", "random", "center", "edges")]
+            return [m for m in list_explainers() if m != "lficam" and m not in CONTROL_NAMES]
         return list_metrics()
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -188,6 +189,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     from .data import ImageLoadError, load_images
     from .errors import XcamError
+    from .methods.controls import CONTROL_NAMES
     from .outputs import logits
     from .registry import create
     from .viz import overlay
@@ -199,7 +201,7 @@ def _explain(args: argparse.Namespace) -> int:
     explainers = {}
     for m in methods:
         kw = dict(method_kwargs.get(m, {}))
-        if args.layer and m not in ("random", "center", "edges", "blank"):
+        if args.layer and m not in CONTROL_NAMES:
             kw.setdefault("layer", args.layer)
         try:
             explainers[m] = create(m, model, **kw)

@@ -28,7 +28,7 @@ images are grouped into batches or shared between processes):
 The run folder is compare's alone: it never deletes or replaces a file it did not write (a
 ``table.csv`` of your own, say) unless ``overwrite=True``.
 
-Controls (``random``, ``center``, ``edges``) are added to the methods unless ``controls=False``.
+Controls (``blank``, ``random``, ``center``, ``edges``) are added to the methods unless ``controls=False``.
 The pointing game's centre baseline is scored for every image with boxes. The sanity check
 ``model_parameter_randomization`` runs on the first ``sanity_images`` images once per method.
 
@@ -63,6 +63,7 @@ from . import __version__
 from ._checks import eval_mode
 from .data import ImageData, load_data
 from .errors import InputError, InputTypeError, XcamError, warn
+from .methods.controls import CONTROL_NAMES
 from .outputs import OutputFn, logits
 from .registry import EXPLAINERS, METRICS
 
@@ -80,7 +81,7 @@ __all__ = [
 ]
 
 DEFAULT_METHODS = ("gradcam", "gradcampp")
-CONTROLS = ("random", "center", "edges")
+CONTROLS = CONTROL_NAMES  # blank, random, center, edges: the floors every method must beat
 DEFAULT_METRICS = (
     "pointing_game",
     "energy_pointing_game",
@@ -992,7 +993,7 @@ def compare(
             32}}``. Stochastic explainers get ``seed=seed`` unless given.
         metric_kwargs: arguments per metric, e.g. ``{"deletion": {"steps": 50}}``. Stochastic
             metrics get ``seed=seed`` unless given.
-        controls: add the ``random``, ``center`` and ``edges`` controls.
+        controls: add the ``blank``, ``random``, ``center`` and ``edges`` controls.
         seed: seeds explainers, metrics and the bootstrap.
         device: where to run (default: where the model's parameters are).
         columns, limit: passed to :func:`xcam.data.load_data` (column mapping of a manifest,
@@ -1143,6 +1144,8 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
         "targets": targets,
         "seed": seed,
         "metrics": _jsonable(mkw),
+        # a definition change (issue 12: MaxBoxAcc above t, fractional ties) never mixes on resume
+        "metric_versions": {name: getattr(METRICS.get(name), "version", 1) for name in metric_names},
         "methods": {label: {"name": _describe(s) if not isinstance(s, str) else s,
                             "kwargs": _jsonable(user_method_kwargs.get(label, {}))}
                     for label, s in spec.items()},

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import XcamError
+from .methods.controls import CONTROL_NAMES
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -57,7 +58,6 @@ METRIC_LABELS = {
     "model_parameter_randomization": "Randomisation SSIM (all blocks)",
 }
 PERCENT_METRICS = ("average_drop", "increase_in_confidence")
-CONTROL_NAMES = ("random", "center", "edges")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}

@@ -157,7 +157,7 @@ def test_compare_leaves_a_train_mode_model_bit_identical(tmp_path, dataset):
                       "model_parameter_randomization"], preprocess=PREP, limit=3, sanity_images=2,
                      method_kwargs={"gradcam": {"layer": "features"}, "scorecam": {"layer": "features"}},
                      metric_kwargs={"deletion": {"steps": 4}})
-    assert len(result.table()) == 3 * 5 * 5 and not result.errors()
+    assert len(result.table()) == 3 * 6 * 5 and not result.errors()  # 2 methods + 4 controls
     after, flags_after = _state(model)
     assert flags_after == flags and all(m.training for m in model.modules())
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -124,5 +124,5 @@ def test_methods_all_runs_every_explainer_then_the_controls(tmp_path, dataset):
             "pointing_game", "--out", str(tmp_path), "--limit", "1", "--no-report", "--no-progress"]
     assert main(args) == EXIT_OK
     methods = json.loads((tmp_path / "summary.json").read_text())["methods"]
-    expected = [m for m in list_explainers() if m not in ("lficam", "random", "center", "edges")]
-    assert methods == expected + ["random", "center", "edges"]
+    expected = [m for m in list_explainers() if m not in ("lficam", "blank", "random", "center", "edges")]
+    assert methods == expected + ["blank", "random", "center", "edges"]

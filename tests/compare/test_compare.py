@@ -122,7 +122,7 @@ def test_ranks_best_and_paired_test(done):
 
 def test_controls_run_time_and_forward_passes(done):
     result, _ = done
-    assert result.methods == ["gradcam", "random", "center", "edges"]
+    assert result.methods == ["gradcam", "blank", "random", "center", "edges"]
     timing = {t["method"]: t for t in result.timing()}
     for m in result.methods:
         assert timing[m]["images"] == 6 and timing[m]["failed"] == 0

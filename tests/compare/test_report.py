@@ -49,13 +49,13 @@ def test_csv_and_json_hold_the_table_and_summary(written):
     with open(out / "table.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     table = result.table()
-    assert len(rows) == len(table) == 5 * 5 * 5  # images x methods x metrics
+    assert len(rows) == len(table) == 5 * 6 * 5  # images x methods (2 + 4 controls) x metrics
     for row, ref in zip(rows, table):
         assert (int(row["index"]), row["image"], row["method"], row["metric"]) == (
             ref["index"], ref["image"], ref["method"], ref["metric"])
         assert (row["value"] == "") if math.isnan(ref["value"]) else float(row["value"]) == ref["value"]
     data = json.loads((out / "summary.json").read_text())  # strict JSON: NaN written as null
-    assert data["methods"] == ["gradcam", "gradcampp", "random", "center", "edges"]
+    assert data["methods"] == ["gradcam", "gradcampp", "blank", "random", "center", "edges"]
     assert data["errors"][0]["image"] == "broken.png"
     assert data["provenance"]["methods"]["gradcam"]["layer"] == "features"
     assert data["provenance"]["seed"] == 0 and data["provenance"]["torch"]
@@ -74,8 +74,8 @@ def test_html_is_self_contained_and_has_every_part(written):
     for part in ('id="metrics"', 'id="timing"', 'class="grid"', "Deletion and insertion curves",
                  "Sanity checks", 'id="provenance"', "broken.png"):
         assert part in page
-    # 3 grid rows x (image + 5 methods) + the curves chart + the sanity chart
-    assert page.count("data:image/png;base64,") == 3 * 6 + 2
+    # 3 grid rows x (image + 2 methods + 4 controls) + the curves chart + the sanity chart
+    assert page.count("data:image/png;base64,") == 3 * 7 + 2
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -89,7 +89,7 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     assert body, dom.stdout[:500]
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
     # the page's script ran after load: every picture decoded, one metrics row per method
-    assert attrs["data-images"] == attrs["data-images-ok"] == str(3 * 6 + 2)
+    assert attrs["data-images"] == attrs["data-images-ok"] == str(3 * 7 + 2)
     assert attrs["data-metric-rows"] == "5"
     assert "rendered: 20 of 20 pictures, 5 metric rows" in dom.stdout
     shot = tmp_path / "shot.png"
