@@ -57,6 +57,7 @@ _EXPORTS = {
     "HiResCAM": "xcam.methods",
     "EigenCAM": "xcam.methods",
     "CaptumAttribution": "xcam.methods",
+    "BlankMap": "xcam.methods",
     "RandomMap": "xcam.methods",
     "CenterGaussian": "xcam.methods",
     "SobelEdges": "xcam.methods",

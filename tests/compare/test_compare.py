@@ -251,6 +251,23 @@ def test_resume_refuses_other_settings_and_overwrite_starts_again(tmp_path, data
     assert result.metrics == ["energy_pointing_game"]
 
 
+def test_resume_refuses_scores_of_an_older_metric_definition(tmp_path, dataset, model):
+    """A run folder written before a definition changed (pointing game v1: ties in raster order)
+    is not resumed with the new definition: the two would mix in one table."""
+    csv = dataset / "boxes.csv"
+    run(model, csv, tmp_path, metrics=["pointing_game"], controls=False)
+    settings = json.loads((tmp_path / "run.json").read_text())
+    assert settings["metric_versions"] == {"pointing_game": 2}
+    settings["metric_versions"] = {"pointing_game": 1}
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    with pytest.raises(ResumeError, match="another metric_versions"):
+        run(model, csv, tmp_path, metrics=["pointing_game"], controls=False)
+    del settings["metric_versions"]  # a folder from before versions were recorded
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    with pytest.raises(ResumeError, match="another metric_versions"):
+        run(model, csv, tmp_path, metrics=["pointing_game"], controls=False)
+
+
 def test_argument_errors_name_the_fix(tmp_path, dataset, model):
     csv = dataset / "boxes.csv"
     with pytest.raises(ValueError, match="did you mean 'gradcam'"):
