@@ -296,6 +296,11 @@ ROWS: list[tuple[str, object]] = [
     ("tuple output, occlusion", Same(lambda: occ(Wrap("tuple"))(X, [1, 2]).maps, lambda: occ()(X, [1, 2]).maps)),
     ("tuple output, callable target, occlusion", Same(
         lambda: occ(Wrap("tuple"))(X, lambda o: o[0][:, 3]).maps, lambda: occ()(X, 3).maps)),
+    ("dict output, incremental occlusion", Same(lambda: Occlusion(Wrap("dict"), 8, 8, incremental=True)(X, [1, 2]).maps,
+                                                lambda: Occlusion(TINY, 8, 8, incremental=True)(X, [1, 2]).maps)),
+    ("tuple output, incremental occlusion, output=", Same(
+        lambda: Occlusion(Wrap("tuple"), 8, 8, incremental=True, output=lambda o: o[0])(X, 3).maps,
+        lambda: Occlusion(TINY, 8, 8, incremental=True)(X, 3).maps)),
     ("HF-like output, Score-CAM", Same(lambda: ScoreCAM(Wrap("hf"), "net.features", channels_last=False)(X, 2).maps,
                                        lambda: sc()(X, 2).maps)),
     ("dict output, callable target, Score-CAM", Same(

@@ -89,6 +89,16 @@ def test_every_explainer_works_with_its_defaults(name):
         _explain(_build(name, _net(), channels_last=True))
 
 
+def test_incremental_occlusion_falls_back_too():
+    plain = xcam.create("occlusion", _net(), window=8, stride=8, channels_last=False)(X, [3, 7]).maps
+    with pytest.warns(UserWarning, match="plain layout"):
+        fast = xcam.create("occlusion", _net(), window=8, stride=8, incremental=True)(X, [3, 7]).maps
+    assert plain.abs().max() > 0
+    assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6)  # incremental: exact up to rounding
+    with pytest.raises(InputError, match="channels_last=True"):
+        xcam.create("occlusion", _net(), window=8, incremental=True, channels_last=True)(X, 1)
+
+
 def test_the_fallback_is_announced_once_per_model():
     model = _net()
     explainer = xcam.create("gradient", model)

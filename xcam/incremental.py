@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from .errors import XcamError
+from .outputs import OutputFn, logits
 
 __all__ = ["IncrementalUnsupported", "IncrementalModel", "Cost", "occluded_outputs"]
 
@@ -458,6 +459,7 @@ def occluded_outputs(
     batch_size: int = 64,
     engine: IncrementalModel | None = None,
     channels_last: bool = False,
+    output_fn: OutputFn | None = None,
 ) -> Tensor:
     """Model outputs for ``image`` (1, C, H, W) with each window filled by ``baseline``.
 
@@ -468,6 +470,8 @@ def occluded_outputs(
         engine: a prepared :class:`IncrementalModel` (built from ``model`` when None).
         channels_last: run in channels-last memory format (faster convolutions on the CPU; the
             values differ only by float rounding).
+        output_fn: replaces the rules of :func:`xcam.outputs.logits`, which read the scores in a
+            model that returns a dict, a tuple or a ``ModelOutput``.
 
     Returns:
         (P, ...) the outputs, exactly (up to float rounding) ``model(occluded image)``.
@@ -486,5 +490,5 @@ def occluded_outputs(
             pos = torch.arange(start, min(start + batch_size, windows.shape[0]), device=image.device)
             wy, wx = windows[pos, 0], windows[pos, 2]
             fills = IncrementalModel._gather(base, None, wy, wx, h, w, 0.0)
-            outs.append(engine.run(env, pos, fills))
+            outs.append(logits(engine.run(env, pos, fills), output_fn))
     return torch.cat(outs)

@@ -9,7 +9,8 @@ batches, and argument checks.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,8 @@ from ..outputs import OutputFn
 from ..targets import Targets, UnitTarget, class_scores
 
 __all__: list[str] = []  # private: nothing is re-exported from xcam.methods
+
+T = TypeVar("T")
 
 # Models that failed in channels-last layout and ran in the plain one: later calls skip the try.
 _PLAIN_LAYOUT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -138,8 +141,9 @@ def _memory_error(err: BaseException) -> bool:
     return "out of memory" in text or "can't allocate" in text or "cannot allocate" in text
 
 
-def run_model(model: nn.Module, batch: Tensor, channels_last: bool, *, explicit: bool = False) -> Any:
-    """``model(batch)``, the batch laid out channels-last when asked.
+def layout_fallback(model: nn.Module, run: Callable[[bool], T], channels_last: bool,
+                    explicit: bool = False) -> T:
+    """``run(channels_last)``, falling back to ``run(False)`` where the model cannot run channels-last.
 
     With the automatic layout (``explicit=False``) a model that fails in channels-last layout
     (``.view()`` on a feature map: the PyTorch CIFAR-10 tutorial net) runs again in the plain
@@ -148,9 +152,9 @@ def run_model(model: nn.Module, batch: Tensor, channels_last: bool, *, explicit:
     by the user (``explicit=True``) the failure is an :class:`~xcam.errors.InputError`.
     """
     if not channels_last or (not explicit and model in _PLAIN_LAYOUT):
-        return model(batch)
+        return run(False)
     try:
-        return model(batch.contiguous(memory_format=torch.channels_last))
+        return run(True)
     except RuntimeError as err:
         if isinstance(err, XcamError) or _memory_error(err):
             raise
@@ -161,14 +165,23 @@ def run_model(model: nn.Module, batch: Tensor, channels_last: bool, *, explicit:
                 "cannot run in that layout: pass channels_last=None (automatic) or False, or use "
                 ".reshape() in the model"
             ) from err
-    output = model(batch.contiguous())  # raises the plain layout's own error if it fails too
+    result = run(False)  # raises the plain layout's own error if it fails too
     _PLAIN_LAYOUT.add(model)
     warn(
         f"{type(model).__name__} cannot run on channels-last batches (e.g. .view() on a feature "
         "map); xcam runs it in the plain layout from now on (pass channels_last=False to skip the "
         "try)"
     )
-    return output
+    return result
+
+
+def run_model(model: nn.Module, batch: Tensor, channels_last: bool, *, explicit: bool = False) -> Any:
+    """``model(batch)``, the batch laid out channels-last when asked (see :func:`layout_fallback`)."""
+
+    def run(cl: bool) -> Any:
+        return model(batch.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format))
+
+    return layout_fallback(model, run, channels_last, explicit)
 
 
 def no_grad_modules(model: nn.Module, batch: Tensor) -> list[str]:

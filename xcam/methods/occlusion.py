@@ -23,6 +23,7 @@ from ._perturb import (
     check_channels_last,
     check_positive_int,
     follow,
+    layout_fallback,
     run_model,
     unit_taps,
 )
@@ -295,12 +296,16 @@ class Occlusion(Explainer):
                 return None
             indices, clean = class_scores(targets, output, b)
             assert indices is not None
-            occluded = torch.stack([
-                logits(occluded_outputs(self.model, inputs[i:i + 1], windows,
-                                        base[i:i + 1] if base_rows else base,
-                                        self.batch_size, self._engine, cl), self.output)[:, indices[i]]
-                for i in range(b)
-            ])  # (B, windows)
+
+            def run(layout: bool) -> Tensor:
+                return torch.stack([
+                    occluded_outputs(self.model, inputs[i:i + 1], windows,
+                                     base[i:i + 1] if base_rows else base, self.batch_size,
+                                     self._engine, layout, self.output)[:, indices[i]]
+                    for i in range(b)
+                ])  # (B, windows)
+
+            occluded = layout_fallback(self.model, run, cl, self.channels_last is True)
         dev, dt = inputs.device, inputs.dtype
         cov_y = _coverage(height, starts_y, window[0], dev).to(dt)
         cov_x = _coverage(width, starts_x, window[1], dev).to(dt)
