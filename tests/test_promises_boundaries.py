@@ -263,7 +263,8 @@ def _make(name: str) -> tuple[nn.Module, object]:
 
 
 BOOLS = {"python_bool": True, "bool_tensor": torch.tensor([True, False]),
-         "bool_list": [True, False], "bool_scalar_tensor": torch.tensor(True)}
+         "bool_list": [True, False], "bool_scalar_tensor": torch.tensor(True),
+         "numpy_bool": np.bool_(True), "numpy_bool_array": np.array([True, False])}
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
 
 

@@ -191,3 +191,36 @@ def test_targets_follow_their_samples_in_mixed_batches(model, x):
         ref = explain(batch, torch.tensor([0, 1]))
         assert auto.targets.tolist() == [0, 1]
         _same(auto.maps, ref.maps)
+
+
+def _metric_calls(model: nn.Module) -> dict[str, Callable[[Tensor, Tensor, object], Tensor]]:
+    from xcam import metrics as M
+
+    grad = InputGradient(model)
+    return {
+        "deletion": lambda x, m, t: M.deletion(model, x, m, t, steps=8).auc,
+        "insertion": lambda x, m, t: M.insertion(model, x, m, t, steps=8).auc,
+        "average_drop": lambda x, m, t: M.average_drop(model, x, m, t),
+        "faithfulness_correlation": lambda x, m, t: M.faithfulness_correlation(
+            model, x, m, t, n=8, subset=30, seed=1),
+        "infidelity": lambda x, m, t: M.infidelity(model, x, m, t, n_perturb_samples=4,
+                                                   noise_std=0.3, seed=1),
+        "max_sensitivity": lambda x, m, t: M.max_sensitivity(grad, x, t, n_perturb_samples=3,
+                                                             radius=0.3, seed=1),
+    }
+
+
+@pytest.mark.parametrize("metric", ["deletion", "insertion", "average_drop",
+                                    "faithfulness_correlation", "infidelity", "max_sensitivity"])
+def test_metrics_score_the_clean_class_on_perturbed_copies(metric, model, x):
+    # max-sensitivity's copies x + U[-0.3, 0.3] flip the top class; deletion's dark pixels too
+    gen = torch.Generator().manual_seed(8)
+    assert _top(model, x + 0.6 * torch.rand(x.shape, generator=gen) - 0.3).tolist() == [1, 1]
+    maps = torch.rand(2, H, H, generator=gen)
+    call = _metric_calls(model)[metric]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = call(x, maps, None)
+        for explicit in (0, torch.tensor([0, 0])):
+            _same(auto, call(x, maps, explicit))
+        _differ(auto, call(x, maps, 1))
