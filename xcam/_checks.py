@@ -71,12 +71,12 @@ _LOSSLESS = {
 
 def _first_tensor(model: nn.Module) -> Tensor | None:
     """The model's first floating-point parameter (else buffer): its dtype and device."""
-    for tensor in model.parameters():
-        if tensor.dtype.is_floating_point:
-            return tensor
-    for tensor in model.buffers():
-        if tensor.dtype.is_floating_point:
-            return tensor
+    for param in model.parameters():
+        if param.dtype.is_floating_point:
+            return param
+    for buffer in model.buffers():
+        if buffer.dtype.is_floating_point:
+            return buffer
     return None
 
 
@@ -156,11 +156,11 @@ def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | Non
                 if (inputs.dtype, ref.dtype) in _LOSSLESS:
                     inputs = inputs.to(ref.dtype)
                 else:
-                    fix = {torch.float32: "inputs.float()", torch.float64: "inputs.double()",
-                           torch.float16: "inputs.half()", torch.bfloat16: "inputs.bfloat16()"}
+                    casts = {torch.float32: "inputs.float()", torch.float64: "inputs.double()",
+                             torch.float16: "inputs.half()", torch.bfloat16: "inputs.bfloat16()"}
                     raise InputTypeError(
                         f"{name} are {inputs.dtype}, the model's parameters {ref.dtype}; convert "
-                        f"the inputs with {fix.get(ref.dtype, f'inputs.to({ref.dtype})')} (or the "
+                        f"the inputs with {casts.get(ref.dtype, f'inputs.to({ref.dtype})')} (or the "
                         f"model with model.to({inputs.dtype}))"
                     )
         _check_channels(inputs, model, name)
