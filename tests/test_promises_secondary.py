@@ -17,6 +17,7 @@ import xcam
 from tests.conftest import TinyNet, _randomize_bn
 from xcam.methods import InputGradient
 from xcam.metrics import model_parameter_randomization
+from xcam.metrics.sanity import _reinitialize
 
 
 @pytest.fixture(autouse=True)
@@ -297,3 +298,26 @@ def test_randomisation_of_a_named_block_reaches_every_parameter_inside_it():
     before, after = made[0].seen
     for key in before:  # children with and without reset_parameters, all in one step
         assert not torch.equal(before[key], after[key]), key
+
+
+def test_randomisation_redraws_constant_parameters_and_attention_weights():
+    """Untrained layer scales (1e-6 * ones) and class tokens (zeros) would survive a shuffle: they
+    are redrawn around their value; multi-head attention is re-initialised (not shuffled)."""
+    from torchvision.models import VisionTransformer
+    from torchvision.models.convnext import CNBlock
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=1, hidden_dim=8,
+                            mlp_dim=8, num_classes=3).eval()
+    block = CNBlock(8, layer_scale=1e-6, stochastic_depth_prob=0.0).eval()
+    assert torch.equal(vit.class_token, torch.zeros_like(vit.class_token))
+    assert torch.equal(block.layer_scale, torch.full_like(block.layer_scale, 1e-6))
+    attention = vit.encoder.layers[0].self_attention
+    attention_before = attention.in_proj_weight.detach().clone()
+    _reinitialize(vit, seed=5)
+    _reinitialize(block, seed=5)
+    for value, old in ((vit.class_token, 0.0), (block.layer_scale, 1e-6)):
+        spread = (value - old).detach()
+        assert bool((spread != 0).all()) and 0.005 < float(spread.std()) < 0.05
+    after = attention.in_proj_weight.detach()
+    assert not torch.equal(after.flatten().sort().values, attention_before.flatten().sort().values)

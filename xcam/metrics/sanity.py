@@ -80,8 +80,12 @@ def _reinitialize(module: nn.Module, seed: int) -> None:
     """Re-initialise every parameter of ``module`` (recursively), seeded.
 
     Modules with ``reset_parameters`` (Conv, Linear, BatchNorm, LayerNorm, ...) use it, which
-    also resets batch-norm running statistics; parameters of other modules are shuffled
-    (a seeded random permutation of their values, which keeps their distribution).
+    also resets batch-norm running statistics (``nn.MultiheadAttention`` its private
+    ``_reset_parameters``); parameters of other modules are shuffled (a seeded random permutation
+    of their values, which keeps their distribution). A parameter whose values are all equal, which
+    a permutation would leave as it is (an untrained class token of zeros, a ConvNeXt layer scale
+    of ``1e-6``), is redrawn from ``N(value, 0.02^2)``, the spread timm and torchvision draw tokens
+    and embeddings from.
     """
     # torch.manual_seed reseeds every device: fork them all so the caller's RNGs are untouched
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -91,13 +95,18 @@ def _reinitialize(module: nn.Module, seed: int) -> None:
             own = list(sub.parameters(recurse=False))
             if not own:
                 continue
-            reset = getattr(type(sub), "reset_parameters", None)
+            reset = getattr(sub, "reset_parameters", None)
+            if not callable(reset) and isinstance(sub, nn.MultiheadAttention):
+                reset = sub._reset_parameters
             if callable(reset):
-                sub.reset_parameters()  # type: ignore[operator]
+                reset()
                 continue
             for p in own:
-                perm = torch.randperm(p.numel(), device=p.device)
-                p.copy_(p.reshape(-1)[perm].reshape(p.shape))
+                flat = p.reshape(-1)
+                if p.numel() > 1 and not bool((flat == flat[0]).all()):
+                    p.copy_(flat[torch.randperm(p.numel(), device=p.device)].reshape(p.shape))
+                else:
+                    p.add_(0.02 * torch.randn(p.shape, device=p.device, dtype=p.dtype))
 
 
 def _is_rebuildable(explainer: object) -> bool:
