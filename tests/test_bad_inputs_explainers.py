@@ -86,6 +86,19 @@ class _HF(dict):
         return self[key]
 
 
+class NormalizesInside(nn.Module):
+    """Takes [0, 1] pixels and normalises them, as torchvision's detection models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TINY
+        self.image_mean, self.image_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+    def forward(self, x):
+        mean, std = torch.tensor(self.image_mean)[:, None, None], torch.tensor(self.image_std)[:, None, None]
+        return self.net((x - mean) / std)
+
+
 class SideBranch(nn.Module):
     """``side`` runs in every forward pass but does not feed the output."""
 
@@ -255,6 +268,8 @@ ROWS: list[tuple[str, object]] = [
     ("[0, 1] pixels", Warns(InputRangeWarning, ["[0, 1] pixels", "not normalised"], call(lambda: ig(), UNIT))),
     ("[0, 1] pixels, scorecam", Warns(InputRangeWarning, ["[0, 1] pixels"], call(lambda: sc(), UNIT))),
     ("normalised inputs", Quiet(InputRangeWarning, call(lambda: gc()))),
+    ("[0, 1] pixels, model normalising inside", Quiet(InputRangeWarning, call(lambda: ig(NormalizesInside()), UNIT))),
+    ("raw pixels, model normalising inside", Warns(InputRangeWarning, ["raw pixels"], call(lambda: ig(NormalizesInside()), RAW))),
     ("a blank image", Quiet(InputRangeWarning, call(lambda: ig(), torch.zeros(1, 3, 16, 16)))),
     ("only the first call is checked", Quiet(InputRangeWarning, lambda: _second_call(RAW))),
     # -- targets ---------------------------------------------------------------------------

@@ -172,12 +172,19 @@ def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | Non
     return inputs
 
 
-def check_input_range(inputs: Tensor, name: str = "inputs") -> str | None:
+def normalizes_inside(model: nn.Module) -> bool:
+    """Whether ``model`` normalises its [0, 1] input itself: a submodule holds ``image_mean`` and
+    ``image_std`` (torchvision's detection models, through ``GeneralizedRCNNTransform``)."""
+    return any(hasattr(m, "image_mean") and hasattr(m, "image_std") for m in model.modules())
+
+
+def check_input_range(inputs: Tensor, name: str = "inputs", *, model: nn.Module | None = None) -> str | None:
     """Warn (:class:`~xcam.errors.InputRangeWarning`) when ``inputs`` look un-normalised.
 
     Two patterns, from the statistics above: no negative value and a maximum above 3 (raw pixels
     in [0, 255]); no negative value, a maximum <= 1 and a span >= 0.25 ([0, 1] pixels from
-    ``to_tensor``, not normalised). Costs one reduction and one device sync.
+    ``to_tensor``, not normalised). The second is expected, and not warned, for a ``model`` that
+    normalises inside (:func:`normalizes_inside`). Costs one reduction and one device sync.
 
     Returns:
         The warning's message, or None when the inputs look normalised.
@@ -188,7 +195,7 @@ def check_input_range(inputs: Tensor, name: str = "inputs") -> str | None:
         return None
     if hi > _RAW_MAX:
         kind = "raw pixels in [0, 255]"
-    elif hi <= 1.0 and hi - lo >= _UNIT_SPAN:
+    elif hi <= 1.0 and hi - lo >= _UNIT_SPAN and not (model is not None and normalizes_inside(model)):
         kind = "[0, 1] pixels (to_tensor output) that were not normalised"
     else:
         return None

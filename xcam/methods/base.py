@@ -90,7 +90,7 @@ class Explainer(abc.ABC):
             )
         if not getattr(self, "_range_checked", False):
             self._range_checked = True  # one device sync, on the first call only
-            check_input_range(x)
+            check_input_range(x, model=self.model)
         explanation = self.explain(x, targets)
         self._check_result(explanation)
         return explanation
@@ -160,6 +160,7 @@ class CAMExplainer(Explainer):
         layer: dotted name (``"layer4"``, ``"avgpool:input"``), module, or ``None`` to choose
             automatically (announced with a warning).
         channels: restrict the weighted sum to these feature maps (indices into C).
+        output: keyword-only; reads the class scores in the model output (see :class:`Explainer`).
     """
 
     def __init__(
