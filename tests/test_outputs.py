@@ -157,13 +157,7 @@ def test_wrapped_outputs_give_the_plain_tensor_maps(name, kind):
 
 
 def _with_output() -> list:
-    from xcam.methods.controls import CONTROL_NAMES
-
-    pending = pytest.mark.xfail(
-        raises=OutputError, strict=False,
-        reason="controls.py (another owner) does not yet pass self.output to clean_pass")
-    return [pytest.param(n, marks=pending) if n in CONTROL_NAMES else n
-            for n in xcam.list_explainers() if n not in SPECIAL
+    return [n for n in xcam.list_explainers() if n not in SPECIAL
             and "output" in inspect.signature(EXPLAINERS.get(n)).parameters]
 
 

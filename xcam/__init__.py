@@ -39,6 +39,11 @@ _EXPORTS = {
     "resolve_layer": "xcam.layers",
     "find_gap_head": "xcam.layers",
     "XcamError": "xcam.errors",
+    "OutputError": "xcam.errors",
+    "DisconnectedError": "xcam.errors",
+    "NonFiniteError": "xcam.errors",
+    "InputRangeWarning": "xcam.errors",
+    "DeadEndWarning": "xcam.errors",
     "load_images": "xcam.data",
     "LoadedImages": "xcam.data",
     "Preprocess": "xcam.models",
@@ -63,7 +68,7 @@ _EXPORTS = {
     "SobelEdges": "xcam.methods",
 }
 _SUBMODULES = {"methods", "metrics", "targets", "viz", "layers", "errors", "lfi", "registry",
-               "postprocess", "explanation", "compare", "cli", "data", "report", "models", "incremental"}
+               "postprocess", "explanation", "outputs", "compare", "cli", "data", "report", "models", "incremental"}
 
 __all__ = sorted(_EXPORTS) + ["Capture", "capture", "__version__"]
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..explanation import Explanation
+from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Targets
 from ._perturb import check_seed, clean_pass, make_generator
@@ -39,7 +40,7 @@ class _Control(Explainer):
         raise NotImplementedError
 
     def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, _ = clean_pass(self.model, inputs, targets)
+        indices, scores, _ = clean_pass(self.model, inputs, targets, self.output)
         return Explanation(
             maps=self.control_maps(inputs).float(),
             low_res=None,
@@ -85,8 +86,8 @@ class RandomMap(_Control):
 
     deterministic = False
 
-    def __init__(self, model: nn.Module, seed: int | None = None) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, seed: int | None = None, *, output: OutputFn | None = None) -> None:
+        super().__init__(model, output=output)
         self.seed = check_seed(seed)
 
     def params(self) -> dict[str, Any]:
@@ -110,8 +111,8 @@ class CenterGaussian(_Control):
         sigma: standard deviation as a fraction of the image height and width (default 0.25).
     """
 
-    def __init__(self, model: nn.Module, sigma: float = 0.25) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, sigma: float = 0.25, *, output: OutputFn | None = None) -> None:
+        super().__init__(model, output=output)
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
             raise InputError(f"sigma must be a number > 0 (a fraction of the image size), got {sigma!r}")
         self.sigma = float(sigma)
