@@ -43,7 +43,7 @@ def test_compare_writes_outputs_and_exit_codes(tmp_path, dataset, capsys):
         assert (tmp_path / "ok" / name).exists()
     with open(tmp_path / "ok" / "table.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 6 * 4 * 3  # images x (gradcam + 3 controls) x metrics
+    assert len(rows) == 6 * 5 * 3  # images x (gradcam + 4 controls) x metrics
     (dataset / "broken.png").write_bytes(b"nope")
     with open(dataset / "boxes.csv", "a") as handle:
         handle.write("broken.png,0,1,1,4,4\n")
