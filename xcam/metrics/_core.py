@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import eval_mode
 from ..errors import InputError, InputTypeError, OutputError, TargetError, warn
 from ..outputs import OutputFn, logits
-from ..registry import register_metric
 from ..targets import UnitTarget, class_scores
+from .base import CostFn, Metric, metric
 
 __all__ = [
     "Metric",
@@ -32,121 +31,6 @@ __all__ = [
     "pearson",
     "ssim",
 ]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-CostFn = Callable[[int, dict[str, Any]], int]
-
-
-class Metric(Generic[P, R]):
-    """A metric function together with what a caller needs to know before running it.
-
-    Calling the object calls the function. Attributes:
-
-    - ``name``: the registered name (``xcam.list_metrics()``).
-    - ``higher_is_better``: the direction of the per-sample score.
-    - ``family``: ``"localization"``, ``"faithfulness"`` or ``"sanity"``; it tells which
-      signature the metric has (maps and ground truth; model, inputs, maps and targets; or an
-      explainer).
-    - ``stochastic``: the metric draws random numbers (it then takes ``seed=``).
-    - ``version``: the definition's version, raised whenever a definition change alters scores
-      (pointing game, relevance rank and MaxBoxAcc are version 2 since issue 12: fractional ties,
-      MaxBoxAcc strictly above the threshold), so stored results can be told apart.
-    - ``forward_passes(n_images, **kwargs)``: the number of images the metric will run through
-      the model for a batch of ``n_images`` images, given the keyword arguments you will call it
-      with (defaults filled in from the signature). Localization metrics cost 0.
-    """
-
-    def __init__(
-        self,
-        fn: Callable[P, R],
-        name: str,
-        higher_is_better: bool,
-        family: str,
-        cost: CostFn | None = None,
-        stochastic: bool = False,
-        version: int = 1,
-    ) -> None:
-        functools.update_wrapper(self, fn)
-        self.version = version
-        self.fn = fn
-        self.name = name
-        self.higher_is_better = higher_is_better
-        self.family = family
-        self.stochastic = stochastic
-        self._cost = cost
-        self._signature = inspect.signature(fn)
-        names = list(self._signature.parameters)
-        self._model_at = names.index("model") if "model" in names else None
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        model: object = None
-        if self._model_at is not None:
-            model = args[self._model_at] if len(args) > self._model_at else kwargs.get("model")
-        guard = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
-        with guard:
-            return self.fn(*args, **kwargs)
-
-    def forward_passes(self, n_images: int, **kwargs: Any) -> int:
-        """Images this metric runs through the model for ``n_images`` inputs.
-
-        Args:
-            n_images: batch size B of the inputs you will pass.
-            **kwargs: the keyword arguments you will call the metric with; parameters you leave out
-                take their default values.
-
-        Example:
-            >>> deletion.forward_passes(8, steps=50)   # 8 clean + 8 * 50 perturbed
-            408
-        """
-        n = _check_int("n_images", n_images, 0)
-        unknown = sorted(set(kwargs) - set(self._signature.parameters))
-        if unknown:
-            raise InputError(
-                f"{self.name}.forward_passes: unknown argument(s) {unknown}; valid: "
-                f"{list(self._signature.parameters)}"
-            )
-        params = {
-            k: p.default for k, p in self._signature.parameters.items()
-            if p.default is not inspect.Parameter.empty
-        }
-        params.update(kwargs)
-        return 0 if self._cost is None else int(self._cost(n, params))
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        # pickled by name (e.g. for worker processes): the registry gives the same object back
-        return (_registered_metric, (self.name,))
-
-    def __repr__(self) -> str:
-        direction = "higher" if self.higher_is_better else "lower"
-        return f"<metric {self.name!r} ({self.family}, {direction} is better)>"
-
-
-def _registered_metric(name: str) -> Any:
-    from ..registry import METRICS
-
-    return METRICS.get(name)
-
-
-def metric(
-    name: str,
-    *,
-    higher_is_better: bool,
-    family: str,
-    cost: CostFn | None = None,
-    stochastic: bool = False,
-    version: int = 1,
-) -> Callable[[Callable[P, R]], Metric[P, R]]:
-    """Wrap a function into a :class:`Metric` and register it under ``name``."""
-
-    def decorator(fn: Callable[P, R]) -> Metric[P, R]:
-        wrapped = Metric(fn, name, higher_is_better, family, cost, stochastic, version)
-        register_metric(name)(wrapped)
-        return wrapped
-
-    return decorator
-
 
 # --------------------------------------------------------------------------------------------
 # argument checks

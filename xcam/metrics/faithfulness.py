@@ -25,6 +25,7 @@ from torch import Tensor
 from ..errors import InputError, InputTypeError, TargetError
 from ..outputs import OutputFn
 from ..postprocess import normalize as min_max
+from .base import PerImage
 from ._core import (
     _check_int,
     _check_number,
@@ -92,6 +93,11 @@ class CurveResult:
         return plot_curves({label or self.kind: self}, ax=ax, samples=samples)
 
 
+def _curve_per_image(result: CurveResult) -> PerImage:
+    """Deletion / insertion: the AUC per image, with its curve."""
+    return PerImage(scores=result.auc, curves=result.curves)
+
+
 def _step_counts(n_pixels: int, steps: int, device: torch.device) -> Tensor:
     """(steps + 1,) pixels moved after each step: ``floor(k * N / steps)``, from 0 to N."""
     k = torch.arange(steps + 1, dtype=torch.long, device=device)
@@ -133,7 +139,9 @@ def _curve_cost(n: int, p: dict[str, Any]) -> int:
     return n * (int(p["steps"]) + _clean_cost(p))
 
 
-@metric("deletion", higher_is_better=False, family="faithfulness", cost=_curve_cost)
+@metric("deletion", higher_is_better=False, family="faithfulness", cost=_curve_cost,
+        label="Deletion AUC", curves=True, per_image=_curve_per_image,
+        curve_xlabel="fraction of pixels deleted", curve_ylabel="probability of the target class")
 def deletion(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -210,7 +218,9 @@ def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
     return F.conv2d(out, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
-@metric("insertion", higher_is_better=True, family="faithfulness", cost=_curve_cost)
+@metric("insertion", higher_is_better=True, family="faithfulness", cost=_curve_cost,
+        label="Insertion AUC", curves=True, per_image=_curve_per_image,
+        curve_xlabel="fraction of pixels inserted", curve_ylabel="probability of the target class")
 def insertion(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -292,7 +302,8 @@ def _masked_cost(n: int, p: dict[str, Any]) -> int:
     return n * (1 + _clean_cost(p))
 
 
-@metric("average_drop", higher_is_better=False, family="faithfulness", cost=_masked_cost)
+@metric("average_drop", higher_is_better=False, family="faithfulness", cost=_masked_cost,
+        label="Average drop (%)", unit="%")
 def average_drop(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -325,7 +336,7 @@ def average_drop(
 
 
 @metric("increase_in_confidence", higher_is_better=True, family="faithfulness",
-        cost=_masked_cost)
+        cost=_masked_cost, label="Increase in confidence (%)", unit="%")
 def increase_in_confidence(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -356,7 +367,7 @@ def _correlation_cost(n: int, p: dict[str, Any]) -> int:
 
 
 @metric("faithfulness_correlation", higher_is_better=True, family="faithfulness",
-        cost=_correlation_cost, stochastic=True)
+        cost=_correlation_cost, stochastic=True, label="Faithfulness correlation")
 def faithfulness_correlation(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -462,7 +473,7 @@ def _infidelity_cost(n: int, p: dict[str, Any]) -> int:
 
 
 @metric("infidelity", higher_is_better=False, family="faithfulness", cost=_infidelity_cost,
-        stochastic=True)
+        stochastic=True, label="Infidelity")
 def infidelity(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -600,7 +611,8 @@ def explained_targets(explainer: Callable[..., Any], inputs: Tensor,
 
 
 @metric("max_sensitivity", higher_is_better=False, family="robustness", cost=_sensitivity_cost,
-        stochastic=True)
+        stochastic=True, label="Max-sensitivity",
+        needs=frozenset({"explainer", "inputs", "targets"}))
 def max_sensitivity(
     explainer: Callable[..., Any],
     inputs: Tensor,

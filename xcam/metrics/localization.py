@@ -8,14 +8,16 @@ mask (B, H, W) or, per sample, a list of ``(x0, y0, x1, y1)`` boxes in input pix
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
+from .base import PerImage
 from ._core import (
     _check_number,
     check_boxes_inside,
@@ -69,7 +71,14 @@ def _near_ground_truth(mask: Tensor, tolerance: float) -> Tensor:
     return d2 <= tolerance * tolerance
 
 
-@metric("pointing_game", higher_is_better=True, family="localization", version=2)
+def _center_point(gt: object, size: tuple[int, int] | None = None,
+                  tolerance: float = 15) -> Tensor:
+    """The pointing game's reference score: :func:`pointing_game_baseline`."""
+    return pointing_game_baseline(gt, tolerance=tolerance, size=size)
+
+
+@metric("pointing_game", higher_is_better=True, family="localization", version=2,
+        label="Pointing game", baseline=_center_point, baseline_label="centre point")
 def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016).
 
@@ -153,7 +162,8 @@ def _mass_share(positive: Tensor, mask: Tensor) -> Tensor:
     return _undefined_where_empty(share.float(), mask)
 
 
-@metric("energy_pointing_game", higher_is_better=True, family="localization")
+@metric("energy_pointing_game", higher_is_better=True, family="localization",
+        label="Energy pointing game")
 def energy_pointing_game(maps: Tensor, gt: object) -> Tensor:
     """Energy-based pointing game (Wang et al., "Score-CAM", 2020).
 
@@ -175,7 +185,7 @@ def energy_pointing_game(maps: Tensor, gt: object) -> Tensor:
     return _mass_share(normalize(m).clamp(min=0), mask)
 
 
-@metric("relevance_mass", higher_is_better=True, family="localization")
+@metric("relevance_mass", higher_is_better=True, family="localization", label="Relevance mass")
 def relevance_mass(maps: Tensor, gt: object) -> Tensor:
     """Relevance mass accuracy (Arras et al., "CLEVR-XAI", 2022).
 
@@ -195,7 +205,8 @@ def relevance_mass(maps: Tensor, gt: object) -> Tensor:
     return _mass_share(m.clamp(min=0), mask)
 
 
-@metric("relevance_rank", higher_is_better=True, family="localization", version=2)
+@metric("relevance_rank", higher_is_better=True, family="localization", version=2,
+        label="Relevance rank")
 def relevance_rank(maps: Tensor, gt: object) -> Tensor:
     """Relevance rank accuracy (Arras et al., "CLEVR-XAI", 2022).
 
@@ -297,7 +308,49 @@ def _thresholds(thresholds: object, device: torch.device) -> Tensor:
     return t
 
 
-@metric("max_box_acc", higher_is_better=True, family="localization", version=2)
+def _box_acc_per_image(result: BoxAccResult) -> PerImage:
+    """MaxBoxAcc has no per-image score: each image keeps its IoU at every map threshold."""
+    nan = torch.full((result.iou.shape[0],), _NAN, device=result.iou.device)
+    return PerImage(scores=nan, parts=result.iou)
+
+
+def iou_levels(v2: bool = False, iou_thresholds: Sequence[float] | None = None) -> tuple[float, ...]:
+    """The IoU levels d of MaxBoxAcc: ``iou_thresholds``, else (0.5,) or (0.3, 0.5, 0.7) for v2."""
+    if iou_thresholds:
+        return tuple(float(d) for d in iou_thresholds)
+    return (0.3, 0.5, 0.7) if v2 else (0.5,)
+
+
+def box_acc_indicators(iou: Tensor, levels: Sequence[float]) -> Tensor:
+    """Per image, its share in MaxBoxAcc over the N images of ``iou`` (N, T).
+
+    ``mean_d 1[IoU_i(t*_d) >= d]`` with ``t*_d = argmax_t mean_i 1[IoU_i(t) >= d]``, so that
+    the mean over the images equals :func:`max_box_acc` ``(...).value`` on them. Rows with a NaN
+    IoU (no ground truth) stay NaN and take no part in the choice of ``t*_d``.
+    """
+    iou = iou.double()
+    out = torch.full((iou.shape[0],), _NAN, dtype=torch.float64, device=iou.device)
+    scored = ~torch.isnan(iou[:, 0]) if iou.shape[0] else torch.zeros(0, dtype=torch.bool)
+    if not bool(scored.any()):
+        return out
+    valid = iou[scored]
+    indicator = torch.zeros(valid.shape[0], dtype=torch.float64, device=iou.device)
+    for d in levels:
+        hit = valid >= d
+        best_t = int(hit.double().mean(dim=0).argmax())
+        indicator += hit[:, best_t].double()
+    out[scored] = indicator / len(levels)
+    return out
+
+
+def _box_acc_aggregate(parts: Tensor, settings: Mapping[str, Any]) -> Tensor:
+    return box_acc_indicators(parts, iou_levels(bool(settings.get("v2", False)),
+                                                settings.get("iou_thresholds")))
+
+
+@metric("max_box_acc", higher_is_better=True, family="localization", version=2,
+        label="MaxBoxAcc", scope="dataset", per_image=_box_acc_per_image,
+        aggregate=_box_acc_aggregate)
 def max_box_acc(
     maps: Tensor,
     boxes: object,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..errors import InputError, InputTypeError
 from ..layers import resolve_layer
 from ..outputs import OutputFn
+from .base import PerImage
 from ._core import (
     _check_int,
     check_maps,
@@ -178,8 +179,19 @@ def _randomization_cost(n: int, p: dict[str, Any]) -> int:
     return n + _explainer_images(p.get("explainer"), n) * (n_layers + 1)
 
 
+def _randomization_per_image(result: RandomizationResult) -> PerImage:
+    """Per image, the SSIM with every block re-initialized; the mean curves per layer."""
+    details = {
+        "layers": list(result.layers),
+        "spearman": [float(v) for v in torch.nanmean(result.spearman.double(), dim=0).tolist()],
+        "ssim": [float(v) for v in result.ssim.double().mean(dim=0).tolist()],
+    }
+    return PerImage(scores=result.ssim[:, -1], details=details)
+
+
 @metric("model_parameter_randomization", higher_is_better=False, family="sanity",
-        cost=_randomization_cost, stochastic=True)
+        cost=_randomization_cost, stochastic=True, label="Randomization SSIM (all blocks)",
+        scope="dataset", sample_only=True, per_image=_randomization_per_image)
 def model_parameter_randomization(
     model: nn.Module,
     explainer: str | Callable[..., Any],
@@ -249,7 +261,8 @@ def _random_logit_cost(n: int, p: dict[str, Any]) -> int:
 
 
 @metric("random_logit", higher_is_better=False, family="sanity", cost=_random_logit_cost,
-        stochastic=True)
+        stochastic=True, label="Random-logit SSIM",
+        needs=frozenset({"explainer", "inputs", "targets"}))
 def random_logit(
     explainer: Callable[..., Any],
     inputs: Tensor,
