@@ -66,6 +66,7 @@ from .errors import InputError, InputTypeError, XcamError, warn
 from .methods.controls import CONTROL_NAMES
 from .outputs import OutputFn, logits
 from .registry import EXPLAINERS, METRICS
+from .report import LEDGER, OUTPUT_FILES, foreign_outputs, read_ledger, write_outputs
 
 __all__ = [
     "compare",
@@ -348,12 +349,18 @@ class Comparison:
                 out[m] = t.mean(dim=0).tolist()
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """Summary, timing, errors and provenance as plain JSON-ready data (NaN -> None)."""
+    def to_dict(self, summary: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Summary, timing, errors and provenance as plain JSON-ready data (NaN -> None).
+
+        This is the content of ``summary.json``.
+
+        Args:
+            summary: the rows of :meth:`summary`, when the caller has them already.
+        """
         return _nan_to_none({
             "methods": self.methods,
             "metrics": self.metrics,
-            "summary": self.summary(),
+            "summary": self.summary() if summary is None else summary,
             "timing": self.timing(),
             "errors": self.errors(),
             "sanity": [{k: v for k, v in r.items() if k != "kind"} for r in self.sanity],
@@ -365,8 +372,6 @@ class Comparison:
         """Write ``table.csv``, ``summary.csv``, ``summary.json`` and ``report.html`` into ``out``
         (default: the run's folder); returns their paths. A file of those names that xcam did not
         write is replaced only with ``overwrite=True`` (see :func:`xcam.report.check_outputs`)."""
-        from .report import write_outputs
-
         folder = Path(out) if out is not None else self.out
         if folder is None:
             raise InputError("write: pass out= (this comparison ran without an output folder)")
@@ -1316,8 +1321,6 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
     ``overwrite`` deletes only compare's own files and lets the outputs replace files of the same
     names.
     """
-    from .report import LEDGER, OUTPUT_FILES, _ledger, foreign_outputs
-
     if folder.exists() and not folder.is_dir():
         return ("folder", f"out {str(folder)!r} is a file, not a folder; pass a folder (it is created "
                           "when missing)")
@@ -1333,7 +1336,7 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
         except (ValueError, OSError):
             ours = False
     if overwrite:
-        ledger = _ledger(folder) or {}
+        ledger = read_ledger(folder) or {}
         for path in _record_files(folder):
             path.unlink()
         for name in ledger:

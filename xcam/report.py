@@ -30,16 +30,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import XcamError
 from .methods.controls import CONTROL_NAMES
 
-if TYPE_CHECKING:
-    from .compare import Comparison
-
 __all__ = ["write_outputs", "render_html", "check_outputs", "foreign_outputs", "csv_cell",
-           "OutputExistsError", "OUTPUT_FILES", "LEDGER", "METRIC_LABELS", "PERCENT_METRICS"]
+           "OutputExistsError", "OUTPUT_FILES", "LEDGER", "METRIC_LABELS", "PERCENT_METRICS",
+           "ComparisonLike", "read_ledger"]
 
 METRIC_LABELS = {
     "pointing_game": "Pointing game",
@@ -58,6 +56,41 @@ METRIC_LABELS = {
     "model_parameter_randomization": "Randomisation SSIM (all blocks)",
 }
 PERCENT_METRICS = ("average_drop", "increase_in_confidence")
+
+
+
+class ComparisonLike(Protocol):
+    """What a report reads of a comparison (:class:`xcam.compare.Comparison` is one).
+
+    The report depends on this shape only, so that ``xcam.compare`` imports ``xcam.report`` and
+    never the other way round.
+    """
+
+    methods: list[str]
+    metrics: list[str]
+    images: list[dict[str, Any]]
+    items: list[dict[str, Any]]
+    sanity: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+    def table(self) -> list[dict[str, Any]]:
+        """Tidy rows, one per image x method x metric."""
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per method x metric: mean, CI, rank, paired test against the best."""
+
+    def timing(self) -> list[dict[str, Any]]:
+        """Per method: seconds and forward passes per image."""
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Images and (image, method) pairs that failed."""
+
+    def mean_curves(self, kind: str) -> dict[str, list[float]]:
+        """Mean curve of metric ``kind`` per method."""
+
+    def to_dict(self, summary: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Summary, timing, errors and provenance as JSON-ready data."""
+
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -133,7 +166,7 @@ def _style(method: str) -> dict[str, Any]:
     return {"linestyle": "--", "alpha": 0.7} if method in CONTROL_NAMES else {}
 
 
-def _curves_chart(comparison: Comparison) -> str | None:
+def _curves_chart(comparison: ComparisonLike) -> str | None:
     kinds = [k for k in ("deletion", "insertion") if comparison.mean_curves(k)]
     if not kinds:
         return None
@@ -156,7 +189,7 @@ def _curves_chart(comparison: Comparison) -> str | None:
     return _png(fig)
 
 
-def _sanity_chart(comparison: Comparison) -> str | None:
+def _sanity_chart(comparison: ComparisonLike) -> str | None:
     records = [r for r in comparison.sanity if r.get("status") == "ok"]
     if not records:
         return None
@@ -176,7 +209,7 @@ def _sanity_chart(comparison: Comparison) -> str | None:
     return _png(fig)
 
 
-def _metrics_table(comparison: Comparison, summary: list[dict[str, Any]]) -> str:
+def _metrics_table(comparison: ComparisonLike, summary: list[dict[str, Any]]) -> str:
     cells = {(r["method"], r["metric"]): r for r in summary}
     directions = {r["metric"]: r["higher_is_better"] for r in summary}
     head = "".join(
@@ -220,7 +253,7 @@ def _ms(seconds: Any) -> str:
     return _fmt(seconds * 1e3, digits=1) if _finite(seconds) else "–"
 
 
-def _timing_table(comparison: Comparison) -> str:
+def _timing_table(comparison: ComparisonLike) -> str:
     rows = []
     for r in comparison.timing():
         rows.append(
@@ -236,7 +269,7 @@ def _timing_table(comparison: Comparison) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def _grid(comparison: Comparison) -> str:
+def _grid(comparison: ComparisonLike) -> str:
     images = [img for img in comparison.images if img.get("thumbnail")]
     if not images:
         return "<p>No thumbnails (grid_images=0).</p>"
@@ -262,7 +295,7 @@ def _grid(comparison: Comparison) -> str:
             '(map minimum to map maximum).</p>')
 
 
-def _provenance(comparison: Comparison) -> str:
+def _provenance(comparison: ComparisonLike) -> str:
     p = comparison.provenance
     rows = []
     for key in ("xcam", "torch", "torchvision", "python", "platform", "device", "world_size", "seed",
@@ -293,7 +326,7 @@ def _provenance(comparison: Comparison) -> str:
             f'<pre>{_e(json.dumps(p, indent=2))}</pre></details>')
 
 
-def render_html(comparison: Comparison, title: str | None = None,
+def render_html(comparison: ComparisonLike, title: str | None = None,
                 summary: list[dict[str, Any]] | None = None) -> str:
     """The report as one HTML string (no external resources)."""
     summary = summary if summary is not None else comparison.summary()
@@ -403,7 +436,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def _ledger(folder: Path) -> dict[str, str] | None:
+def read_ledger(folder: Path) -> dict[str, str] | None:
     """``{file name: sha1}`` of the outputs xcam wrote into ``folder``; None when it wrote none."""
     path = folder / LEDGER
     if not path.is_file():
@@ -423,7 +456,7 @@ def foreign_outputs(folder: str | Path, names: tuple[str, ...] = OUTPUT_FILES) -
     output files count as xcam's.
     """
     folder = Path(folder)
-    ledger = _ledger(folder)
+    ledger = read_ledger(folder)
     legacy = ledger is None and (folder / "run.json").is_file()
     out = []
     for name in names:
@@ -455,7 +488,7 @@ def check_outputs(folder: str | Path, overwrite: bool = False, names: tuple[str,
         )
 
 
-def write_outputs(comparison: Comparison, out: str | Path, report: bool = True,
+def write_outputs(comparison: ComparisonLike, out: str | Path, report: bool = True,
                   overwrite: bool = False) -> dict[str, Path]:
     """Write ``table.csv``, ``summary.csv``, ``timing.csv``, ``summary.json`` and (with
     ``report``) ``report.html`` into ``out``; returns ``{name: path}``.
@@ -464,8 +497,6 @@ def write_outputs(comparison: Comparison, out: str | Path, report: bool = True,
     :func:`check_outputs`); what was written is listed with its checksum in
     ``out/xcam-outputs.json``.
     """
-    from .compare import _nan_to_none
-
     folder = Path(out)
     names = OUTPUT_FILES if report else OUTPUT_FILES[:4]
     check_outputs(folder, overwrite, names)
@@ -473,7 +504,7 @@ def write_outputs(comparison: Comparison, out: str | Path, report: bool = True,
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputExistsError(f"out {str(folder)!r} cannot be created ({err}); pass a folder") from err
-    ledger = _ledger(folder) or {}
+    ledger = read_ledger(folder) or {}
     paths = {name: folder / name for name in ("table.csv", "summary.csv", "timing.csv", "summary.json")}
     summary = comparison.summary()
     _write_csv(paths["table.csv"], comparison.table(), ["index", "image", "method", "metric", "value"])
@@ -481,13 +512,8 @@ def write_outputs(comparison: Comparison, out: str | Path, report: bool = True,
                                                "ci_high", "n", "rank", "best", "p_vs_best"])
     timing = comparison.timing()
     _write_csv(paths["timing.csv"], timing, list(timing[0]) if timing else ["method"])
-    data = {
-        "methods": comparison.methods, "metrics": comparison.metrics, "summary": summary,
-        "timing": timing, "errors": comparison.errors(),
-        "sanity": [{k: v for k, v in r.items() if k != "kind"} for r in comparison.sanity],
-        "provenance": comparison.provenance,
-    }
-    paths["summary.json"].write_text(json.dumps(_nan_to_none(data), indent=2, allow_nan=False))
+    data = comparison.to_dict(summary=summary)
+    paths["summary.json"].write_text(json.dumps(data, indent=2, allow_nan=False))
     if report:
         paths["report.html"] = folder / "report.html"
         paths["report.html"].write_text(render_html(comparison, summary=summary), encoding="utf-8")
