@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from xcam.incremental import IncrementalModel, IncrementalUnsupported, occluded_outputs
+from xcam.methods._incremental import IncrementalModel, IncrementalUnsupported, occluded_outputs
 
 
 def plain(model, image, windows, baseline):

@@ -6,6 +6,11 @@ reads its running statistics without updating them). ``model_lock`` serialises t
 passes of several threads over one model: hooks are registered on the model itself, so two
 captures running at once in two threads would each record the other's tensors.
 
+The argument checks (:func:`check_positive_int`, :func:`check_int`, :func:`check_number`, :func:`check_seed`,
+:func:`check_noise_level`, :func:`check_channels_last`), the seeded generators of every stochastic
+explainer (:func:`make_generator`) and the one did-you-mean hint (:func:`did_you_mean`) live here
+too, so that every part of xcam words its errors the same way.
+
 ``check_inputs`` validates an input batch, and with ``model=`` checks it against the model: dtype
 (float16 / bfloat16 inputs are cast up losslessly to a float32 model; anything lossy is an
 error), device, and the channel count of the first convolution. ``check_input_range`` looks for
@@ -15,9 +20,11 @@ only).
 
 from __future__ import annotations
 
+import difflib
+import math
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -25,7 +32,94 @@ from torch import Tensor, nn
 
 from .errors import InputError, InputRangeWarning, InputTypeError, warn
 
-__all__ = ["check_inputs", "check_input_range", "eval_mode", "model_lock"]
+__all__ = [
+    "check_inputs",
+    "check_input_range",
+    "check_positive_int",
+    "check_int",
+    "check_number",
+    "check_seed",
+    "check_noise_level",
+    "check_channels_last",
+    "did_you_mean",
+    "eval_mode",
+    "make_generator",
+    "model_lock",
+    "normalizes_inside",
+]
+
+def did_you_mean(name: object, candidates: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """The hint ``"; did you mean 'layer4'?"`` for the candidate closest to ``name``, or ``""``.
+
+    Built on :func:`difflib.get_close_matches` (one match, similarity >= ``cutoff``); the hint is
+    meant to follow the "not found" part of an error message.
+    """
+    close = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=cutoff)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1, or an error naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputTypeError(f"{name} must be an int >= 1, got {type(value).__name__} ({value!r})")
+    if value < 1:
+        raise InputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or an error naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputTypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_number(name: str, value: object, minimum: float | None = None) -> float:
+    """``value`` as a float (not NaN, >= ``minimum`` when given), or an error naming ``name``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise InputTypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def check_noise_level(value: object) -> float:
+    """``noise_level`` as a float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InputError(
+            f"noise_level must be a number >= 0 (a fraction of the input's value range), "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def check_seed(value: object) -> int | None:
+    """``seed`` as an int or None."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InputTypeError(f"seed must be an int or None, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def check_channels_last(value: object) -> bool | None:
+    """``channels_last`` as True, False or None (automatic)."""
+    if value is not None and not isinstance(value, bool):
+        raise InputTypeError(f"channels_last must be True, False or None (automatic), got {value!r}")
+    return value
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``; ``None`` draws a seed from torch's global RNG.
+
+    Raises:
+        InputTypeError: ``seed`` is neither an int nor None.
+    """
+    check_seed(seed)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()

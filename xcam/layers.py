@@ -1,4 +1,4 @@
-"""Layer resolution: by dotted name or module, with did-you-mean, and automatic choice.
+"""Layer naming and reshaping: taps by dotted name or module, with did-you-mean; ``to_nchw``.
 
 A *tap* is a place in the forward pass where xcam records a tensor: the output of a module (the
 usual case) or its input (the features a classifier pools are not always any module's output; in
@@ -8,16 +8,14 @@ dotted module name, optionally followed by ``":input"`` or ``":output"``, or giv
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal, Union
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import eval_mode
-from .errors import HeadNotFoundError, InputError, InputTypeError, LayerNotFoundError, OutputError, warn
-from .outputs import OutputFn, logits
+from ._checks import did_you_mean, eval_mode
+from .errors import InputError, InputTypeError, LayerNotFoundError
 
 __all__ = [
     "Tap",
@@ -25,9 +23,8 @@ __all__ = [
     "resolve_layer",
     "list_layers",
     "trace_calls",
-    "GAPHead",
-    "find_gap_head",
-    "auto_layer",
+    "ModuleCall",
+    "model_name",
     "to_nchw",
 ]
 
@@ -67,7 +64,8 @@ class Tap:
 LayerSpec = Union[str, nn.Module, Tap]
 
 
-def _model_name(model: nn.Module) -> str:
+def model_name(model: nn.Module) -> str:
+    """The model's class name, as error messages show it."""
     return type(model).__name__
 
 
@@ -81,7 +79,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> Tap:
     if isinstance(layer, Tap):
         if not any(m is layer.module for m in model.modules()):
             raise LayerNotFoundError(
-                f"layer {layer.label!r} is not a submodule of this {_model_name(model)}; "
+                f"layer {layer.label!r} is not a submodule of this {model_name(model)}; "
                 "pass a name from xcam.list_layers(model)"
             )
         return layer
@@ -91,7 +89,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> Tap:
                 return Tap(name or "<model>", module, "output")
         raise LayerNotFoundError(
             f"layer: the module {type(layer).__name__} passed is not a submodule of this "
-            f"{_model_name(model)}; pass a module of the same model instance, or a dotted name "
+            f"{model_name(model)}; pass a module of the same model instance, or a dotted name "
             "(see xcam.list_layers(model))"
         )
     if not isinstance(layer, str):
@@ -110,30 +108,33 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> Tap:
     modules = dict(model.named_modules())
     if name not in modules:
         names = [n for n in modules if n]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, names, cutoff=0.5)
         raise LayerNotFoundError(
-            f"layer {name!r} not found in {_model_name(model)}{hint} "
+            f"layer {name!r} not found in {model_name(model)}{hint} "
             "(see xcam.list_layers(model))"
         )
     return Tap(name, modules[name], kind)  # type: ignore[arg-type]
 
 
 @dataclass
-class _Call:
+class ModuleCall:
+    """One module call recorded by :func:`trace_calls`: its name, module, first input and output."""
+
     name: str
     module: nn.Module
     input: Tensor | None
     output: object
 
 
-def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> tuple[list[_Call], object]:
+def trace_calls(
+    model: nn.Module, example: Tensor, leaves_only: bool = True
+) -> tuple[list[ModuleCall], object]:
     """Run ``model(example)`` without gradients and list the module calls in execution order.
 
     Returns the calls (name, module, first tensor input, output) and the model output. The model's
     ``training`` flags are restored afterwards; the forward runs in eval mode.
     """
-    calls: list[_Call] = []
+    calls: list[ModuleCall] = []
     handles = []
 
     def make_hook(name: str):
@@ -143,7 +144,7 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
             first = args[0].clone() if args and isinstance(args[0], Tensor) else None
             if isinstance(output, Tensor):
                 output = output.clone()
-            calls.append(_Call(name, module, first, output))
+            calls.append(ModuleCall(name, module, first, output))
 
         return hook
 
@@ -159,14 +160,6 @@ def trace_calls(model: nn.Module, example: Tensor, leaves_only: bool = True) -> 
             for h in handles:
                 h.remove()
     return calls, out
-
-
-def _scores_or_none(out: object, output_fn: OutputFn | None) -> Tensor | None:
-    """The (B, K) scores in a model output (:func:`xcam.outputs.logits`), or None."""
-    try:
-        return logits(out, output_fn)
-    except OutputError:
-        return None
 
 
 def list_layers(
@@ -190,10 +183,6 @@ def list_layers(
         shape = tuple(call.output.shape[1:]) if isinstance(call.output, Tensor) else None
         rows.append((call.name, type(call.module).__name__, shape))
     return rows
-
-
-_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Flatten, nn.Identity)
-_POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
 
 
 def _power_of_two(n: float) -> bool:
@@ -232,156 +221,3 @@ def to_nchw(tensor: Tensor, input_size: tuple[int, int]) -> Tensor:
         f"(B, C, h, w), channels-last (B, h, w, C) or tokens (B, 1 + h*w, D) for a {H}x{W} "
         "input; choose another layer (see xcam.list_layers(model))"
     )
-
-
-@dataclass(frozen=True)
-class GAPHead:
-    """A global-average-pool -> Linear head: the pooled features' tap and the Linear."""
-
-    features: Tap
-    linear: nn.Linear
-    linear_name: str
-
-
-def find_gap_head(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> GAPHead:
-    """Find a head of the form global average pooling -> (dropout, flatten) -> Linear.
-
-    The check is numerical, on one forward pass of ``example``: the model output must be the last
-    Linear's output, and that Linear's input must be the spatial mean of the 4-D tensor recorded at
-    the returned tap. Pooling written as a function (``x.mean((2, 3))``) is found as well as a
-    pooling module, and so is a ReLU applied as a function before it (DenseNet).
-
-    Raises:
-        HeadNotFoundError: naming what was expected and what was found.
-        OutputError: the model output holds no tensor of scores (see :mod:`xcam.outputs`).
-    """
-    calls, raw = trace_calls(model, example[:1])
-    out = logits(raw, output_fn)  # OutputError when no scores can be found
-    name = _model_name(model)
-    linear_at = [i for i, c in enumerate(calls) if isinstance(c.module, nn.Linear)]
-    if not linear_at:
-        raise HeadNotFoundError(
-            f"CAM needs a head global-average-pool -> Linear, but {name} calls no nn.Linear; "
-            "use GradCAM, which works with any head"
-        )
-    i = linear_at[-1]
-    lin_call = calls[i]
-    linear = lin_call.module
-    assert isinstance(linear, nn.Linear)
-    if not (isinstance(out, Tensor) and isinstance(lin_call.output, Tensor)
-            and out.shape == lin_call.output.shape and torch.allclose(out, lin_call.output)):
-        raise HeadNotFoundError(
-            f"CAM needs the model output to be the last Linear's output, but the output of "
-            f"{name} is not the output of {lin_call.name!r}; use GradCAM, which works with any head"
-        )
-    j = i - 1
-    while j >= 0 and isinstance(calls[j].module, _PASS_THROUGH):
-        j -= 1
-    if j < 0:
-        raise HeadNotFoundError(f"CAM: nothing runs before the Linear {lin_call.name!r} in {name}")
-    prev = calls[j]
-    pooled = lin_call.input
-    features: object
-    candidates: list[tuple[Tap, object]]
-    if isinstance(prev.module, _POOLS):
-        candidates = [(Tap(prev.name, prev.module, "input"), prev.input)]
-    else:
-        out_t = prev.output
-        candidates = [(Tap(prev.name, prev.module, "output"), out_t)]
-        if isinstance(out_t, Tensor):
-            candidates.append((Tap(prev.name, prev.module, "relu"), torch.relu(out_t)))
-    for tap, features in candidates:
-        if (
-            isinstance(features, Tensor) and features.dim() == 4 and pooled is not None
-            and pooled.dim() == 2 and pooled.shape[1] == features.shape[1]
-            and (tap.kind == "input" or features.shape[-1] * features.shape[-2] > 1)
-            and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5)
-        ):
-            return GAPHead(tap, linear, lin_call.name)
-    features = candidates[0][1]
-    got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-    raise HeadNotFoundError(
-        f"CAM needs a head global-average-pool -> Linear; in {name} the last Linear "
-        f"{lin_call.name!r} receives {tuple(pooled.shape) if pooled is not None else None}, "
-        f"which is not the spatial mean of {candidates[0][0].label!r} ({type(prev.module).__name__}, "
-        f"output {got}); use GradCAM, which works with any head"
-    )
-
-
-def _token_layer(model: nn.Module, example: Tensor, calls: list[_Call],
-                 output_fn: OutputFn | None = None) -> _Call | None:
-    """For token models (ViT): the last layer whose patch tokens still reach the output.
-
-    After the last block only the class token is read, so the last blocks' per-token layers have
-    zero gradient on patch tokens; the answer is the last one with a non-zero patch gradient
-    (in torchvision's ViT, the last encoder block's ``ln_1``).
-    """
-    size = tuple(example.shape[-2:])
-    tokens = []
-    for c in calls:
-        if isinstance(c.output, Tensor) and c.output.dim() == 3 and c.output.shape[0] == 1:
-            try:
-                to_nchw(c.output, size)  # type: ignore[arg-type]
-            except InputError:
-                continue
-            tokens.append(c)
-    if not tokens:
-        return None
-    from .capture import capture
-
-    taps = [Tap(c.name, c.module, "output") for c in tokens]
-    with torch.enable_grad(), capture(model, taps) as cap:
-        out = _scores_or_none(model(example[:1]), output_fn)
-        last = cap[taps[-1]]
-        # The model's top score, and the class token of the last token layer as a fallback for
-        # heads that are all zero (torchvision zero-initialises ViT heads); squared, because the
-        # plain sum of a LayerNorm output is a constant.
-        for score in (out[0].max() if isinstance(out, Tensor) else None, last[0, 0].pow(2).sum()):
-            if score is None or not score.requires_grad:
-                continue
-            grads = cap.gradients(score, taps, retain_graph=True, allow_unused=True)
-            for c, tap in zip(reversed(tokens), reversed(taps)):
-                g = to_nchw(grads[tap.label], size)  # type: ignore[arg-type]
-                if bool(g.abs().sum() > 0):
-                    return c
-    return tokens[-1]
-
-
-def auto_layer(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> Tap:
-    """Choose a layer for a CAM-family method and announce it with a warning.
-
-    In order: the features a global-average-pool -> Linear head pools (:func:`find_gap_head`);
-    for token models (ViT), the last layer whose patch tokens reach the output; otherwise the last
-    module (inside ``model.features`` when there is one) whose output is a 4-D map of more than
-    one pixel.
-    """
-    try:
-        tap = find_gap_head(model, example, output_fn).features
-        why = "the features the classifier pools"
-    except (HeadNotFoundError, OutputError):  # no classifier head (a detector): look for maps
-        calls, _ = trace_calls(model, example[:1], leaves_only=False)
-        has_features = any(n == "features" for n, _ in model.named_children())
-        spatial = [
-            i for i, c in enumerate(calls)
-            if isinstance(c.output, Tensor) and c.output.dim() == 4 and c.output.shape[0] == 1
-            and c.output.shape[-1] * c.output.shape[-2] > 1
-            and (not has_features or c.name == "features" or c.name.startswith("features."))
-        ]
-        leaves = [c for c in calls if not any(True for _ in c.module.children())]
-        token = _token_layer(model, example, leaves, output_fn)
-        token_at = next(
-            (i for i, c in enumerate(calls) if token is not None and c.module is token.module), -1
-        )
-        if token is not None and (not spatial or token_at > spatial[-1]):
-            tap = Tap(token.name, token.module, "output")
-            why = "the last layer whose patch tokens reach the output"
-        elif spatial:
-            last = calls[spatial[-1]]
-            tap, why = Tap(last.name, last.module, "output"), "the last 4-D feature map"
-        else:
-            raise LayerNotFoundError(
-                f"layer=None: found no module in {_model_name(model)} whose output is a feature "
-                "map or a token grid; pass layer= explicitly (see xcam.list_layers(model))"
-            ) from None
-    warn(f"layer=None: using {tap.label!r} ({why}); pass layer= to choose another")
-    return tap

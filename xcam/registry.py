@@ -6,10 +6,10 @@ test being edited.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ._checks import did_you_mean
 from .errors import InputError
 
 __all__ = [
@@ -53,8 +53,7 @@ class Registry(Generic[T]):
         _load_builtins()
         key = name.lower()
         if key not in self._items:
-            close = difflib.get_close_matches(key, list(self._items), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, self._items)
             raise InputError(
                 f"unknown {self.kind} {name!r}{hint} "
                 f"(see xcam.list_{self.kind}s() for the {len(self._items)} available)"

@@ -11,22 +11,54 @@ Accepted everywhere ``targets=`` appears:
   receives as the model returned it (a dict, a list of detections, ...);
 - a unit of the network, :func:`channel` or :func:`neuron`: the score is that unit's activation
   (the Smooth Grad-CAM++ paper explains feature maps and neurons as well as classes).
+
+:func:`resolve` turns any of these into one :class:`Target` object, once per explainer call (as
+zennit's ``Attributor`` resolves its ``attr_output``): it knows the taps it reads, scores a model
+output (:meth:`Target.evaluate`, :meth:`Target.score`), fixes the classes chosen on the clean
+input (:meth:`Target.fixed`) and follows its samples into perturbed batches
+(:meth:`Target.follow`). Nothing outside this module inspects the raw argument. Metrics read class
+indices through :func:`class_indices` (against a model output) or :func:`parse_indices` (without
+one).
 """
 
 from __future__ import annotations
 
+import abc
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Union
+from typing import TYPE_CHECKING, ClassVar, Union
 
 import torch
 from torch import Tensor
 
 from .errors import NonFiniteError, TargetError
+from .layers import Tap, resolve_layer, to_nchw
 from .outputs import OutputFn, logits
 
-__all__ = ["Targets", "UnitTarget", "channel", "neuron", "class_scores", "segmentation", "detection"]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .capture import Capture
+
+__all__ = [
+    "Targets",
+    "Target",
+    "ClassTarget",
+    "CallableTarget",
+    "UnitScore",
+    "UnitTarget",
+    "resolve",
+    "channel",
+    "neuron",
+    "class_scores",
+    "class_indices",
+    "parse_indices",
+    "as_indices",
+    "segmentation",
+    "detection",
+]
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ def _is_bool(value: object) -> bool:
         and getattr(dtype, "kind", "") == "b"
 
 
-def _as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor:
+def as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor:
     """(B,) LongTensor of class indices from an int, a sequence, a tensor or a numpy array."""
     if _is_bool(targets):
         raise TargetError(
@@ -130,7 +162,11 @@ def _as_indices(targets: object, batch_size: int, device: torch.device) -> Tenso
     )
 
 
+_as_indices = as_indices  # the name xcam.metrics imported before issue 14; use as_indices
+
+
 def _check_finite(values: Tensor, what: str) -> None:
+    """Raise :class:`~xcam.errors.NonFiniteError` when ``values`` hold NaN or infinite entries."""
     if not bool(torch.isfinite(values.detach()).all()):
         n_bad = int((~torch.isfinite(values.detach())).sum())
         raise NonFiniteError(
@@ -138,6 +174,19 @@ def _check_finite(values: Tensor, what: str) -> None:
             "meaningless; check the model's weights (e.g. torch.isfinite(p).all() for each "
             "parameter) and the inputs' scale"
         )
+
+
+def _callable_scores(fn: Callable[[object], object], output: object, batch_size: int) -> Tensor:
+    """The (B,) scores a targets callable returns for ``output``, checked for shape and NaN."""
+    scores = fn(output)
+    if not isinstance(scores, Tensor) or scores.shape != (batch_size,):
+        got: object = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise TargetError(
+            f"targets: the callable must return a tensor of shape ({batch_size},), one score "
+            f"per image of the {batch_size} in the model output it receives; it returned {got}"
+        )
+    _check_finite(scores, "the score the targets callable returned")
+    return scores
 
 
 def class_scores(
@@ -167,15 +216,7 @@ def class_scores(
     if isinstance(targets, UnitTarget):
         raise TargetError("unit targets are resolved by the explainer, not by class_scores")
     if callable(targets) and not isinstance(targets, Tensor):
-        scores = targets(output)  # type: ignore[arg-type]
-        if not isinstance(scores, Tensor) or scores.shape != (batch_size,):
-            got: object = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise TargetError(
-                f"targets: the callable must return a tensor of shape ({batch_size},), one score "
-                f"per image of the {batch_size} in the model output it receives; it returned {got}"
-            )
-        _check_finite(scores, "the score the targets callable returned")
-        return None, scores
+        return None, _callable_scores(targets, output, batch_size)
     output = logits(output, output_fn)
     if output.dim() != 2 or output.shape[0] != batch_size:
         raise TargetError(
@@ -188,7 +229,7 @@ def class_scores(
     if targets is None:
         indices = output.detach().argmax(dim=1)
     else:
-        indices = _as_indices(targets, batch_size, output.device)
+        indices = as_indices(targets, batch_size, output.device)
         if indices.shape[0] != batch_size:
             raise TargetError(
                 f"targets has {indices.shape[0]} entries for a batch of {batch_size}; pass one "
@@ -205,6 +246,266 @@ def class_scores(
         )
     scores = output.gather(1, indices[:, None]).squeeze(1)
     return indices, scores
+
+
+class Target(abc.ABC):
+    """Targets resolved once per call: what score an explainer explains (see :func:`resolve`).
+
+    Attributes:
+        batch_size: B, the number of samples the target scores.
+        output_fn: the explainer's ``output=`` (reads class scores; see :mod:`xcam.outputs`).
+        is_class: the score is a class score (indices known per sample after a pass).
+        reads_layer: the score is read at a layer (a unit target): :meth:`taps` is not empty.
+    """
+
+    is_class: ClassVar[bool] = False
+    reads_layer: ClassVar[bool] = False
+
+    def __init__(self, batch_size: int, output_fn: OutputFn | None = None) -> None:
+        self.batch_size = batch_size
+        self.output_fn = output_fn
+
+    def taps(self, model: nn.Module) -> list[Tap]:
+        """The taps the score reads (one for a unit target), to record inside a capture."""
+        return []
+
+    @property
+    def classes(self) -> Tensor | None:
+        """The (B,) class per sample when already known (a fixed class target), else None."""
+        return None
+
+    @abc.abstractmethod
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """``(indices, scores)`` on a batch just run: class per sample (None if not a class
+        target) and the (B,) scores, still connected to autograd.
+
+        Args:
+            output: the model output, as the model returned it.
+            capture: the capture the batch ran inside (needed by unit targets).
+            size: the input's (H, W); unit targets then read the layer through
+                :func:`xcam.layers.to_nchw` (token grids, channels-last maps).
+        """
+
+    def score(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> Tensor:
+        """The (B,) scores of :meth:`evaluate`."""
+        return self.evaluate(output, capture, size=size)[1]
+
+    def raw_score(self, output: object, capture: Capture | None = None) -> object:
+        """The score of any batch size, as unchecked as possible (for libraries such as captum
+        that batch the inputs on their own); :meth:`score` for unit targets."""
+        return self.score(output, capture)
+
+    def on_logits(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """``(indices, scores)`` of class targets on (B, K) class scores already read out."""
+        raise TargetError(
+            f"this method needs class targets (None, an int or one class per sample); got a "
+            f"{self.kind} target"
+        )
+
+    def fixed(self, indices: Tensor | None) -> Target:
+        """The target for every modified copy, given the clean pass's ``indices``.
+
+        Class targets become the classes chosen on the clean input (so ``targets=None`` explains
+        the clean input's top class throughout); callables and unit targets stay as they are.
+        """
+        return self
+
+    def follow(self, rows: Tensor) -> Target:
+        """The target of a batch whose row ``r`` copies sample ``rows[r]``."""
+        return self.resized(int(rows.shape[0]))
+
+    @abc.abstractmethod
+    def resized(self, batch_size: int) -> Target:
+        """The same target for a batch of ``batch_size`` samples."""
+
+    def with_output(self, output_fn: OutputFn | None) -> Target:
+        """The same target reading class scores through another explainer's ``output=``."""
+        new = copy.copy(self)
+        new.output_fn = output_fn
+        return new
+
+    @property
+    def kind(self) -> str:
+        """``"class"``, ``"callable"`` or ``"unit"``, for messages."""
+        return "class" if self.is_class else "unit" if self.reads_layer else "callable"
+
+    def require_classes(self, message: str) -> Target:
+        """``self`` for class targets; otherwise :class:`~xcam.errors.TargetError` (``message``)."""
+        if not self.is_class:
+            raise TargetError(message)
+        return self
+
+    def indices(self, output: object) -> Tensor:
+        """(B,) class indices against a model output (class targets only)."""
+        raise TargetError(f"a {self.kind} target has no class indices; pass class targets")
+
+
+class ClassTarget(Target):
+    """Class targets: None (the top class), an int, or one class per sample."""
+
+    is_class: ClassVar[bool] = True
+
+    def __init__(self, spec: object, batch_size: int, output_fn: OutputFn | None = None) -> None:
+        super().__init__(batch_size, output_fn)
+        self.spec = spec
+
+    @property
+    def classes(self) -> Tensor | None:
+        """The (B,) class per sample when fixed by :meth:`fixed` (a 1-D tensor), else None."""
+        if isinstance(self.spec, Tensor) and self.spec.dim() == 1:
+            return self.spec
+        return None
+
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """See :meth:`Target.evaluate`; reads the class scores through ``output_fn``."""
+        return class_scores(self.spec, output, self.batch_size, self.output_fn)  # type: ignore[arg-type]
+
+    def on_logits(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """See :meth:`Target.on_logits`."""
+        indices, picked = class_scores(self.spec, scores, int(scores.shape[0]))  # type: ignore[arg-type]
+        assert indices is not None  # class targets always give indices
+        return indices, picked
+
+    def indices(self, output: object) -> Tensor:
+        """See :meth:`Target.indices`."""
+        indices = self.evaluate(output)[0]
+        assert indices is not None  # class targets always give indices
+        return indices
+
+    def fixed(self, indices: Tensor | None) -> Target:
+        """See :meth:`Target.fixed`."""
+        return self if indices is None else ClassTarget(indices, self.batch_size, self.output_fn)
+
+    def follow(self, rows: Tensor) -> Target:
+        """See :meth:`Target.follow`: fixed classes follow their samples."""
+        spec = self.spec[rows] if isinstance(self.spec, Tensor) and self.spec.dim() == 1 else self.spec
+        return ClassTarget(spec, int(rows.shape[0]), self.output_fn)
+
+    def resized(self, batch_size: int) -> Target:
+        """See :meth:`Target.resized`."""
+        return ClassTarget(self.spec, batch_size, self.output_fn)
+
+
+class CallableTarget(Target):
+    """A callable ``f(output) -> Tensor (B,)``: any score computed from the raw model output."""
+
+    def __init__(self, fn: Callable[[object], object], batch_size: int,
+                 output_fn: OutputFn | None = None) -> None:
+        super().__init__(batch_size, output_fn)
+        self.fn = fn
+
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """See :meth:`Target.evaluate`: the callable's scores, checked for shape and NaN."""
+        return None, _callable_scores(self.fn, output, self.batch_size)
+
+    def raw_score(self, output: object, capture: Capture | None = None) -> object:
+        """See :meth:`Target.raw_score`: the callable's value, unchecked."""
+        return self.fn(output)
+
+    def resized(self, batch_size: int) -> Target:
+        """See :meth:`Target.resized`."""
+        return CallableTarget(self.fn, batch_size, self.output_fn)
+
+
+class UnitScore(Target):
+    """A unit target (:func:`channel`, :func:`neuron`): the score is read at a layer."""
+
+    reads_layer: ClassVar[bool] = True
+
+    def __init__(self, unit: UnitTarget, batch_size: int, output_fn: OutputFn | None = None) -> None:
+        super().__init__(batch_size, output_fn)
+        self.unit = unit
+
+    def taps(self, model: nn.Module) -> list[Tap]:
+        """See :meth:`Target.taps`: the unit's layer."""
+        return [resolve_layer(model, self.unit.layer)]  # type: ignore[arg-type]
+
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """See :meth:`Target.evaluate`: the unit's activation in ``capture``."""
+        if capture is None:
+            raise TargetError(f"unit target at layer {self.unit.layer!r} needs the pass's capture")
+        activation = capture[resolve_layer(capture.model, self.unit.layer)]  # type: ignore[arg-type]
+        if size is not None:
+            activation = to_nchw(activation, size)
+        return None, self.unit.score(activation)
+
+    def resized(self, batch_size: int) -> Target:
+        """See :meth:`Target.resized`."""
+        return UnitScore(self.unit, batch_size, self.output_fn)
+
+
+def resolve(targets: Targets | Target, batch_size: int, output_fn: OutputFn | None = None) -> Target:
+    """Turn the ``targets=`` of an explainer call into one :class:`Target` (see the module doc).
+
+    Nothing is checked against a model output yet: a wrong class or length is reported when the
+    target first scores a pass, with the same errors as :func:`class_scores`.
+
+    Args:
+        targets: None, an int, a sequence / numpy array / integer tensor, a callable, a unit
+            target, or an already resolved :class:`Target` (returned as it is).
+        batch_size: B.
+        output_fn: the explainer's ``output=``.
+    """
+    if isinstance(targets, Target):
+        return targets
+    if isinstance(targets, UnitTarget):
+        return UnitScore(targets, batch_size, output_fn)
+    if callable(targets) and not isinstance(targets, Tensor):
+        return CallableTarget(targets, batch_size, output_fn)
+    return ClassTarget(targets, batch_size, output_fn)
+
+
+def class_indices(targets: object, output: Tensor, message: str | None = None) -> Tensor:
+    """(B,) class indices of ``targets`` (None: top class, an int, a sequence, a tensor) on (B, K)
+    class scores; the one class-target parser that metrics call.
+
+    Raises:
+        TargetError: callable or unit targets (``message`` when given), or the errors of
+            :func:`class_scores`.
+    """
+    message = message or (
+        "targets: metrics score the softmax probability or logit of a class, so they need class "
+        f"indices (None, an int, a sequence or a LongTensor), got {type(targets).__name__}"
+    )
+    target = resolve(targets, int(output.shape[0])).require_classes(message)  # type: ignore[arg-type]
+    return target.indices(output)
+
+
+def parse_indices(targets: object, batch_size: int, device: torch.device,
+                  message: str | None = None) -> Tensor | None:
+    """(B,) class indices of ``targets`` without a model output; None stays None.
+
+    Checks the length and that no index is negative (the upper bound needs the output).
+
+    Raises:
+        TargetError: callable or unit targets (``message`` when given), a wrong length, a negative
+            index, bools, or a type that holds no class indices.
+    """
+    if targets is None:
+        return None
+    message = message or (
+        "targets: this metric explains class scores, so it needs class indices (None, an int, a "
+        f"sequence, a numpy array or a LongTensor), got {type(targets).__name__}"
+    )
+    resolve(targets, batch_size).require_classes(message)  # type: ignore[arg-type]
+    indices = as_indices(targets, batch_size, device)
+    if indices.shape[0] != batch_size:
+        raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {batch_size}; "
+                          "pass one class per sample, or a single int")
+    if bool((indices < 0).any()):
+        raise TargetError(f"targets hold a negative class index {int(indices.min())}; class "
+                          "indices start at 0")
+    return indices
 
 
 class segmentation:  # noqa: N801 - used like a function: targets=segmentation(c)

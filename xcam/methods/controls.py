@@ -21,8 +21,9 @@ from ..errors import InputError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from ..targets import Targets
-from ._perturb import check_seed, clean_pass, make_generator
+from .._checks import check_seed, make_generator
+from ..targets import Target
+from ._perturb import clean_pass
 from .base import Explainer
 
 __all__ = ["BlankMap", "RandomMap", "CenterGaussian", "SobelEdges"]
@@ -39,17 +40,10 @@ class _Control(Explainer):
         """(B, H, W) maps for a batch; independent of the model."""
         raise NotImplementedError
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, _ = clean_pass(self.model, inputs, targets, self.output)
-        return Explanation(
-            maps=self.control_maps(inputs).float(),
-            low_res=None,
-            targets=indices,
-            scores=scores,
-            layer=None,
-            method=self.name,
-            params=self.params(),
-        )
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """The control's maps; the model runs once, only for ``targets`` and ``scores``."""
+        indices, scores, _ = clean_pass(self.model, inputs, target)
+        return self.make_explanation(self.control_maps(inputs), indices, scores)
 
 
 @register_explainer("blank")

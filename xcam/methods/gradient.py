@@ -12,14 +12,12 @@ from ..errors import InputError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from ..targets import Targets
+from .._checks import check_channels_last
+from ..targets import Target
 from ._perturb import (
     channels_last_for,
-    check_channels_last,
     disconnected_error,
     run_model,
-    score_batch,
-    unit_taps,
 )
 from .base import Explainer
 
@@ -50,14 +48,13 @@ def reduce_channels(values: Tensor, reduction: str) -> Tensor:
 
 
 def input_gradients(
-    model: nn.Module, inputs: Tensor, targets: Targets, channels_last: bool = False,
-    *, explicit: bool = False, output_fn: OutputFn | None = None,
+    model: nn.Module, inputs: Tensor, target: Target, channels_last: bool = False,
+    *, explicit: bool = False,
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """``dS/dx`` for a batch in one forward and one backward pass, model in eval mode.
 
     With ``channels_last`` the batch (and so the gradient) is laid out channels-last; a model that
     cannot run so falls back to the plain layout unless ``explicit`` (see ``run_model``).
-    ``output_fn`` is the explainer's ``output=``.
 
     Raises:
         GradientModeError: part of the forward runs under ``torch.no_grad()`` (a linear probe).
@@ -68,14 +65,13 @@ def input_gradients(
         detached (B,) scores and the (B, C, H, W) gradients. Uses ``torch.autograd.grad``, so no
         parameter's ``.grad`` changes.
     """
-    taps = unit_taps(model, targets)
     x = inputs.detach()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    with torch.enable_grad(), capture(model, taps) as cap:
+    with torch.enable_grad(), capture(model, target.taps(model)) as cap:
         output = run_model(model, x, channels_last, explicit=explicit)
-        indices, scores = score_batch(targets, output, cap, taps, x.shape[0], output_fn)
+        indices, scores = target.evaluate(output, cap)
         grads = None
         if scores.requires_grad:
             (grads,) = torch.autograd.grad(scores.sum(), x, allow_unused=True)
@@ -113,16 +109,9 @@ class InputGradient(Explainer):
     def params(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """``reduce_c(dS/dx_c)`` for the batch, in one forward and one backward pass."""
         indices, scores, grads = input_gradients(
-            self.model, inputs, targets, channels_last_for(self.channels_last, inputs, self.model),
-            explicit=self.channels_last is True, output_fn=self.output)
-        return Explanation(
-            maps=reduce_channels(grads, self.reduction).float(),
-            low_res=None,
-            targets=indices,
-            scores=scores,
-            layer=None,
-            method=self.name,
-            params=self.params(),
-        )
+            self.model, inputs, target, channels_last_for(self.channels_last, inputs, self.model),
+            explicit=self.channels_last is True)
+        return self.make_explanation(reduce_channels(grads, self.reduction), indices, scores)

@@ -13,7 +13,7 @@ from ..explanation import Explanation
 from ..lfi.network import LFICAMNet
 from ..postprocess import upsample
 from ..registry import register_explainer
-from ..targets import Targets, UnitTarget, class_scores
+from ..targets import Target
 from .base import Explainer
 
 __all__ = ["LFICAM"]
@@ -58,8 +58,9 @@ class LFICAM(Explainer):
                 "a post-hoc method such as GradCAM"
             )
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        if isinstance(targets, UnitTarget):
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """The network's attention map, upsampled; ``target`` only picks the reported scores."""
+        if target.reads_layer:
             raise TargetError(
                 "LFICAM's map is class-agnostic and does not explain units; pass targets=None, a "
                 "class index per sample, or a callable on the logits"
@@ -67,17 +68,10 @@ class LFICAM(Explainer):
         net = cast(LFICAMNet, self.model)
         with torch.no_grad(), eval_mode(net):
             logits, attention = net(inputs, return_attention=True)
-            indices, scores = class_scores(targets, logits, inputs.shape[0])
+            indices, scores = target.with_output(None).evaluate(logits)
         low_res = attention[:, 0].float()
-        return Explanation(
-            maps=upsample(low_res, (int(inputs.shape[-2]), int(inputs.shape[-1]))),
-            low_res=low_res,
-            targets=indices,
-            scores=scores.detach(),
-            layer=net.layer,
-            method=self.name,
-            params=self.params(),
-        )
+        maps = upsample(low_res, (int(inputs.shape[-2]), int(inputs.shape[-1])))
+        return self.make_explanation(maps, indices, scores.detach(), low_res=low_res, layer=net.layer)
 
     def params(self) -> dict[str, Any]:
         net = cast(LFICAMNet, self.model)

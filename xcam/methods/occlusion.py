@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
@@ -10,23 +11,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import eval_mode
+from .._checks import check_channels_last, check_positive_int, eval_mode
 from ..capture import Capture, capture
 from ..errors import DeadEndWarning, InputError, InputTypeError, warn
 from ..explanation import Explanation
-from ..layers import Tap
 from ..outputs import OutputFn, logits
 from ..registry import register_explainer
-from ..targets import Targets, UnitTarget, class_scores
-from ._perturb import (
-    channels_last_for,
-    check_channels_last,
-    check_positive_int,
-    follow,
-    layout_fallback,
-    run_model,
-    unit_taps,
-)
+from ..targets import Target
+from ._perturb import channels_last_for, layout_fallback, run_model
 from .base import Explainer
 
 __all__ = ["Occlusion"]
@@ -53,6 +45,39 @@ def _coverage(size: int, starts: list[int], window: int, device: torch.device) -
     pos = torch.arange(size, device=device)
     lo = torch.tensor(starts, device=device)[:, None]
     return (pos >= lo) & (pos < lo + window)
+
+
+def _average(totals: Tensor, cov_y: Tensor, cov_x: Tensor) -> Tensor:
+    """Per-pixel mean of the summed score drops over the windows that cover the pixel (0 if none)."""
+    counts = cov_y.sum(0).to(totals.dtype)[:, None] * cov_x.sum(0).to(totals.dtype)[None, :]
+    return torch.where(counts > 0, totals / counts.clamp_min(1), torch.zeros_like(totals))
+
+
+@dataclass
+class _Plan:
+    """What one plain occlusion call runs: window coverage, baseline, batch bounds, layout."""
+
+    cov_y: Tensor  # (ny, H) bool
+    cov_x: Tensor  # (nx, W) bool
+    nx: int
+    n_windows: int
+    base: Tensor
+    base_rows: bool  # one baseline per sample
+    bounds: list[int]  # work-item boundaries of the batches
+    channels_last: bool
+
+
+@dataclass
+class _Scores:
+    """The targets and the clean scores, filled by the batch that holds the clean images."""
+
+    target: Target
+    fixed: Target = field(init=False)
+    indices: Tensor | None = None
+    clean: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.fixed = self.target
 
 
 @register_explainer("occlusion")
@@ -87,7 +112,7 @@ class Occlusion(Explainer):
         progress: ``True`` always shows the progress bar, ``False`` never; ``None`` (default) shows
             it only when the call takes longer than two seconds.
         incremental: compute each occluded copy as an incremental update of the clean image's
-            activations (:mod:`xcam.incremental`): every layer runs only on the region the window
+            activations (:mod:`xcam.methods._incremental`): every layer runs only on the region the window
             can change. Exact up to float rounding; for class (index) targets on models that
             ``torch.fx`` can trace, otherwise plain occlusion runs, with a warning saying why.
         approximate: approximate incremental mode (implies ``incremental``): the changed region
@@ -185,94 +210,98 @@ class Occlusion(Explainer):
             )
         return base
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Slide the window over the batch, score every occluded copy, average per pixel."""
         if self.incremental:
-            result = self._explain_incremental(inputs, targets)
+            result = self._explain_incremental(inputs, target)
             if result is not None:
                 return result
+        plan = self._plan(inputs)
+        b, _, height, width = inputs.shape
+        totals = inputs.new_zeros((b, height, width))
+        state = _Scores(target)
+        show = self.progress is not False and len(plan.bounds) > 2
+        bar = tqdm(total=len(plan.bounds) - 1, desc=f"occlusion {height}x{width}", unit="batch",
+                   disable=not show, delay=0.0 if self.progress else 2.0, leave=False)
+        try:
+            with torch.no_grad(), eval_mode(self.model):
+                for t0, t1 in zip(plan.bounds[:-1], plan.bounds[1:]):
+                    self._run_batch(inputs, plan, t0, t1, state, totals)
+                    bar.update(1)
+        finally:
+            bar.close()
+        assert state.clean is not None
+        maps = _average(totals, plan.cov_y, plan.cov_x)
+        return self.make_explanation(maps, state.indices, state.clean.detach())
+
+    def _plan(self, inputs: Tensor) -> _Plan:
+        """The windows, their coverage, the baseline and the batches of one call."""
         b, _, height, width = inputs.shape
         window, starts_y, starts_x = self._layout(height, width)
         if window != self.window:
             warn(f"window={self.window} is larger than the {height}x{width} input; using {window}")
         dev = inputs.device
-        cl = channels_last_for(self.channels_last, inputs, self.model)
-        explicit = self.channels_last is True
-        cov_y = _coverage(height, starts_y, window[0], dev)  # (ny, H)
-        cov_x = _coverage(width, starts_x, window[1], dev)  # (nx, W)
-        nx = len(starts_x)
-        n_windows = len(starts_y) * nx
         base = self._baseline(inputs)
-        base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
-
+        n_windows = len(starts_y) * len(starts_x)
         # Work items: the B clean images first, then every (sample, window) pair, sample-major.
         # The clean images ride in the first batch; more than batch_size of them run on their own.
-        taps = unit_taps(self.model, targets)
         total_items = b + b * n_windows
         fold = b <= self.batch_size
-        bounds = list(range(0, total_items, self.batch_size)) if fold else \
-            [0, *range(b, total_items, self.batch_size)]
+        bounds = (list(range(0, total_items, self.batch_size)) if fold
+                  else [0, *range(b, total_items, self.batch_size)])
         bounds.append(total_items)
-
-        totals = inputs.new_zeros((b, height, width))
-        indices: Tensor | None = None
-        clean: Tensor | None = None
-        fixed: Targets = targets
-        show = self.progress is not False and len(bounds) > 2
-        bar = tqdm(total=len(bounds) - 1, desc=f"occlusion {height}x{width}", unit="batch",
-                   disable=not show, delay=0.0 if self.progress else 2.0, leave=False)
-        try:
-            with torch.no_grad(), eval_mode(self.model):
-                for t0, t1 in zip(bounds[:-1], bounds[1:]):
-                    items = torch.arange(t0, t1, device=dev)
-                    occ = (items - b).clamp_min(0)
-                    samples = torch.where(items < b, items, occ // n_windows)
-                    win = occ % n_windows
-                    is_occ = items >= b
-                    rows_y = cov_y[win // nx] & is_occ[:, None]  # (N, H)
-                    rows_x = cov_x[win % nx]  # (N, W)
-                    mask = (rows_y[:, :, None] & rows_x[:, None, :])[:, None]  # (N, 1, H, W)
-                    src = inputs.expand(len(items), -1, -1, -1) if b == 1 else inputs[samples]
-                    fill = base[samples] if base_rows else base
-                    with capture(self.model, taps, eval_mode=False) as cap:
-                        output = run_model(self.model, torch.where(mask, fill, src), cl,
-                                           explicit=explicit)
-                        n_clean = int((items < b).sum())
-                        if n_clean:
-                            indices, clean = self._scores(targets, output, cap, taps, slice(0, n_clean),
-                                                          len(items))
-                            fixed = targets if indices is None else indices
-                        occ_samples = samples[n_clean:]
-                        if len(occ_samples):
-                            _, scores = self._scores(follow(fixed, occ_samples), output, cap, taps,
-                                                     slice(n_clean, None), len(items))
-                    if len(occ_samples):
-                        assert clean is not None
-                        diff = (clean[occ_samples] - scores).to(totals.dtype)
-                        weights = torch.zeros((len(occ_samples), b), dtype=totals.dtype, device=dev)
-                        weights[torch.arange(len(occ_samples), device=dev), occ_samples] = diff
-                        totals += torch.einsum("nb,nh,nw->bhw", weights, rows_y[n_clean:].to(totals.dtype),
-                                               rows_x[n_clean:].to(totals.dtype))
-                    bar.update(1)
-        finally:
-            bar.close()
-        assert clean is not None
-        counts = cov_y.sum(0).to(totals.dtype)[:, None] * cov_x.sum(0).to(totals.dtype)[None, :]
-        maps = torch.where(counts > 0, totals / counts.clamp_min(1), torch.zeros_like(totals))
-        return Explanation(
-            maps=maps.float(),
-            low_res=None,
-            targets=indices,
-            scores=clean.detach(),
-            layer=None,
-            method=self.name,
-            params=self.params(),
+        return _Plan(
+            cov_y=_coverage(height, starts_y, window[0], dev),  # (ny, H)
+            cov_x=_coverage(width, starts_x, window[1], dev),  # (nx, W)
+            nx=len(starts_x),
+            n_windows=n_windows,
+            base=base,
+            base_rows=base.dim() == 4 and base.shape[0] == b and b > 1,
+            bounds=bounds,
+            channels_last=channels_last_for(self.channels_last, inputs, self.model),
         )
 
-    def _explain_incremental(self, inputs: Tensor, targets: Targets) -> Explanation | None:
-        """Occlusion through :mod:`xcam.incremental`; None (after a warning) where it cannot run."""
-        from ..incremental import IncrementalModel, IncrementalUnsupported, occluded_outputs
+    def _run_batch(self, inputs: Tensor, plan: _Plan, t0: int, t1: int, state: _Scores,
+                   totals: Tensor) -> None:
+        """Run work items ``t0:t1`` (clean images, then occluded copies) and add their drops."""
+        b = inputs.shape[0]
+        dev = inputs.device
+        items = torch.arange(t0, t1, device=dev)
+        occ = (items - b).clamp_min(0)
+        samples = torch.where(items < b, items, occ // plan.n_windows)
+        win = occ % plan.n_windows
+        is_occ = items >= b
+        rows_y = plan.cov_y[win // plan.nx] & is_occ[:, None]  # (N, H)
+        rows_x = plan.cov_x[win % plan.nx]  # (N, W)
+        mask = (rows_y[:, :, None] & rows_x[:, None, :])[:, None]  # (N, 1, H, W)
+        src = inputs.expand(len(items), -1, -1, -1) if b == 1 else inputs[samples]
+        fill = plan.base[samples] if plan.base_rows else plan.base
+        n_clean = int((items < b).sum())
+        occ_samples = samples[n_clean:]
+        with capture(self.model, state.fixed.taps(self.model), eval_mode=False) as cap:
+            output = run_model(self.model, torch.where(mask, fill, src), plan.channels_last,
+                               explicit=self.channels_last is True)
+            if n_clean:
+                state.indices, state.clean = self._scores(state.target, output, cap,
+                                                          slice(0, n_clean), len(items))
+                state.fixed = state.target.fixed(state.indices)
+            if len(occ_samples):
+                _, scores = self._scores(state.fixed.follow(occ_samples), output, cap,
+                                         slice(n_clean, None), len(items))
+        if len(occ_samples):
+            assert state.clean is not None
+            diff = (state.clean[occ_samples] - scores).to(totals.dtype)
+            weights = torch.zeros((len(occ_samples), b), dtype=totals.dtype, device=dev)
+            weights[torch.arange(len(occ_samples), device=dev), occ_samples] = diff
+            totals += torch.einsum("nb,nh,nw->bhw", weights, rows_y[n_clean:].to(totals.dtype),
+                                   rows_x[n_clean:].to(totals.dtype))
 
-        if isinstance(targets, UnitTarget) or (callable(targets) and not isinstance(targets, Tensor)):
+    def _explain_incremental(self, inputs: Tensor, target: Target) -> Explanation | None:
+        """Occlusion through :mod:`xcam.methods._incremental`; None (after a warning) where it
+        cannot run."""
+        from ._incremental import IncrementalModel, IncrementalUnsupported
+
+        if not target.is_class:
             warn("incremental=True supports class targets only; running plain occlusion")
             return None
         if self._engine is None:
@@ -284,44 +313,48 @@ class Occlusion(Explainer):
                 return None
         b, _, height, width = inputs.shape
         window, starts_y, starts_x = self._layout(height, width)
-        windows = torch.tensor([[y, y + window[0], x, x + window[1]] for y in starts_y for x in starts_x],
-                               device=inputs.device)
-        base = self._baseline(inputs)
-        base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
-        cl = channels_last_for(self.channels_last, inputs, self.model)
         with torch.no_grad(), eval_mode(self.model):
             output = logits(self.model(inputs), self.output)
             if output.dim() != 2:
                 warn("incremental=True needs a (B, classes) model output; running plain occlusion")
                 return None
-            indices, clean = class_scores(targets, output, b)
-            assert indices is not None
-
-            def run(layout: bool) -> Tensor:
-                return torch.stack([
-                    occluded_outputs(self.model, inputs[i:i + 1], windows,
-                                     base[i:i + 1] if base_rows else base, self.batch_size,
-                                     self._engine, layout, self.output)[:, indices[i]]
-                    for i in range(b)
-                ])  # (B, windows)
-
-            occluded = layout_fallback(self.model, run, cl, self.channels_last is True)
+            indices, clean = target.on_logits(output)
+            occluded = self._occluded_incremental(inputs, indices, window, starts_y, starts_x)
         dev, dt = inputs.device, inputs.dtype
-        cov_y = _coverage(height, starts_y, window[0], dev).to(dt)
-        cov_x = _coverage(width, starts_x, window[1], dev).to(dt)
+        cov_y = _coverage(height, starts_y, window[0], dev)
+        cov_x = _coverage(width, starts_x, window[1], dev)
         diff = (clean[:, None] - occluded).reshape(b, len(starts_y), len(starts_x)).to(dt)
-        totals = torch.einsum("byx,yh,xw->bhw", diff, cov_y, cov_x)
-        counts = cov_y.sum(0)[:, None] * cov_x.sum(0)[None, :]
-        maps = torch.where(counts > 0, totals / counts.clamp_min(1), torch.zeros_like(totals))
-        return Explanation(maps=maps.float(), low_res=None, targets=indices, scores=clean.detach(),
-                           layer=None, method=self.name, params=self.params())
+        totals = torch.einsum("byx,yh,xw->bhw", diff, cov_y.to(dt), cov_x.to(dt))
+        return self.make_explanation(_average(totals, cov_y, cov_x), indices, clean.detach())
+
+    def _occluded_incremental(self, inputs: Tensor, indices: Tensor, window: tuple[int, int],
+                              starts_y: list[int], starts_x: list[int]) -> Tensor:
+        """(B, windows) target scores of every occluded copy, through the incremental engine."""
+        from ._incremental import occluded_outputs
+
+        b = inputs.shape[0]
+        windows = torch.tensor([[y, y + window[0], x, x + window[1]] for y in starts_y for x in starts_x],
+                               device=inputs.device)
+        base = self._baseline(inputs)
+        base_rows = base.dim() == 4 and base.shape[0] == b and b > 1
+        cl = channels_last_for(self.channels_last, inputs, self.model)
+
+        def run(layout: bool) -> Tensor:
+            return torch.stack([
+                occluded_outputs(self.model, inputs[i:i + 1], windows,
+                                 base[i:i + 1] if base_rows else base, self.batch_size,
+                                 self._engine, layout, self.output)[:, indices[i]]
+                for i in range(b)
+            ])  # (B, windows)
+
+        return layout_fallback(self.model, run, cl, self.channels_last is True)
 
     def cost(self, image_size: tuple[int, int] = (224, 224)) -> Any:
         """Convolution MACs per window position, plain vs incremental, for this window and stride.
 
-        Returns an :class:`xcam.incremental.Cost` (``plain_macs``, ``incremental_macs``, ``speedup``).
+        Returns an :class:`xcam.methods._incremental.Cost` (``plain_macs``, ``incremental_macs``, ``speedup``).
         """
-        from ..incremental import IncrementalModel
+        from ._incremental import IncrementalModel
 
         engine = self._engine or IncrementalModel(self.model, cap=self.approximate)
         param = next(self.model.parameters(), None)
@@ -334,16 +367,14 @@ class Occlusion(Explainer):
             engine.plan(env, windows, image_size)
             return engine.cost(env)
 
-    def _scores(self, targets: Targets, output: object, cap: Capture, taps: list[Tap],
-                rows: slice, n: int) -> tuple[Tensor | None, Tensor]:
+    def _scores(self, target: Target, output: object, cap: Capture, rows: slice,
+                n: int) -> tuple[Tensor | None, Tensor]:
         """Class indices and scores of the rows ``rows`` of a batch of ``n`` just run inside ``cap``.
 
-        A callable target scores the whole raw output (it may be a dict or a tuple), then the rows
-        are taken from its (n,) scores; class targets read the rows of :func:`xcam.outputs.logits`.
+        A callable or unit target scores the whole raw output (it may be a dict or a tuple), then
+        the rows are taken from its (n,) scores; class targets read the rows of
+        :func:`xcam.outputs.logits`.
         """
-        if isinstance(targets, UnitTarget):
-            return None, targets.score(cap[taps[0]])[rows]
-        if callable(targets) and not isinstance(targets, Tensor):
-            return None, class_scores(targets, output, n)[1][rows]
-        out = logits(output, self.output)[rows]
-        return class_scores(targets, out, out.shape[0])
+        if not target.is_class:
+            return None, target.resized(n).score(output, cap)[rows]
+        return target.on_logits(logits(output, self.output)[rows])

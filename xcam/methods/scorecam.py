@@ -12,19 +12,13 @@ from tqdm.auto import tqdm
 from .._checks import eval_mode
 from ..capture import Capture, capture
 from ..explanation import Explanation
-from ..layers import LayerSpec, Tap
+from ..layers import LayerSpec
 from ..outputs import OutputFn, logits
 from ..postprocess import upsample
 from ..registry import register_explainer
-from ..targets import Targets, UnitTarget, class_scores
-from ._perturb import (
-    channels_last_for,
-    check_channels_last,
-    check_positive_int,
-    follow,
-    run_model,
-    unit_taps,
-)
+from ..targets import Target
+from .._checks import check_channels_last, check_positive_int
+from ._perturb import channels_last_for, run_model
 from .base import CAMExplainer, weighted_sum
 
 __all__ = ["ScoreCAM"]
@@ -111,18 +105,18 @@ class ScoreCAM(CAMExplainer):
                     break
         return batch_size * ((n if isinstance(n, int) else 1) + 1) + int(self.subtract_baseline)
 
-    def _scores(self, fixed: Targets, output: object, cap: Capture, taps: list[Tap], n: int) -> Tensor:
-        """(n,) weights of a batch of ``n`` masked images: the target's softmax probability, or the
-        unit's / callable's score (a callable receives the raw output)."""
-        if isinstance(fixed, UnitTarget):
-            return fixed.score(cap[taps[0]])
-        if isinstance(fixed, Tensor):
+    def _scores(self, fixed: Target, output: object, cap: Capture) -> Tensor:
+        """(n,) weights of a batch of masked images: the target class's softmax probability, or
+        the unit's / callable's score (a callable receives the raw output)."""
+        classes = fixed.classes
+        if classes is not None:
             out = logits(output, self.output)
-            return torch.softmax(out, dim=1).gather(1, fixed[:, None])[:, 0]
-        return class_scores(fixed, output, n, self.output)[1]
+            return torch.softmax(out, dim=1).gather(1, classes[:, None])[:, 0]
+        return fixed.score(output, cap)
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        lp = self.run(inputs, targets, gradients=False)
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Weigh each feature map by the score of the input masked with it (see the class doc)."""
+        lp = self.run(inputs, target, gradients=False)
         features = self.select(lp.features)
         b, k = features.shape[:2]
         self._n_maps = k
@@ -131,8 +125,8 @@ class ScoreCAM(CAMExplainer):
         lo, hi = flat.amin(dim=2), flat.amax(dim=2)
         varying = hi > lo
         pairs = varying.nonzero()  # (P, 2): (sample, map), sample-major
-        fixed: Targets = targets if lp.indices is None else lp.indices
-        taps = unit_taps(self.model, fixed)
+        fixed = target.fixed(lp.indices)
+        taps = fixed.taps(self.model)
         cl = channels_last_for(self.channels_last, inputs, self.model)
         weights = features.new_zeros((b, k))
         need_zero = self.subtract_baseline or bool((~varying & (hi != 0)).any())
@@ -146,11 +140,12 @@ class ScoreCAM(CAMExplainer):
                 if need_zero:
                     with capture(self.model, taps, eval_mode=False) as cap:
                         output = self.model(torch.zeros_like(inputs[:1]))
-                        if isinstance(fixed, Tensor):  # each sample's class on the one zero image
+                        classes = fixed.classes
+                        if classes is not None:  # each sample's class on the one zero image
                             probs = torch.softmax(logits(output, self.output), dim=1)
-                            zero = probs[0].gather(0, fixed)
+                            zero = probs[0].gather(0, classes)
                         else:
-                            zero = self._scores(fixed, output, cap, taps, 1).expand(b)
+                            zero = self._scores(fixed.resized(1), output, cap).expand(b)
                     weights = torch.where(varying, weights, zero[:, None].to(weights.dtype))
                 for start in range(0, pairs.shape[0], self.batch_size):
                     samples, maps = pairs[start:start + self.batch_size].unbind(1)
@@ -162,7 +157,7 @@ class ScoreCAM(CAMExplainer):
                     with capture(self.model, taps, eval_mode=False) as cap:
                         masked = inputs[samples] * masks[:, None].to(inputs.dtype)
                         output = run_model(self.model, masked, cl, explicit=self.channels_last is True)
-                        scores = self._scores(follow(fixed, samples), output, cap, taps, len(samples))
+                        scores = self._scores(fixed.follow(samples), output, cap)
                     weights[samples, maps] = scores.to(weights.dtype)
                     bar.update(1)
         finally:

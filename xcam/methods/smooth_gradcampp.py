@@ -8,12 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import make_generator
 from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
 from ..layers import LayerSpec
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from ..targets import Targets
+from ..targets import Target
 from .base import CAMExplainer, weighted_sum
 from .gradcampp import gradcampp_weights
 
@@ -90,13 +91,13 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
     def forward_passes(self, batch_size: int) -> int:
         return batch_size * (self.n_samples + 1)
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        clean = self.run(inputs, targets, gradients=False)
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Grad-CAM++ weights from gradients averaged over noisy copies (see the class doc)."""
+        clean = self.run(inputs, target, gradients=False)
         # Noisy copies explain the class chosen on the clean input (or the same unit / callable).
-        fixed: Targets = targets if clean.indices is None else clean.indices
+        fixed = target.fixed(clean.indices)
         b = inputs.shape[0]
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()).item())
-        gen = torch.Generator(device=inputs.device).manual_seed(seed)
+        gen = make_generator(self.seed, inputs.device)
         sigma = noise_sigma(inputs, self.noise_level)
 
         sums: dict[str, Tensor] = {}
@@ -111,9 +112,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
                 return
             xs = torch.cat([x for x, _ in pending])
             idx = torch.cat([torch.arange(b, device=inputs.device)[s] for _, s in pending])
-            # Class indices follow their samples; units and callables score any batch.
-            sub: Targets = fixed[idx] if isinstance(fixed, Tensor) else fixed
-            lp = self.run(xs, sub, gradients=True)
+            lp = self.run(xs, fixed.follow(idx), gradients=True)
             assert lp.grads is not None
             g, f = lp.grads, lp.features
             parts = {"g1": g, "g2": g * g, "g3": g * g * g, "f": f}

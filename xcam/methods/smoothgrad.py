@@ -12,17 +12,15 @@ from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from ..targets import Targets
-from ._perturb import (
-    channels_last_for,
+from ..targets import Target
+from .._checks import (
     check_channels_last,
     check_noise_level,
     check_positive_int,
     check_seed,
-    clean_pass,
-    follow,
     make_generator,
 )
+from ._perturb import channels_last_for, clean_pass
 from .base import Explainer
 from .gradient import InputGradient, check_reduction, input_gradients, reduce_channels
 from .smooth_gradcampp import noise_sigma
@@ -162,8 +160,10 @@ class SmoothGrad(Explainer):
             return (s2 / n - (s1 / n) ** 2).clamp_min(0)
         return s2 / n if self.squared else s1 / n
 
-    def explain(self, inputs: Tensor, targets: Targets) -> Explanation:
-        indices, scores, fixed = clean_pass(self.model, inputs, targets, self.output)
+    def explain(self, inputs: Tensor, target: Target) -> Explanation:
+        """Average (or the variance of) the explainer's maps over noisy copies of the batch."""
+        indices, scores, fixed = clean_pass(self.model, inputs, target)
+        fixed = fixed.with_output(self.explainer.output)
         b = inputs.shape[0]
         sums: dict[str, Tensor] = {}
 
@@ -180,13 +180,13 @@ class SmoothGrad(Explainer):
         for copies, samples in self._noisy_batches(inputs):
             if fast:
                 cl = channels_last_for(flag, inputs, self.model)  # the plain layout after a fallback
-                _, _, grads = input_gradients(self.model, copies, follow(fixed, samples), cl,
-                                              explicit=flag is True, output_fn=self.explainer.output)
+                _, _, grads = input_gradients(self.model, copies, fixed.follow(samples), cl,
+                                              explicit=flag is True)
                 add("g", grads, samples)
             else:
                 # explain(), not __call__: the copies need no input checks, and a noisy copy's
                 # constant map is no news (the averaged map is checked by SmoothGrad's own call)
-                exp = self.explainer.explain(copies, follow(fixed, samples))
+                exp = self.explainer.explain(copies, fixed.follow(samples))
                 add("m", exp.maps, samples)
                 if exp.low_res is not None:
                     add("l", exp.low_res, samples)
@@ -198,15 +198,7 @@ class SmoothGrad(Explainer):
         else:
             maps = self._statistic(sums["m1"], sums["m2"])
             low_res = self._statistic(sums["l1"], sums["l2"]).float() if "l1" in sums else None
-        return Explanation(
-            maps=maps.float(),
-            low_res=low_res,
-            targets=indices,
-            scores=scores,
-            layer=layer,
-            method=self.name,
-            params=self.params(),
-        )
+        return self.make_explanation(maps, indices, scores, low_res=low_res, layer=layer)
 
 
 @register_explainer("vargrad")

@@ -1,0 +1,183 @@
+"""The automatic layer choice for CAM-family methods (``layer=None``).
+
+In order: the features a global-average-pool -> Linear head pools (:func:`find_gap_head`, checked
+numerically on one forward pass); for token models (ViT), the last layer whose patch tokens still
+reach the output; otherwise the last module whose output is a 4-D map of more than one pixel.
+Every choice is announced with a warning (:func:`auto_layer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .capture import capture
+from .errors import HeadNotFoundError, InputError, LayerNotFoundError, OutputError, warn
+from .layers import ModuleCall, Tap, model_name, to_nchw, trace_calls
+from .outputs import OutputFn, logits
+
+__all__ = ["GAPHead", "find_gap_head", "auto_layer"]
+
+_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Flatten, nn.Identity)
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
+
+
+def _scores_or_none(out: object, output_fn: OutputFn | None) -> Tensor | None:
+    """The (B, K) scores in a model output (:func:`xcam.outputs.logits`), or None."""
+    try:
+        return logits(out, output_fn)
+    except OutputError:
+        return None
+
+
+@dataclass(frozen=True)
+class GAPHead:
+    """A global-average-pool -> Linear head: the pooled features' tap and the Linear."""
+
+    features: Tap
+    linear: nn.Linear
+    linear_name: str
+
+
+def find_gap_head(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> GAPHead:
+    """Find a head of the form global average pooling -> (dropout, flatten) -> Linear.
+
+    The check is numerical, on one forward pass of ``example``: the model output must be the last
+    Linear's output, and that Linear's input must be the spatial mean of the 4-D tensor recorded at
+    the returned tap. Pooling written as a function (``x.mean((2, 3))``) is found as well as a
+    pooling module, and so is a ReLU applied as a function before it (DenseNet).
+
+    Raises:
+        HeadNotFoundError: naming what was expected and what was found.
+        OutputError: the model output holds no tensor of scores (see :mod:`xcam.outputs`).
+    """
+    calls, raw = trace_calls(model, example[:1])
+    out = logits(raw, output_fn)  # OutputError when no scores can be found
+    name = model_name(model)
+    linear_at = [i for i, c in enumerate(calls) if isinstance(c.module, nn.Linear)]
+    if not linear_at:
+        raise HeadNotFoundError(
+            f"CAM needs a head global-average-pool -> Linear, but {name} calls no nn.Linear; "
+            "use GradCAM, which works with any head"
+        )
+    i = linear_at[-1]
+    lin_call = calls[i]
+    linear = lin_call.module
+    assert isinstance(linear, nn.Linear)
+    if not (isinstance(out, Tensor) and isinstance(lin_call.output, Tensor)
+            and out.shape == lin_call.output.shape and torch.allclose(out, lin_call.output)):
+        raise HeadNotFoundError(
+            f"CAM needs the model output to be the last Linear's output, but the output of "
+            f"{name} is not the output of {lin_call.name!r}; use GradCAM, which works with any head"
+        )
+    j = i - 1
+    while j >= 0 and isinstance(calls[j].module, _PASS_THROUGH):
+        j -= 1
+    if j < 0:
+        raise HeadNotFoundError(f"CAM: nothing runs before the Linear {lin_call.name!r} in {name}")
+    prev = calls[j]
+    pooled = lin_call.input
+    features: object
+    candidates: list[tuple[Tap, object]]
+    if isinstance(prev.module, _POOLS):
+        candidates = [(Tap(prev.name, prev.module, "input"), prev.input)]
+    else:
+        out_t = prev.output
+        candidates = [(Tap(prev.name, prev.module, "output"), out_t)]
+        if isinstance(out_t, Tensor):
+            candidates.append((Tap(prev.name, prev.module, "relu"), torch.relu(out_t)))
+    for tap, features in candidates:
+        if (
+            isinstance(features, Tensor) and features.dim() == 4 and pooled is not None
+            and pooled.dim() == 2 and pooled.shape[1] == features.shape[1]
+            and (tap.kind == "input" or features.shape[-1] * features.shape[-2] > 1)
+            and torch.allclose(features.mean((2, 3)), pooled, rtol=1e-4, atol=1e-5)
+        ):
+            return GAPHead(tap, linear, lin_call.name)
+    features = candidates[0][1]
+    got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+    raise HeadNotFoundError(
+        f"CAM needs a head global-average-pool -> Linear; in {name} the last Linear "
+        f"{lin_call.name!r} receives {tuple(pooled.shape) if pooled is not None else None}, "
+        f"which is not the spatial mean of {candidates[0][0].label!r} ({type(prev.module).__name__}, "
+        f"output {got}); use GradCAM, which works with any head"
+    )
+
+
+def _token_layer(model: nn.Module, example: Tensor, calls: list[ModuleCall],
+                 output_fn: OutputFn | None = None) -> ModuleCall | None:
+    """For token models (ViT): the last layer whose patch tokens still reach the output.
+
+    After the last block only the class token is read, so the last blocks' per-token layers have
+    zero gradient on patch tokens; the answer is the last one with a non-zero patch gradient
+    (in torchvision's ViT, the last encoder block's ``ln_1``).
+    """
+    size = tuple(example.shape[-2:])
+    tokens = []
+    for c in calls:
+        if isinstance(c.output, Tensor) and c.output.dim() == 3 and c.output.shape[0] == 1:
+            try:
+                to_nchw(c.output, size)  # type: ignore[arg-type]
+            except InputError:
+                continue
+            tokens.append(c)
+    if not tokens:
+        return None
+    taps = [Tap(c.name, c.module, "output") for c in tokens]
+    with torch.enable_grad(), capture(model, taps) as cap:
+        out = _scores_or_none(model(example[:1]), output_fn)
+        last = cap[taps[-1]]
+        # The model's top score, and the class token of the last token layer as a fallback for
+        # heads that are all zero (torchvision zero-initialises ViT heads); squared, because the
+        # plain sum of a LayerNorm output is a constant.
+        for score in (out[0].max() if isinstance(out, Tensor) else None, last[0, 0].pow(2).sum()):
+            if score is None or not score.requires_grad:
+                continue
+            grads = cap.gradients(score, taps, retain_graph=True, allow_unused=True)
+            for c, tap in zip(reversed(tokens), reversed(taps)):
+                g = to_nchw(grads[tap.label], size)  # type: ignore[arg-type]
+                if bool(g.abs().sum() > 0):
+                    return c
+    return tokens[-1]
+
+
+def auto_layer(model: nn.Module, example: Tensor, output_fn: OutputFn | None = None) -> Tap:
+    """Choose a layer for a CAM-family method and announce it with a warning.
+
+    In order: the features a global-average-pool -> Linear head pools (:func:`find_gap_head`);
+    for token models (ViT), the last layer whose patch tokens reach the output; otherwise the last
+    module (inside ``model.features`` when there is one) whose output is a 4-D map of more than
+    one pixel.
+    """
+    try:
+        tap = find_gap_head(model, example, output_fn).features
+        why = "the features the classifier pools"
+    except (HeadNotFoundError, OutputError):  # no classifier head (a detector): look for maps
+        calls, _ = trace_calls(model, example[:1], leaves_only=False)
+        has_features = any(n == "features" for n, _ in model.named_children())
+        spatial = [
+            i for i, c in enumerate(calls)
+            if isinstance(c.output, Tensor) and c.output.dim() == 4 and c.output.shape[0] == 1
+            and c.output.shape[-1] * c.output.shape[-2] > 1
+            and (not has_features or c.name == "features" or c.name.startswith("features."))
+        ]
+        leaves = [c for c in calls if not any(True for _ in c.module.children())]
+        token = _token_layer(model, example, leaves, output_fn)
+        token_at = next(
+            (i for i, c in enumerate(calls) if token is not None and c.module is token.module), -1
+        )
+        if token is not None and (not spatial or token_at > spatial[-1]):
+            tap = Tap(token.name, token.module, "output")
+            why = "the last layer whose patch tokens reach the output"
+        elif spatial:
+            last = calls[spatial[-1]]
+            tap, why = Tap(last.name, last.module, "output"), "the last 4-D feature map"
+        else:
+            raise LayerNotFoundError(
+                f"layer=None: found no module in {model_name(model)} whose output is a feature "
+                "map or a token grid; pass layer= explicitly (see xcam.list_layers(model))"
+            ) from None
+    warn(f"layer=None: using {tap.label!r} ({why}); pass layer= to choose another")
+    return tap
