@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from xcam.errors import InputError, InputTypeError
-from xcam.lfi import THRESHOLD, stability, thresholded_iou
+from xcam.metrics.stability import THRESHOLD, stability, thresholded_iou
 
 
 def _halves() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

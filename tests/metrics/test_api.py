@@ -84,24 +84,6 @@ def test_results_are_frozen_and_per_sample(net, images, rand_maps):
     assert isinstance(b.value, float) and b.iou.shape == (3, 2)
 
 
-def test_plot_curves(net, images, rand_maps):
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
-    d = M.deletion(net, images, rand_maps, None, steps=4)
-    rnd = M.deletion(net, images, torch.rand(3, 32, 32), None, steps=4)
-    ax = M.plot_curves({"map": d, "random": rnd}, samples=True)
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0].startswith("map (AUC ") and len(labels) == 2
-    assert len(ax.lines) == 2 + 2 * 3
-    assert ax.get_xlabel() == "fraction of pixels deleted"
-    assert d.plot().get_title() == "deletion"
-    with pytest.raises(xcam.errors.InputTypeError):
-        M.plot_curves([d])
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
 def test_definition_versions_mark_the_issue_12_changes():
     changed = {"pointing_game", "relevance_rank", "max_box_acc"}
     for name in xcam.list_metrics():

@@ -1,4 +1,4 @@
-"""LFI-CAM (Lee et al., ICCV 2021): the network wrapper, its training, and the stability metric.
+"""LFI-CAM (Lee et al., ICCV 2021): the network wrapper, its data and its training.
 
 Public names (stable API)::
 
@@ -7,9 +7,9 @@ Public names (stable API)::
     history = fit(net, train_data, mode="scratch" | "finetune" | "posthoc", epochs=..., lr=..., seed=...)
     xcam.methods.LFICAM(net)(x) -> Explanation         # maps = attention upsampled to the input size
 
-Also: :func:`stability` (mean pairwise IoU of thresholded maps across models),
-:class:`~xcam.lfi.data.ShapesDataset` (shapes on clutter with object masks, generated offline),
-:func:`train_imagefolder` (behind ``xcam lfi train``), :func:`load_checkpoint`, :func:`evaluate`.
+The LFI-CAM paper's stability metric (mean pairwise IoU of thresholded maps across models) is
+:func:`xcam.metrics.stability`. Also: :class:`~xcam.lfi.data.ShapesDataset` (shapes on clutter
+with object masks, generated offline), :func:`train_imagefolder` (behind ``xcam lfi train``), :func:`load_checkpoint`, :func:`evaluate`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from .network import (
     channel_minmax,
     fin_input,
 )
-from .stability import THRESHOLD, stability, thresholded_iou
 from .train import (
     MODES,
     History,
@@ -52,9 +51,6 @@ __all__ = [
     "build_backbone",
     "load_checkpoint",
     "train_imagefolder",
-    "stability",
-    "thresholded_iou",
-    "THRESHOLD",
     "ShapesDataset",
     "SHAPES",
     "write_image_folder",

@@ -164,6 +164,8 @@ class Metric(Generic[P, R]):
             once on a few images).
         sample_only: run once on a small sample of images (the randomization sanity check),
             not on every image.
+        multi_model: its ``maps`` are the maps of several models of the same images (one (B, H, W)
+            tensor per model: stability), so a per-model loop cannot run it.
         family: ``"localization"``, ``"faithfulness"``, ``"robustness"``, ``"sanity"`` or
             ``"stability"``: a grouping for documentation; callers use ``needs`` and ``scope``.
         curves: :meth:`per_image` returns per-image curves (deletion / insertion style).
@@ -191,6 +193,7 @@ class Metric(Generic[P, R]):
         needs: frozenset[str] | None = None,
         scope: Scope = "image",
         sample_only: bool = False,
+        multi_model: bool = False,
         curves: bool = False,
         curve_xlabel: str = "",
         curve_ylabel: str = "",
@@ -225,6 +228,7 @@ class Metric(Generic[P, R]):
                              "sample_only=True")
         self.scope: Scope = scope
         self.sample_only = sample_only
+        self.multi_model = multi_model
         self.curves = curves
         self.curve_xlabel = curve_xlabel
         self.curve_ylabel = curve_ylabel
@@ -408,6 +412,7 @@ def metric(
     needs: frozenset[str] | None = None,
     scope: Scope = "image",
     sample_only: bool = False,
+    multi_model: bool = False,
     curves: bool = False,
     curve_xlabel: str = "",
     curve_ylabel: str = "",
@@ -426,6 +431,7 @@ def metric(
         wrapped = Metric(
             fn, name, higher_is_better, family, cost, stochastic, version,
             label=label, unit=unit, needs=needs, scope=scope, sample_only=sample_only,
+            multi_model=multi_model,
             curves=curves, curve_xlabel=curve_xlabel, curve_ylabel=curve_ylabel,
             per_image=per_image, aggregate=aggregate, baseline=baseline,
             baseline_label=baseline_label,

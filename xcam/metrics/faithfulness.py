@@ -22,30 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError, InputTypeError, TargetError
+from .._checks import check_int, check_number, make_generator
+from ..errors import InputError, InputTypeError
 from ..outputs import OutputFn
 from ..postprocess import normalize as min_max
-from .base import PerImage
-from ._core import (
-    _check_int,
-    _check_number,
+from ..targets import class_indices
+from ._forward import (
     baseline_like,
     batched_scores,
-    check_batch_size,
-    check_inputs_and_maps,
-    check_model,
-    check_output_fn,
+    captum_chunks,
+    captum_images,
     clean_forward,
-    descending_rank,
-    make_generator,
-    metric,
     model_scores,
-    pearson,
     replace_where,
-    resolve_targets,
     rows_of,
     target_scores,
 )
+from ._inputs import check_batch_size, check_inputs_and_maps, check_model, check_output_fn
+from .base import PerImage, metric
+from .similarity import descending_rank, pearson
 
 __all__ = [
     "CurveResult",
@@ -55,7 +50,6 @@ __all__ = [
     "increase_in_confidence",
     "faithfulness_correlation",
     "infidelity",
-    "max_sensitivity",
     "gaussian_blur",
 ]
 
@@ -87,8 +81,8 @@ class CurveResult:
         return int(self.auc.shape[0])
 
     def plot(self, ax: Any = None, label: str | None = None, samples: bool = False) -> Any:
-        """Plot the mean curve (see :func:`xcam.metrics.plot_curves`); returns the axes."""
-        from .plot import plot_curves
+        """Plot the mean curve (see :func:`xcam.viz.plot_curves`); returns the axes."""
+        from ..viz import plot_curves
 
         return plot_curves({label or self.kind: self}, ax=ax, samples=samples)
 
@@ -115,7 +109,8 @@ def _curve(
     output_fn: OutputFn | None = None,
 ) -> Tensor:
     """Softmax probabilities (B, S) of images that take ``end``'s value at the ``counts[k]`` most
-    relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts."""
+    relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts.
+    """
     b = start.shape[0]
     s = counts.numel()
 
@@ -180,12 +175,12 @@ def deletion(
     """
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
-    steps = _check_int("steps", steps, 1)
+    steps = check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
-    indices = resolve_targets(targets, clean)
+    indices = class_indices(targets, clean)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
@@ -202,10 +197,10 @@ def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
     to sum 1. Replicate padding keeps a constant image constant (RISE pads with zeros, which
     darkens the border).
     """
-    k = _check_int("kernel_size", kernel_size, 1)
+    k = check_int("kernel_size", kernel_size, 1)
     if k % 2 == 0:
         raise InputError(f"kernel_size must be odd, got {k}")
-    sig = _check_number("sigma", sigma, 0.0)
+    sig = check_number("sigma", sigma, 0.0)
     if sig == 0 or k == 1:
         return inputs.clone()
     c = inputs.shape[1]
@@ -254,12 +249,12 @@ def insertion(
     """
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
-    steps = _check_int("steps", steps, 1)
+    steps = check_int("steps", steps, 1)
     batch_size = check_batch_size(batch_size)
     blurred = gaussian_blur(x, blur_kernel_size, blur_sigma)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
-    indices = resolve_targets(targets, clean)
+    indices = class_indices(targets, clean)
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
@@ -286,7 +281,7 @@ def _masked_scores(
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
-    indices = resolve_targets(targets, clean)
+    indices = class_indices(targets, clean)
     weight = min_max(m)[:, None].to(x.dtype)
 
     def make_batch(ids: Tensor) -> Tensor:
@@ -405,8 +400,8 @@ def faithfulness_correlation(
     """
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
-    n = _check_int("n", n, 2)
-    subset = _check_int("subset", subset, 1)
+    n = check_int("n", n, 2)
+    subset = check_int("subset", subset, 1)
     batch_size = check_batch_size(batch_size)
     if not isinstance(softmax, bool):
         raise InputTypeError(f"softmax must be a bool, got {type(softmax).__name__}")
@@ -419,7 +414,7 @@ def faithfulness_correlation(
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
-    indices = resolve_targets(targets, clean)
+    indices = class_indices(targets, clean)
     gen = make_generator(seed, x.device)
     chosen = torch.stack([
         torch.rand(n, h * w, generator=gen, device=x.device).topk(subset, dim=1).indices
@@ -441,35 +436,8 @@ def faithfulness_correlation(
     return pearson(attributed, drop)
 
 
-def _captum_chunks(n_samples: int, batch_size: int, n_perturb: int) -> list[tuple[slice, int]]:
-    """Chunks of samples, one captum call each, with the ``max_examples_per_batch`` to pass.
-
-    A chunk holds ``max(1, batch_size // n_perturb)`` samples; ``max_examples_per_batch`` stays
-    within the range captum accepts without a warning (one copy of every sample of the chunk at
-    least, all of its copies at most).
-    """
-    per_chunk = max(1, batch_size // n_perturb)
-    chunks = []
-    for start in range(0, n_samples, per_chunk):
-        rows = min(n_samples, start + per_chunk) - start
-        chunks.append((slice(start, start + rows), max(rows, min(batch_size, rows * n_perturb))))
-    return chunks
-
-
-def _captum_images(n: int, batch_size: int, n_perturb: int) -> int:
-    """Images captum's metrics run: per chunk, every perturbed copy plus one clean pass per
-    sub-batch (infidelity recomputes the clean output for each sub-batch)."""
-    total = 0
-    for sl, max_examples in _captum_chunks(n, batch_size, n_perturb):
-        rows = sl.stop - sl.start
-        per_batch = min(max(max_examples // rows, 1), n_perturb)
-        sub_batches = -(-n_perturb // per_batch)
-        total += rows * (n_perturb + sub_batches)
-    return total
-
-
 def _infidelity_cost(n: int, p: dict[str, Any]) -> int:
-    return n + _captum_images(n, int(p["batch_size"]), int(p["n_perturb_samples"]))
+    return n + captum_images(n, int(p["batch_size"]), int(p["n_perturb_samples"]))
 
 
 @metric("infidelity", higher_is_better=False, family="faithfulness", cost=_infidelity_cost,
@@ -513,11 +481,11 @@ def infidelity(
 
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
-    n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
-    std = _check_number("noise_std", noise_std, 0.0)
+    n_perturb = check_int("n_perturb_samples", n_perturb_samples, 1)
+    std = check_number("noise_std", noise_std, 0.0)
     batch_size = check_batch_size(batch_size)
     output_fn = check_output_fn(output)
-    indices = resolve_targets(targets, clean_forward(model, x, None, output_fn))
+    indices = class_indices(targets, clean_forward(model, x, None, output_fn))
     gen = make_generator(seed, x.device)
     b, c, h, w = x.shape
     attributions = (m[:, None] / c).expand(b, c, h, w).to(x.dtype)
@@ -533,145 +501,10 @@ def infidelity(
         return noise, batch - noise
 
     scores = []
-    for sl, max_examples in _captum_chunks(b, batch_size, n_perturb):
+    for sl, max_examples in captum_chunks(b, batch_size, n_perturb):
         scores.append(captum_infidelity(
             forward, perturb, x[sl], attributions[sl], target=indices[sl],
             n_perturb_samples=n_perturb, max_examples_per_batch=max_examples,
             normalize=normalize,
-        ).reshape(-1))
-    return torch.cat(scores).float()
-
-
-def _explainer_images(explainer: object, n_images: int) -> int:
-    """Images an explainer runs for ``n_images`` inputs: its ``forward_passes`` when it states
-    them (every xcam explainer does), else one each."""
-    count = getattr(explainer, "forward_passes", None)
-    return int(count(n_images)) if callable(count) else n_images
-
-
-def _sensitivity_cost(n: int, p: dict[str, Any]) -> int:
-    # our clean explanation (targets), captum's clean one, and every perturbed copy
-    return _explainer_images(p.get("explainer"), n * (int(p["n_perturb_samples"]) + 2))
-
-
-def explanation_maps(explainer: Callable[..., Any], inputs: Tensor, targets: object) -> Tensor:
-    """Call an explainer (or any ``f(inputs, targets)``) and return its (B, H, W) maps."""
-    with torch.enable_grad():
-        result = explainer(inputs, targets)
-    from ..explanation import Explanation
-
-    maps = result.maps if isinstance(result, Explanation) else result
-    if not isinstance(maps, Tensor) or maps.dim() != 3 or maps.shape[0] != inputs.shape[0]:
-        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise InputTypeError(
-            f"explainer must return an Explanation or a (B, H, W) map tensor for B = "
-            f"{inputs.shape[0]} inputs, got {got}"
-        )
-    return maps.detach().float()
-
-
-def class_indices(targets: object, batch: int, device: torch.device) -> Tensor | None:
-    """(B,) LongTensor from an int (Python or numpy), a sequence of ints, a numpy array or an
-    integer tensor (0-d: one class for all); None stays None."""
-    from ..targets import UnitTarget, _as_indices
-
-    if targets is None:
-        return None
-    if isinstance(targets, UnitTarget) or (callable(targets) and not isinstance(targets, Tensor)):
-        raise TargetError(
-            "targets: this metric explains class scores, so it needs class indices (None, an "
-            f"int, a sequence, a numpy array or a LongTensor), got {type(targets).__name__}"
-        )
-    indices = _as_indices(targets, batch, device)
-    if indices.shape[0] != batch:
-        raise TargetError(f"targets has {indices.shape[0]} entries for a batch of {batch}; pass "
-                          "one class per sample, or a single int")
-    if bool((indices < 0).any()):
-        raise TargetError(f"targets hold a negative class index {int(indices.min())}; class "
-                          "indices start at 0")
-    return indices
-
-
-def explained_targets(explainer: Callable[..., Any], inputs: Tensor,
-                      targets: object) -> tuple[Tensor, Tensor]:
-    """``(maps, indices)``: the explanation on ``inputs`` and the class index it explained."""
-    from ..explanation import Explanation
-
-    indices = class_indices(targets, inputs.shape[0], inputs.device)
-    if indices is not None:
-        return explanation_maps(explainer, inputs, indices), indices
-    with torch.enable_grad():
-        result = explainer(inputs, None)
-    if not isinstance(result, Explanation) or result.targets is None:
-        raise TargetError(
-            "targets=None needs an explainer that returns an Explanation with class targets; "
-            "pass the class indices explicitly"
-        )
-    return explanation_maps(lambda _x, _t: result, inputs, None), result.targets.to(inputs.device)
-
-
-@metric("max_sensitivity", higher_is_better=False, family="robustness", cost=_sensitivity_cost,
-        stochastic=True, label="Max-sensitivity",
-        needs=frozenset({"explainer", "inputs", "targets"}))
-def max_sensitivity(
-    explainer: Callable[..., Any],
-    inputs: Tensor,
-    targets: object,
-    n_perturb_samples: int = 10,
-    radius: float = 0.02,
-    batch_size: int = 64,
-    seed: int | None = None,
-) -> Tensor:
-    """Max-sensitivity (Yeh et al., NeurIPS 2019), computed by ``captum.metrics.sensitivity_max``.
-
-    ``max_{||d||_inf <= r} ||E(x + d) - E(x)|| / ||E(x)||`` (Frobenius norms; captum divides by
-    1 where ``E(x)`` is 0), estimated with ``n_perturb_samples`` uniform perturbations
-    ``d ~ U[-radius, radius]`` per input value, the same class explained on every copy.
-
-    Args:
-        explainer: an xcam explainer, or any callable ``f(inputs, targets)`` returning an
-            :class:`~xcam.Explanation` or (B, H, W) maps. It runs with gradients enabled.
-        inputs: (B, C, H, W).
-        targets: class per sample; ``None`` takes the classes the explainer chose on the clean
-            input (it must then return an Explanation).
-        n_perturb_samples: perturbed copies per sample (default 10).
-        radius: L-infinity radius of the perturbation, in the model's input space (default 0.02,
-            as captum's ``perturb_radius``).
-        batch_size: most perturbed images per explainer call.
-        seed: seed of the perturbation generator.
-
-    Returns:
-        (B,) float32 >= 0. Lower is better.
-    """
-    from captum.metrics import sensitivity_max
-
-    from .._checks import check_inputs
-
-    if not callable(explainer):
-        raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
-    model = getattr(explainer, "model", None)
-    x = check_inputs(inputs, model=model if isinstance(model, torch.nn.Module) else None)
-    n_perturb = _check_int("n_perturb_samples", n_perturb_samples, 1)
-    r = _check_number("radius", radius, 0.0)
-    batch_size = check_batch_size(batch_size)
-    _, indices = explained_targets(explainer, x, targets)
-    gen = make_generator(seed, x.device)
-
-    def explain(batch: Tensor | tuple[Tensor, ...], target: Tensor) -> tuple[Tensor]:
-        # captum passes the clean inputs as a tuple and iterates over what comes back
-        batch = batch[0] if isinstance(batch, tuple) else batch
-        if target.numel() == 1:  # captum does not expand a one-element target
-            target = target.reshape(1).expand(batch.shape[0])
-        return (explanation_maps(explainer, batch, target),)
-
-    def perturb(batch: Tensor) -> Tensor:
-        noise = torch.rand(batch.shape, generator=gen, device=batch.device, dtype=batch.dtype)
-        return batch + (2 * noise - 1) * r
-
-    scores = []
-    for sl, max_examples in _captum_chunks(x.shape[0], batch_size, n_perturb):
-        scores.append(sensitivity_max(
-            explain, x[sl], perturb_func=perturb, n_perturb_samples=n_perturb,
-            max_examples_per_batch=max_examples, target=indices[sl],
         ).reshape(-1))
     return torch.cat(scores).float()

@@ -2,7 +2,7 @@
 
 Every function takes maps (B, H, W) at input resolution and ground truth ``gt``, either a bool
 mask (B, H, W) or, per sample, a list of ``(x0, y0, x1, y1)`` boxes in input pixels
-(inclusive-exclusive; rasterised by :func:`xcam.metrics.boxes_to_masks`). Scores are per sample,
+(inclusive-exclusive; rasterized by :func:`xcam.metrics.boxes_to_masks`). Scores are per sample,
 (B,) float32, NaN where the ground truth is empty. Definitions: ``specs/metrics.md``.
 """
 
@@ -15,17 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_number
 from ..errors import InputError, InputTypeError, warn
 from ..postprocess import normalize
-from .base import PerImage
-from ._core import (
-    _check_number,
-    check_boxes_inside,
-    check_maps,
-    ground_truth,
-    metric,
-    parse_boxes,
-)
+from ._inputs import check_maps
+from .base import PerImage, metric
+from .groundtruth import check_boxes_inside, ground_truth, parse_boxes
 
 __all__ = [
     "pointing_game",
@@ -103,7 +98,7 @@ def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
         the ground truth is empty.
     """
     m = check_maps(maps)
-    tol = _check_number("tolerance", tolerance, 0.0)
+    tol = check_number("tolerance", tolerance, 0.0)
     mask = ground_truth(gt, m)
     b = m.shape[0]
     flat = m.reshape(b, -1)
@@ -399,7 +394,7 @@ def max_box_acc(
     if iou_thresholds is None:
         levels: tuple[float, ...] = (0.3, 0.5, 0.7) if v2 else (0.5,)
     else:
-        levels = tuple(_check_number("iou_thresholds", float(d), 0.0) for d in iou_thresholds)
+        levels = tuple(check_number("iou_thresholds", float(d), 0.0) for d in iou_thresholds)
         if not levels:
             raise InputError("iou_thresholds is empty; pass at least one IoU level such as (0.5,)")
     n_t = thr.numel()

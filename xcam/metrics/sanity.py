@@ -15,28 +15,17 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_inputs, check_int, make_generator
 from ..errors import InputError, InputTypeError
 from ..layers import resolve_layer
 from ..outputs import OutputFn
-from .base import PerImage
-from ._core import (
-    _check_int,
-    check_maps,
-    check_model,
-    check_output_fn,
-    clean_forward,
-    make_generator,
-    metric,
-    resolve_targets,
-)
-from ._core import spearman as _spearman
-from ._core import ssim as _ssim
-from .faithfulness import (
-    _explainer_images,
-    class_indices,
-    explained_targets,
-    explanation_maps,
-)
+from ..targets import class_indices, parse_indices
+from ._explain import explained_targets, explainer_images, explanation_maps
+from ._forward import clean_forward
+from ._inputs import check_maps, check_model, check_output_fn
+from .base import PerImage, metric
+from .similarity import spearman as _spearman
+from .similarity import ssim as _ssim
 
 __all__ = [
     "RandomizationResult",
@@ -119,7 +108,8 @@ def _is_rebuildable(explainer: object) -> bool:
 def _make_explainer(explainer: object, model: nn.Module,
                     explainer_kwargs: dict[str, Any] | None) -> Callable[..., Any]:
     """An explainer bound to ``model``: from a registered name, a factory, or an xcam explainer
-    (rebuilt on ``model`` from its class and ``params()``)."""
+    (rebuilt on ``model`` from its class and ``params()``).
+    """
     from ..registry import create
 
     kwargs = dict(explainer_kwargs or {})
@@ -176,7 +166,7 @@ def _randomization_cost(n: int, p: dict[str, Any]) -> int:
     if not isinstance(model, nn.Module):
         raise InputError("model_parameter_randomization.forward_passes needs model= to count layers")
     n_layers = len(_layer_names(model, p.get("layers")))
-    return n + _explainer_images(p.get("explainer"), n) * (n_layers + 1)
+    return n + explainer_images(p.get("explainer"), n) * (n_layers + 1)
 
 
 def _randomization_per_image(result: RandomizationResult) -> PerImage:
@@ -232,15 +222,13 @@ def model_parameter_randomization(
     Returns:
         :class:`RandomizationResult` with (B, L) ``spearman`` and ``ssim``.
     """
-    from .._checks import check_inputs
-
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_model(model)
     x = check_inputs(inputs, model=model)
     names = _layer_names(model, layers)
     base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
-    indices = resolve_targets(targets, clean_forward(model, x, None, check_output_fn(output)))
+    indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
 
     randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
@@ -257,7 +245,7 @@ def model_parameter_randomization(
 
 def _random_logit_cost(n: int, p: dict[str, Any]) -> int:
     calls = 1 if p.get("maps") is not None else 2
-    return _explainer_images(p.get("explainer"), n * calls)
+    return explainer_images(p.get("explainer"), n * calls)
 
 
 @metric("random_logit", higher_is_better=False, family="sanity", cost=_random_logit_cost,
@@ -292,14 +280,12 @@ def random_logit(
     Returns:
         (B,) float32 SSIM in [-1, 1].
     """
-    from .._checks import check_inputs
-
     if not callable(explainer):
         raise InputTypeError(f"explainer must be callable, got {type(explainer).__name__}")
     model = getattr(explainer, "model", None)
     x = check_inputs(inputs, model=model if isinstance(model, nn.Module) else None)
-    k = _check_int("n_classes", n_classes, 2)
-    given = class_indices(targets, x.shape[0], x.device)
+    k = check_int("n_classes", n_classes, 2)
+    given = parse_indices(targets, x.shape[0], x.device)
     if maps is not None and given is not None:
         target_maps, indices = check_maps(maps).float().to(x.device), given
         if tuple(target_maps.shape) != (x.shape[0], *x.shape[2:]):

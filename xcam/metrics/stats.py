@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_number, make_generator
 from ..errors import InputError, InputTypeError
-from ._core import _check_int, _check_number, average_ranks, make_generator
+from .similarity import average_ranks
 
 __all__ = ["MeanCI", "mean_ci", "WilcoxonResult", "wilcoxon"]
 
@@ -86,10 +87,10 @@ def mean_ci(
         :class:`MeanCI`.
     """
     t = _scores(scores, "scores")
-    level = _check_number("confidence", confidence)
+    level = check_number("confidence", confidence)
     if not 0 < level < 1:
         raise InputError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence}")
-    n_boot = _check_int("n_resamples", n_resamples, 1)
+    n_boot = check_int("n_resamples", n_resamples, 1)
     defined = t[~torch.isnan(t)]
     n = int(defined.numel())
     n_undefined = int(t.numel()) - n

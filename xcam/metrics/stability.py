@@ -1,7 +1,7 @@
 """Stability of maps across models (LFI-CAM paper, Lee et al., ICCV 2021).
 
 For each image, the maps of several models (e.g. trained with different hyper-parameters) are
-min-max normalised per sample, thresholded at ``100/255``, and compared pairwise by IoU over the
+min-max normalized per sample, thresholded at ``100/255``, and compared pairwise by IoU over the
 whole map; the score is the mean IoU over the model pairs. The authors average IoU per image *row*,
 which inflates the scores; this is the standard per-image IoU (see the pinned definitions).
 """
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import InputError, InputTypeError
 from ..postprocess import normalize
+from .base import metric
 
 __all__ = ["stability", "thresholded_iou", "THRESHOLD"]
 
@@ -23,12 +24,12 @@ THRESHOLD = 100 / 255
 """The LFI-CAM paper's threshold on min-max maps (100 on a 0-255 scale)."""
 
 
-def _binary(maps: Tensor, threshold: float) -> Tensor:
+def binary_regions(maps: Tensor, threshold: float) -> Tensor:
     """(B, H*W) regions ``minmax(maps) > threshold``."""
     return (normalize(maps.float()) > threshold).flatten(1)
 
 
-def _iou(a: Tensor, b: Tensor) -> Tensor:
+def region_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of (B, P) boolean regions; NaN where both are empty."""
     inter = (a & b).sum(1).float()
     union = (a | b).sum(1).float()
@@ -52,9 +53,11 @@ def thresholded_iou(maps_a: Tensor, maps_b: Tensor, threshold: float = THRESHOLD
             f"maps_a and maps_b must be (B, H, W) of the same shape, got {tuple(maps_a.shape)} and "
             f"{tuple(maps_b.shape)}"
         )
-    return _iou(_binary(maps_a, threshold), _binary(maps_b, threshold))
+    return region_iou(binary_regions(maps_a, threshold), binary_regions(maps_b, threshold))
 
 
+@metric("stability", higher_is_better=True, family="stability", label="Stability (IoU)",
+        multi_model=True)
 def stability(maps: Sequence[Tensor] | Tensor, threshold: float = THRESHOLD) -> Tensor:
     """Mean pairwise IoU of several models' thresholded maps of the same images.
 
@@ -98,9 +101,6 @@ def stability(maps: Sequence[Tensor] | Tensor, threshold: float = THRESHOLD) -> 
             )
     if not 0 <= threshold < 1:
         raise InputError(f"threshold must be in [0, 1) on min-max maps, got {threshold}")
-    binary = [_binary(m, threshold) for m in items]
-    ious = torch.stack([_iou(a, b) for a, b in combinations(binary, 2)])
+    binary = [binary_regions(m, threshold) for m in items]
+    ious = torch.stack([region_iou(a, b) for a, b in combinations(binary, 2)])
     return ious.nanmean(dim=0)
-
-
-stability.higher_is_better = True  # type: ignore[attr-defined]

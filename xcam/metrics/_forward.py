@@ -1,0 +1,193 @@
+"""Batched forward passes of perturbed inputs, and the scores of the target class.
+
+Perturbed copies are built with tensor ops (:func:`replace_where`), run through the model in
+passes of at most ``batch_size`` images under ``torch.no_grad()`` (:func:`batched_scores`), and
+read as the softmax probability (or raw score) of each sample's target class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError, InputTypeError, OutputError
+from ..outputs import OutputFn, logits
+
+__all__ = [
+    "baseline_like",
+    "rows_of",
+    "replace_where",
+    "check_output",
+    "model_scores",
+    "clean_forward",
+    "target_scores",
+    "batched_scores",
+    "captum_chunks",
+    "captum_images",
+]
+
+
+def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> float | Tensor:
+    """Check ``baseline``: a number stays a float; a tensor becomes a 4-D tensor on the inputs'
+    device and dtype that broadcasts to them, with a leading dimension of 1 or B.
+    """
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not math.isfinite(baseline):
+            raise InputError(f"{name} must be finite, got {baseline}")
+        return float(baseline)
+    if not isinstance(baseline, Tensor):
+        raise InputTypeError(
+            f"{name} must be a number or a tensor broadcastable to inputs {tuple(inputs.shape)}, "
+            f"got {type(baseline).__name__}"
+        )
+    try:
+        if baseline.dim() > 4 or torch.broadcast_shapes(baseline.shape, inputs.shape) != inputs.shape:
+            raise RuntimeError
+    except RuntimeError:
+        raise InputError(
+            f"{name} of shape {tuple(baseline.shape)} does not broadcast to inputs "
+            f"{tuple(inputs.shape)}; pass a number, (C, 1, 1) per channel, (C, H, W) or "
+            "(B, C, H, W)"
+        ) from None
+    return baseline.detach().to(device=inputs.device, dtype=inputs.dtype).reshape(
+        (1,) * (4 - baseline.dim()) + tuple(baseline.shape))
+
+
+def rows_of(value: float | Tensor, rows: Tensor) -> float | Tensor:
+    """A baseline for the given sample rows: a float as is, a (1, ...) tensor as is (it
+    broadcasts), a per-sample (B, ...) tensor gathered.
+    """
+    if isinstance(value, Tensor) and value.shape[0] > 1:
+        return value[rows]
+    return value
+
+
+def replace_where(mask: Tensor, source: Tensor, rows: Tensor,
+                  value: float | Tensor) -> Tensor:
+    """``source[rows]`` with the pixels where ``mask`` (r, H, W) is True taken from ``value``
+    (all channels): a new tensor, the caller's data untouched.
+    """
+    out = source[rows]
+    fill = rows_of(value, rows)
+    if isinstance(fill, float):
+        return out.masked_fill_(mask[:, None], fill)
+    return torch.where(mask[:, None], fill, out)
+
+
+def check_output(output: Tensor, rows: int, where: str) -> Tensor:
+    if output.dim() != 2 or output.shape[0] != rows:
+        raise OutputError(
+            f"{where}: metrics need model scores of shape (B, classes) = ({rows}, K), got "
+            f"{tuple(output.shape)}; pass output=lambda out: ... returning the (B, classes) "
+            "scores, or wrap the model so that it returns them"
+        )
+    if output.dtype.is_complex or not output.dtype.is_floating_point:
+        raise OutputError(
+            f"{where}: model scores must be floating point, got dtype {output.dtype}; pass "
+            "output=lambda out: out.float() or return logits from the model"
+        )
+    return output
+
+
+def model_scores(model: Callable[[Tensor], Any], batch: Tensor, output_fn: OutputFn | None,
+                 where: str) -> Tensor:
+    """``model(batch)`` unwrapped by :func:`xcam.outputs.logits` and checked to be (r, K)."""
+    return check_output(logits(model(batch), output_fn), batch.shape[0], where)
+
+
+def clean_forward(model: Callable[[Tensor], Any], inputs: Tensor,
+                  clean_output: object | None, output_fn: OutputFn | None = None) -> Tensor:
+    """The model's (B, K) scores on the clean inputs: computed once, or the ones the caller shares
+    (``clean_output`` may be a raw model output: it is unwrapped like one).
+    """
+    b = inputs.shape[0]
+    if clean_output is not None:
+        if not isinstance(clean_output, (Tensor, Mapping, tuple, list)) and not hasattr(
+                clean_output, "logits"):
+            raise InputTypeError(
+                f"clean_output must be the model's output on inputs (clean_output=model(inputs)), "
+                f"got {type(clean_output).__name__}"
+            )
+        scores = logits(clean_output, output_fn)
+        return check_output(scores, b, "clean_output").detach().to(inputs.device)
+    with torch.no_grad():
+        out = model_scores(model, inputs, output_fn, "model(inputs)")
+    return out.detach()
+
+
+def target_scores(output: Tensor, indices: Tensor, softmax: bool) -> Tensor:
+    """(rows,) softmax probability (or raw output) of each row's target class, float32."""
+    out = output.float()
+    if softmax:
+        out = torch.softmax(out, dim=1)
+    return out.gather(1, indices[:, None].to(out.device)).squeeze(1)
+
+
+def batched_scores(
+    model: Callable[[Tensor], Any],
+    make_batch: Callable[[Tensor], Tensor],
+    rows: int,
+    sample_of_row: Callable[[Tensor], Tensor],
+    indices: Tensor,
+    batch_size: int,
+    softmax: bool,
+    device: torch.device,
+    output_fn: OutputFn | None = None,
+) -> Tensor:
+    """Score ``rows`` perturbed images in forward passes of at most ``batch_size`` images.
+
+    Args:
+        model: the model.
+        make_batch: row ids (r,) -> images (r, C, H, W), built with tensor ops.
+        rows: how many perturbed images.
+        sample_of_row: row ids -> the sample each row comes from (r,).
+        indices: (B,) target class per sample.
+        batch_size: most images per forward pass.
+        softmax: score = softmax probability (True) or the raw output (False).
+        device: where the row ids live.
+        output_fn: the ``output=`` callable (None: :func:`xcam.outputs.logits`'s rules).
+
+    Returns:
+        (rows,) float32 scores of the target class, under ``torch.no_grad()``.
+    """
+    out = torch.empty(rows, dtype=torch.float32, device=device)
+    with torch.no_grad():
+        for start in range(0, rows, batch_size):
+            ids = torch.arange(start, min(rows, start + batch_size), device=device)
+            batch = make_batch(ids)
+            output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+            out[start:start + ids.numel()] = target_scores(output, indices[sample_of_row(ids)],
+                                                           softmax)
+    return out
+
+
+def captum_chunks(n_samples: int, batch_size: int, n_perturb: int) -> list[tuple[slice, int]]:
+    """Chunks of samples, one captum call each, with the ``max_examples_per_batch`` to pass.
+
+    A chunk holds ``max(1, batch_size // n_perturb)`` samples; ``max_examples_per_batch`` stays
+    within the range captum accepts without a warning (one copy of every sample of the chunk at
+    least, all of its copies at most).
+    """
+    per_chunk = max(1, batch_size // n_perturb)
+    chunks = []
+    for start in range(0, n_samples, per_chunk):
+        rows = min(n_samples, start + per_chunk) - start
+        chunks.append((slice(start, start + rows), max(rows, min(batch_size, rows * n_perturb))))
+    return chunks
+
+
+def captum_images(n: int, batch_size: int, n_perturb: int) -> int:
+    """Images captum's metrics run: per chunk, every perturbed copy plus one clean pass per
+    sub-batch (infidelity recomputes the clean output for each sub-batch).
+    """
+    total = 0
+    for sl, max_examples in captum_chunks(n, batch_size, n_perturb):
+        rows = sl.stop - sl.start
+        per_batch = min(max(max_examples // rows, 1), n_perturb)
+        sub_batches = -(-n_perturb // per_batch)
+        total += rows * (n_perturb + sub_batches)
+    return total
