@@ -81,7 +81,8 @@ def overlay(image: Any, saliency: Any, alpha: float = 0.5, colormap: int = cv2.C
     colored = cv2.applyColorMap(np.uint8(np.round(255 * heat)), colormap)
     colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
     out = (1 - alpha) * img + alpha * colored
-    return np.uint8(np.clip(np.round(255 * out), 0, 255))
+    result: np.ndarray = np.uint8(np.clip(np.round(255 * out), 0, 255))
+    return result
 
 
 def grid(
@@ -98,6 +99,7 @@ def grid(
         maps: method name -> (B, H, W) maps.
         path: save the figure there as PNG when given.
         row_titles: a title per row (e.g. the predicted class).
+        alpha: opacity of the map over the image (see :func:`overlay`).
 
     Returns:
         The matplotlib ``Figure``.
@@ -165,8 +167,9 @@ def plot_curves(
     """Plot the mean deletion or insertion curve of one or several methods.
 
     Args:
-        results: a :class:`~xcam.metrics.CurveResult` (or any object with its ``auc``, ``curves``, ``fractions`` and ``kind``), or a mapping ``label -> CurveResult``
-            (e.g. one entry per explainer) drawn on the same axes. The legend shows each mean AUC.
+        results: a :class:`~xcam.metrics.CurveResult` (any :class:`CurveLike`), or a mapping
+            ``label -> CurveResult`` (e.g. one entry per explainer) drawn on the same axes.
+            The legend shows each mean AUC.
         ax: matplotlib axes to draw on (a new figure when None).
         samples: also draw every sample's curve, thin and transparent.
         title: axes title (default: the curves' kind).

@@ -4,12 +4,14 @@ Public names (stable API)::
 
     from xcam.lfi import LFICAMNet, fit
     net = LFICAMNet(backbone, depth=4, width=None)     # backbone: a torchvision CNN classifier
-    history = fit(net, train_data, mode="scratch" | "finetune" | "posthoc", epochs=..., lr=..., seed=...)
+    history = fit(net, train_data, mode="scratch" | "finetune" | "posthoc",
+                  epochs=..., lr=..., seed=...)
     xcam.methods.LFICAM(net)(x) -> Explanation         # maps = attention upsampled to the input size
 
 The LFI-CAM paper's stability metric (mean pairwise IoU of thresholded maps across models) is
 :func:`xcam.metrics.stability`. Also: :class:`~xcam.lfi.data.ShapesDataset` (shapes on clutter
-with object masks, generated offline), :func:`train_imagefolder` (behind ``xcam lfi train``), :func:`load_checkpoint`, :func:`evaluate`.
+with object masks, generated offline), :func:`train_imagefolder` (behind ``xcam lfi train``),
+:func:`load_checkpoint`, :func:`evaluate`.
 """
 
 from __future__ import annotations

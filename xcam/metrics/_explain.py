@@ -20,7 +20,9 @@ __all__ = ["explainer_images", "explanation_maps", "explained_targets"]
 
 
 def explainer_images(explainer: object, n_images: int) -> int:
-    """Images an explainer runs for ``n_images`` inputs: its ``forward_passes`` when it states
+    """Images an explainer runs for ``n_images`` inputs.
+
+    Its ``forward_passes`` when it states
     them (every xcam explainer does), else one each.
     """
     count = getattr(explainer, "forward_passes", None)

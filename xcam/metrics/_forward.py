@@ -32,7 +32,9 @@ __all__ = [
 
 
 def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> float | Tensor:
-    """Check ``baseline``: a number stays a float; a tensor becomes a 4-D tensor on the inputs'
+    """Check ``baseline`` against the inputs.
+
+    A number stays a float; a tensor becomes a 4-D tensor on the inputs'
     device and dtype that broadcasts to them, with a leading dimension of 1 or B.
     """
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
@@ -45,7 +47,8 @@ def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> f
             f"got {type(baseline).__name__}"
         )
     try:
-        if baseline.dim() > 4 or torch.broadcast_shapes(baseline.shape, inputs.shape) != inputs.shape:
+        if baseline.dim() > 4 or torch.broadcast_shapes(  # type: ignore[no-untyped-call]
+                baseline.shape, inputs.shape) != inputs.shape:
             raise RuntimeError
     except RuntimeError:
         raise InputError(
@@ -58,7 +61,9 @@ def baseline_like(baseline: object, inputs: Tensor, name: str = "baseline") -> f
 
 
 def rows_of(value: float | Tensor, rows: Tensor) -> float | Tensor:
-    """A baseline for the given sample rows: a float as is, a (1, ...) tensor as is (it
+    """A baseline for the given sample rows.
+
+    A float as is, a (1, ...) tensor as is (it
     broadcasts), a per-sample (B, ...) tensor gathered.
     """
     if isinstance(value, Tensor) and value.shape[0] > 1:
@@ -68,8 +73,9 @@ def rows_of(value: float | Tensor, rows: Tensor) -> float | Tensor:
 
 def replace_where(mask: Tensor, source: Tensor, rows: Tensor,
                   value: float | Tensor) -> Tensor:
-    """``source[rows]`` with the pixels where ``mask`` (r, H, W) is True taken from ``value``
-    (all channels): a new tensor, the caller's data untouched.
+    """``source[rows]`` with the masked pixels taken from ``value``.
+
+    The pixels where ``mask`` (r, H, W) is True, in all channels: a new tensor, the caller's data untouched.
     """
     out = source[rows]
     fill = rows_of(value, rows)
@@ -101,7 +107,9 @@ def model_scores(model: Callable[[Tensor], Any], batch: Tensor, output_fn: Outpu
 
 def clean_forward(model: Callable[[Tensor], Any], inputs: Tensor,
                   clean_output: object | None, output_fn: OutputFn | None = None) -> Tensor:
-    """The model's (B, K) scores on the clean inputs: computed once, or the ones the caller shares
+    """The model's (B, K) scores on the clean inputs.
+
+    Computed once, or the ones the caller shares
     (``clean_output`` may be a raw model output: it is unwrapped like one).
     """
     b = inputs.shape[0]
@@ -181,7 +189,9 @@ def captum_chunks(n_samples: int, batch_size: int, n_perturb: int) -> list[tuple
 
 
 def captum_images(n: int, batch_size: int, n_perturb: int) -> int:
-    """Images captum's metrics run: per chunk, every perturbed copy plus one clean pass per
+    """Images captum's metrics run.
+
+    Per chunk, every perturbed copy plus one clean pass per
     sub-batch (infidelity recomputes the clean output for each sub-batch).
     """
     total = 0

@@ -72,7 +72,9 @@ def check_inputs_and_maps(inputs: object, maps: object,
 
 
 def check_model(model: object) -> Callable[[Tensor], Any]:
-    """A callable model. An ``nn.Module`` is run in eval mode by :class:`Metric` (its flags are
+    """A callable model.
+
+    An ``nn.Module`` is run in eval mode by :class:`Metric` (its flags are
     restored afterwards), so a model left in training mode gives the same scores as in eval mode.
     """
     if not callable(model):
@@ -90,7 +92,7 @@ def check_output_fn(output: object) -> OutputFn | None:
             f"output must be None or a callable f(model_output) -> (B, classes) tensor, got "
             f"{type(output).__name__}; e.g. output=lambda out: out['logits']"
         )
-    return output  # type: ignore[return-value]
+    return output
 
 
 def check_batch_size(batch_size: object) -> int:

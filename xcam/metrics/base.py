@@ -243,6 +243,10 @@ class Metric(Generic[P, R]):
                          if any(n in params for n in names))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the metric function (a ``model`` that is an ``nn.Module`` runs in eval mode)."""
+        return self._invoke(args, kwargs)
+
+    def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         model: object = None
         if self._model_at is not None:
             model = args[self._model_at] if len(args) > self._model_at else kwargs.get("model")
@@ -341,7 +345,7 @@ class Metric(Generic[P, R]):
             if n in params and value is not None:
                 call[n] = value
         call.update(kwargs)
-        return self(**call)  # type: ignore[arg-type]
+        return self._invoke((), call)
 
     def per_image(self, result: Any) -> PerImage:
         """The per-image scores (and curves, parts, details) of a result of this metric."""

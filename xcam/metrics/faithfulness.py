@@ -108,7 +108,9 @@ def _curve(
     batch_size: int,
     output_fn: OutputFn | None = None,
 ) -> Tensor:
-    """Softmax probabilities (B, S) of images that take ``end``'s value at the ``counts[k]`` most
+    """Softmax probabilities (B, S) of the partly moved images.
+
+    Images that take ``end``'s value at the ``counts[k]`` most
     relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts.
     """
     b = start.shape[0]
@@ -239,8 +241,14 @@ def insertion(
     pixels inserted, in [0, 1].
 
     Args:
-        model, inputs, maps, targets, steps, batch_size, clean_output, output: as in
-            :func:`deletion`.
+        model: as in :func:`deletion`.
+        inputs: as in :func:`deletion`.
+        maps: as in :func:`deletion`.
+        targets: as in :func:`deletion`.
+        steps: as in :func:`deletion`.
+        batch_size: as in :func:`deletion`.
+        clean_output: as in :func:`deletion`.
+        output: as in :func:`deletion`.
         blur_kernel_size: side of the Gaussian kernel (odd, default 11).
         blur_sigma: its standard deviation in pixels (default 5).
 
@@ -318,7 +326,13 @@ def average_drop(
     ``100 * mean`` of it (a percentage). Lower is better.
 
     Args:
-        model, inputs, maps, targets, batch_size, clean_output, output: as in :func:`deletion`.
+        model: as in :func:`deletion`.
+        inputs: as in :func:`deletion`.
+        maps: as in :func:`deletion`.
+        targets: as in :func:`deletion`.
+        batch_size: as in :func:`deletion`.
+        clean_output: as in :func:`deletion`.
+        output: as in :func:`deletion`.
         baseline: what ``1 - m`` blends towards, in the model's input space (default 0).
 
     Returns:
@@ -378,15 +392,22 @@ def faithfulness_correlation(
     clean_output: Tensor | None = None,
     output: OutputFn | None = None,
 ) -> Tensor:
-    """Faithfulness correlation (Bhatt et al., "Evaluating and aggregating feature-based model
-    explanations", IJCAI 2020).
+    """Faithfulness correlation (Bhatt et al., IJCAI 2020).
+
+    "Evaluating and aggregating feature-based model explanations".
 
     For ``n`` random subsets S of ``subset`` pixels (drawn without replacement, independently
     per sample), the Pearson correlation over S between the map's sum ``sum_{p in S} M(p)`` and
     the drop of the target score ``f(x) - f(x with S set to the baseline)`` (all channels).
 
     Args:
-        model, inputs, maps, targets, batch_size, clean_output, output: as in :func:`deletion`.
+        model: as in :func:`deletion`.
+        inputs: as in :func:`deletion`.
+        maps: as in :func:`deletion`.
+        targets: as in :func:`deletion`.
+        batch_size: as in :func:`deletion`.
+        clean_output: as in :func:`deletion`.
+        output: as in :func:`deletion`.
         n: number of random subsets per sample (default 100).
         subset: pixels per subset (default 224).
         seed: seed of the subset generator; ``None`` draws a fresh one from torch's global RNG.
@@ -456,8 +477,9 @@ def infidelity(
     softmax: bool = False,
     output: OutputFn | None = None,
 ) -> Tensor:
-    """Infidelity (Yeh et al., "On the (in)fidelity and sensitivity of explanations", NeurIPS
-    2019), computed by ``captum.metrics.infidelity``.
+    """Infidelity (Yeh et al., NeurIPS 2019), computed by ``captum.metrics.infidelity``.
+
+    "On the (in)fidelity and sensitivity of explanations".
 
     ``INFD = E_I[(I^T M - (f(x) - f(x - I)))^2]`` with per-pixel Gaussian perturbations
     ``I ~ N(0, noise_std^2)`` shared by all channels of a pixel, so that ``I^T M`` is
@@ -465,7 +487,11 @@ def infidelity(
     captum). ``f`` is the target's raw output (or its softmax probability with ``softmax=True``).
 
     Args:
-        model, inputs, maps, targets, output: as in :func:`deletion`.
+        model: as in :func:`deletion`.
+        inputs: as in :func:`deletion`.
+        maps: as in :func:`deletion`.
+        targets: as in :func:`deletion`.
+        output: as in :func:`deletion`.
         n_perturb_samples: perturbations per sample (default 10).
         noise_std: standard deviation of the perturbation, in the model's input space.
         batch_size: most perturbed images per forward pass (captum's

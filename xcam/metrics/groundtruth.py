@@ -151,7 +151,9 @@ def from_numpy(value: object) -> object:
 
 
 def check_boxes_inside(padded: Tensor, valid: Tensor, size: tuple[int, int], name: str) -> None:
-    """Warn when a box reaches more than one pixel outside the (H, W) maps, or when a sample's
+    """Warn about boxes that do not fit the maps.
+
+    When a box reaches more than one pixel outside the (H, W) maps, or when a sample's
     boxes cover none of its pixels: boxes are then most likely in another image's coordinates
     (the original image before a resize or crop). Such boxes are clipped to the image.
     """
@@ -179,8 +181,10 @@ def check_boxes_inside(padded: Tensor, valid: Tensor, size: tuple[int, int], nam
 
 
 def ground_truth(gt: object, maps: Tensor, name: str = "gt") -> Tensor:
-    """A (B, H, W) bool mask from a bool mask or from boxes (tensors, lists or numpy arrays), on
-    the maps' device. Boxes outside the image are clipped, with a warning.
+    """A (B, H, W) bool mask on the maps' device.
+
+    From a bool mask or from boxes (tensors, lists or numpy arrays). Boxes outside the image are
+    clipped, with a warning.
     """
     b, h, w = maps.shape
     gt = from_numpy(gt)

@@ -353,8 +353,9 @@ def max_box_acc(
     v2: bool = False,
     iou_thresholds: Sequence[float] | None = None,
 ) -> BoxAccResult:
-    """MaxBoxAcc and MaxBoxAccV2 (Choe et al., "Evaluating weakly supervised object localization
-    methods right", CVPR 2020).
+    """MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020).
+
+    "Evaluating weakly supervised object localization methods right".
 
     Each map is min-max normalised. For every threshold t the mask ``map > t`` (strictly above,
     as in the authors' reference code, wsolevaluation's ``cv2.threshold(..., THRESH_BINARY)``,

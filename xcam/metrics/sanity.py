@@ -107,14 +107,16 @@ def _is_rebuildable(explainer: object) -> bool:
 
 def _make_explainer(explainer: object, model: nn.Module,
                     explainer_kwargs: dict[str, Any] | None) -> Callable[..., Any]:
-    """An explainer bound to ``model``: from a registered name, a factory, or an xcam explainer
+    """An explainer bound to ``model``.
+
+    From a registered name, a factory, or an xcam explainer
     (rebuilt on ``model`` from its class and ``params()``).
     """
     from ..registry import create
 
     kwargs = dict(explainer_kwargs or {})
     if isinstance(explainer, str):
-        return create(explainer, model, **kwargs)
+        return cast(Callable[..., Any], create(explainer, model, **kwargs))
     if _is_rebuildable(explainer):
         params = {**explainer.params(), **kwargs}  # type: ignore[attr-defined]
         try:
@@ -132,7 +134,7 @@ def _make_explainer(explainer: object, model: nn.Module,
                 "explainer: a factory must return an explainer (a callable taking inputs and "
                 f"targets) for the model it is given; it returned {type(built).__name__}"
             )
-        return built
+        return cast(Callable[..., Any], built)
     raise InputTypeError(
         "explainer must be a registered name ('gradcam'), an xcam explainer, or a factory "
         f"model -> explainer; got {type(explainer).__name__}"
@@ -193,8 +195,9 @@ def model_parameter_randomization(
     explainer_kwargs: dict[str, Any] | None = None,
     output: OutputFn | None = None,
 ) -> RandomizationResult:
-    """Cascading model-parameter randomisation (Adebayo et al., "Sanity checks for saliency
-    maps", NeurIPS 2018).
+    """Cascading model-parameter randomization (Adebayo et al., NeurIPS 2018).
+
+    "Sanity checks for saliency maps".
 
     One deep copy of the model is randomised progressively: from the output layer towards the
     input, one more layer's parameters are re-initialised at a time (seeded; see

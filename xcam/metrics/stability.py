@@ -40,7 +40,8 @@ def thresholded_iou(maps_a: Tensor, maps_b: Tensor, threshold: float = THRESHOLD
     """IoU of ``minmax(maps_a) > threshold`` and ``minmax(maps_b) > threshold``, per sample.
 
     Args:
-        maps_a, maps_b: (B, H, W) maps of the same shape.
+        maps_a: (B, H, W) maps.
+        maps_b: (B, H, W) maps of the same shape.
         threshold: on the min-max map in [0, 1]; a pixel is in the region when strictly above it
             (as ``cv2.threshold(..., THRESH_BINARY)``, which the authors used on 0-255 maps).
 

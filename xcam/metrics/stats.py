@@ -1,5 +1,6 @@
-"""Aggregation of per-sample scores: a mean with its bootstrap confidence interval, and a paired
-test between two methods.
+"""Aggregation of per-sample scores.
+
+A mean with its bootstrap confidence interval, and a paired test between two methods.
 
 NaN scores (samples where a metric is undefined) are left out: by :func:`mean_ci` one at a time,
 by :func:`wilcoxon` pair by pair. Both work on tensors and need nothing beyond torch.
@@ -157,7 +158,8 @@ def wilcoxon(a: Tensor, b: Tensor, alternative: str = "two-sided") -> WilcoxonRe
     - otherwise the normal approximation with the tie correction of the variance.
 
     Args:
-        a, b: (B,) per-sample scores of two methods on the same samples.
+        a: (B,) per-sample scores of one method.
+        b: (B,) scores of the other method on the same samples.
         alternative: ``"two-sided"`` (default), ``"greater"`` (a tends to exceed b) or
             ``"less"``.
 
@@ -216,6 +218,6 @@ def wilcoxon(a: Tensor, b: Tensor, alternative: str = "two-sided") -> WilcoxonRe
     var_w = (m * (m + 1) * (2 * m + 1) - tie_term / 2) / 24
     z = (w_plus - mean_w) / math.sqrt(var_w)
     normal = torch.distributions.Normal(0.0, 1.0)
-    lower = float(normal.cdf(torch.tensor(z, dtype=torch.float64)))
+    lower = float(normal.cdf(torch.tensor(z, dtype=torch.float64)))  # type: ignore[no-untyped-call]
     upper = 1.0 - lower
     return WilcoxonResult(statistic, tail_p(lower, upper), n, "asymptotic", median)
