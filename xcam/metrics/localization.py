@@ -309,13 +309,6 @@ def _box_acc_per_image(result: BoxAccResult) -> PerImage:
     return PerImage(scores=nan, parts=result.iou)
 
 
-def iou_levels(v2: bool = False, iou_thresholds: Sequence[float] | None = None) -> tuple[float, ...]:
-    """The IoU levels d of MaxBoxAcc: ``iou_thresholds``, else (0.5,) or (0.3, 0.5, 0.7) for v2."""
-    if iou_thresholds:
-        return tuple(float(d) for d in iou_thresholds)
-    return (0.3, 0.5, 0.7) if v2 else (0.5,)
-
-
 def box_acc_indicators(iou: Tensor, levels: Sequence[float]) -> Tensor:
     """Per image, its share in MaxBoxAcc over the N images of ``iou`` (N, T).
 
@@ -339,8 +332,8 @@ def box_acc_indicators(iou: Tensor, levels: Sequence[float]) -> Tensor:
 
 
 def _box_acc_aggregate(parts: Tensor, settings: Mapping[str, Any]) -> Tensor:
-    return box_acc_indicators(parts, iou_levels(bool(settings.get("v2", False)),
-                                                settings.get("iou_thresholds")))
+    levels = iou_levels(bool(settings.get("v2", False)), settings.get("iou_thresholds") or None)
+    return box_acc_indicators(parts, levels)
 
 
 @metric("max_box_acc", higher_is_better=True, family="localization", version=2,
@@ -382,9 +375,6 @@ def max_box_acc(
     Returns:
         :class:`BoxAccResult` with ``.value`` (float) and ``.iou`` (B, T).
     """
-    import cv2
-    import numpy as np
-
     m = check_maps(maps)
     if not isinstance(v2, bool):
         raise InputTypeError(f"v2 must be a bool, got {type(v2).__name__}")
@@ -392,20 +382,59 @@ def max_box_acc(
     gt, valid = parse_boxes(boxes, b)
     check_boxes_inside(gt, valid, (h, w), "boxes")
     thr = _thresholds(thresholds, m.device)
-    if iou_thresholds is None:
-        levels: tuple[float, ...] = (0.3, 0.5, 0.7) if v2 else (0.5,)
-    else:
-        levels = tuple(check_number("iou_thresholds", float(d), 0.0) for d in iou_thresholds)
-        if not levels:
-            raise InputError("iou_thresholds is empty; pass at least one IoU level such as (0.5,)")
-    n_t = thr.numel()
-
-    # The only numpy / CPU edge: OpenCV labels the thresholded masks.
-    norm = normalize(m).double()
-    masks = (norm[None] > thr[:, None, None, None]).to(torch.uint8).cpu().numpy()  # (T, B, H, W)
+    levels = iou_levels(v2, iou_thresholds)
     has_gt = valid.any(dim=1)
+    estimates, rows = _estimated_boxes(normalize(m).double(), thr, has_gt, v2)
+    iou = _best_iou(estimates, rows, gt, valid, thr.numel(), b)
+    iou[~has_gt] = _NAN
+    box_acc, value = _box_accuracy(iou[has_gt], levels)
+    return BoxAccResult(
+        value=value,
+        iou=iou.float().to(m.device),
+        thresholds=thr.float(),
+        iou_thresholds=levels,
+        box_acc=box_acc.float().to(m.device),
+        v2=v2,
+    )
+
+
+def iou_levels(v2: bool = False, iou_thresholds: Sequence[float] | None = None) -> tuple[float, ...]:
+    """The IoU levels d of MaxBoxAcc: ``iou_thresholds``, else (0.5,), or (0.3, 0.5, 0.7) for v2.
+
+    Raises:
+        InputError: ``iou_thresholds`` is empty or holds a negative level.
+        InputTypeError: a level is not a number.
+    """
+    if iou_thresholds is None:
+        return (0.3, 0.5, 0.7) if v2 else (0.5,)
+    levels = tuple(check_number("iou_thresholds", float(d), 0.0) for d in iou_thresholds)
+    if not levels:
+        raise InputError("iou_thresholds is empty; pass at least one IoU level such as (0.5,)")
+    return levels
+
+
+def _estimated_boxes(norm: Tensor, thr: Tensor, has_gt: Tensor, v2: bool) -> tuple[Tensor, Tensor]:
+    """Boxes of the connected components of ``norm > t`` for every threshold t and sample.
+
+    The only numpy / CPU edge of the metrics: OpenCV labels the thresholded masks (8-connected).
+
+    Args:
+        norm: (B, H, W) min-max normalized maps.
+        thr: (T,) thresholds.
+        has_gt: (B,) samples with ground truth (the others are skipped).
+        v2: every component's box; else only the largest component's (ties: the lowest label).
+
+    Returns:
+        ``(estimates, rows)``: (R, 4) float64 boxes ``(x0, y0, x1, y1)`` and (R,) the row
+        ``t * B + i`` each belongs to.
+    """
+    import cv2
+    import numpy as np
+
+    b = norm.shape[0]
+    masks = (norm[None] > thr[:, None, None, None]).to(torch.uint8).cpu().numpy()  # (T, B, H, W)
     rows, found = [], []
-    for t in range(n_t):
+    for t in range(thr.numel()):
         for i in range(b):
             if not bool(has_gt[i]):
                 continue
@@ -421,29 +450,33 @@ def max_box_acc(
                             y0 + comp[:, cv2.CC_STAT_HEIGHT]], axis=1)
             found.append(est)
             rows.append(np.full(len(est), t * b + i))
-    iou = torch.zeros(n_t * b, dtype=torch.float64)
-    if found:
-        est_t = torch.from_numpy(np.concatenate(found)).to(torch.float64)
-        row_t = torch.from_numpy(np.concatenate(rows)).long()
-        sample = row_t % b
-        pair = _box_iou(est_t, gt[sample])  # (R, M)
-        pair = torch.where(valid[sample], pair, torch.zeros_like(pair))
-        iou.scatter_reduce_(0, row_t, pair.max(dim=1).values, reduce="amax")
-    iou = iou.reshape(n_t, b).t().contiguous()  # (B, T)
-    iou[~has_gt] = _NAN
+    if not found:
+        return torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+    return (torch.from_numpy(np.concatenate(found)).to(torch.float64),
+            torch.from_numpy(np.concatenate(rows)).long())
 
-    scored = iou[has_gt]  # (B', T)
+
+def _best_iou(estimates: Tensor, rows: Tensor, gt: Tensor, valid: Tensor, n_t: int,
+              b: int) -> Tensor:
+    """(B, T) float64: per sample and threshold, the best IoU of an estimate with a true box.
+
+    0 where the mask was empty.
+    """
+    iou = torch.zeros(n_t * b, dtype=torch.float64)
+    if rows.numel():
+        sample = rows % b
+        pair = _box_iou(estimates, gt[sample])  # (R, M)
+        pair = torch.where(valid[sample], pair, torch.zeros_like(pair))
+        iou.scatter_reduce_(0, rows, pair.max(dim=1).values, reduce="amax")
+    return iou.reshape(n_t, b).t().contiguous()
+
+
+def _box_accuracy(scored: Tensor, levels: tuple[float, ...]) -> tuple[Tensor, float]:
+    """``BoxAcc(t, d)`` (D, T) over the scored samples (B', T), and MaxBoxAcc.
+
+    MaxBoxAcc is the mean over d of the maximum over t of BoxAcc (NaN without a scored sample).
+    """
     if scored.shape[0] == 0:
-        box_acc = torch.full((len(levels), n_t), _NAN, dtype=torch.float64)
-        value = _NAN
-    else:
-        box_acc = torch.stack([(scored >= d).double().mean(dim=0) for d in levels])  # (D, T)
-        value = float(box_acc.max(dim=1).values.mean())
-    return BoxAccResult(
-        value=value,
-        iou=iou.float().to(m.device),
-        thresholds=thr.float(),
-        iou_thresholds=levels,
-        box_acc=box_acc.float().to(m.device),
-        v2=v2,
-    )
+        return torch.full((len(levels), scored.shape[1]), _NAN, dtype=torch.float64), _NAN
+    box_acc = torch.stack([(scored >= d).double().mean(dim=0) for d in levels])  # (D, T)
+    return box_acc, float(box_acc.max(dim=1).values.mean())
