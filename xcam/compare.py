@@ -12,7 +12,7 @@ How a run proceeds, image by image (one image at a time, so that results do not 
 images are grouped into batches or shared between processes):
 
 1. the image is read (upright, RGB; see :func:`xcam.data.load_images`), brought to the model
-   input's geometry with its boxes (squashed, or resized and centre-cropped as ``preprocess``
+   input's geometry with its boxes (squashed, or resized and center-cropped as ``preprocess``
    says), scaled, and run once through the model in eval mode; its target class is chosen
    (``targets=``);
 2. every method explains it, and every metric scores that map (faithfulness metrics reuse the
@@ -29,8 +29,12 @@ The run folder is compare's alone: it never deletes or replaces a file it did no
 ``table.csv`` of your own, say) unless ``overwrite=True``.
 
 Controls (``blank``, ``random``, ``center``, ``edges``) are added to the methods unless ``controls=False``.
-The pointing game's centre baseline is scored for every image with boxes. The sanity check
-``model_parameter_randomization`` runs on the first ``sanity_images`` images once per method.
+Every metric is driven by its metadata (:class:`xcam.metrics.Metric`: ``needs``, ``scope``,
+``curves``, ``baseline_label``, ...), so that compare names none of them: a metric with a baseline
+(the pointing game's center point) has it scored for every image with ground truth; a
+``sample_only`` metric (the sanity check ``model_parameter_randomization``) runs on the first
+``sanity_images`` images once per method; a data-set scope metric (MaxBoxAcc) stores per-image
+parts and builds its score over the images a table or summary selects.
 
 Scale-out: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1), :func:`compare` joins the
 process group (gloo on CPU, nccl on GPU), takes images ``i`` with ``i % N == rank``, writes
@@ -64,6 +68,7 @@ from ._checks import eval_mode
 from .data import ImageData, load_data
 from .errors import InputError, InputTypeError, XcamError, warn
 from .methods.controls import CONTROL_NAMES
+from .metrics.base import Metric, MetricInputs
 from .outputs import OutputFn, logits
 from .registry import EXPLAINERS, METRICS
 from .report import LEDGER, OUTPUT_FILES, foreign_outputs, read_ledger, write_outputs
@@ -79,6 +84,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "CONTROLS",
     "sanity_layers",
+    "RunConfig",
 ]
 
 DEFAULT_METHODS = ("gradcam", "gradcampp")
@@ -92,10 +98,9 @@ DEFAULT_METRICS = (
     "average_drop",
     "increase_in_confidence",
 )
-SANITY = "model_parameter_randomization"
-CENTRE = "centre point"
 TARGET_POLICIES = ("auto", "label", "predicted")
-_FORMAT = 1
+# 2: records keep per-metric parts, baselines and sample-only records under the metric's name
+_FORMAT = 2
 
 
 class CompareError(XcamError, RuntimeError):
@@ -129,6 +134,56 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def _aggregated(metric: Metric[..., Any], items: list[dict[str, Any]],
+                settings: Mapping[str, Any]) -> dict[tuple[int, str], float]:
+    """Per (image, method) values of a data-set scope metric from the parts stored in ``items``.
+
+    Items without parts (no ground truth) stay NaN; the mean of the others equals the metric's
+    data-set score on those images (:meth:`xcam.metrics.Metric.aggregate`).
+    """
+    out = {(it["index"], it["method"]): float("nan") for it in items}
+    scored = [it for it in items if (parts := it.get("parts", {}).get(metric.name)) is not None
+              and not math.isnan(parts[0])]
+    if not scored:
+        return out
+    parts = torch.tensor([it["parts"][metric.name] for it in scored], dtype=torch.float64)  # (N, T)
+    for it, v in zip(scored, metric.aggregate(parts, **settings).tolist()):
+        out[(it["index"], it["method"])] = v
+    return out
+
+
+def _ranked_rows(name: str, higher: bool, methods: list[str], vectors: dict[str, Tensor],
+                 confidence: float, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Summary rows of metric ``name``: per method the mean, CI, rank and paired test vs the best."""
+    from .metrics import mean_ci, wilcoxon
+
+    stats = {m: (vec, mean_ci(vec, confidence, n_resamples, seed=seed) if len(vec) else None)
+             for m, vec in vectors.items()}
+    means = {m: s[1].mean for m, s in stats.items() if s[1] is not None and not math.isnan(s[1].mean)}
+    ordered = sorted(means.values(), reverse=higher)
+    best = None
+    if means:
+        best = min(means, key=lambda m: (-means[m] if higher else means[m], methods.index(m)))
+    rows = []
+    nan = float("nan")
+    for m in methods:
+        vec, ci = stats[m]
+        rank = ordered.index(means[m]) + 1 if m in means else None
+        p = nan
+        if best is not None and m != best and m in means:
+            try:
+                p = wilcoxon(stats[best][0], vec).p_value
+            except InputError:
+                p = nan
+        rows.append({
+            "method": m, "metric": name, "higher_is_better": higher,
+            "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
+            "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
+            "rank": rank, "best": m == best, "p_vs_best": p,
+        })
+    return rows
+
+
 @dataclass
 class Comparison:
     """Everything a comparison produced.
@@ -140,8 +195,9 @@ class Comparison:
             ``predicted``, ``gt_fraction``, ``status``, ``error``), sorted by index.
         items: one record per (image, method): ``scores`` per metric, ``curves``, ``seconds``,
             ``forward_passes``, ``status`` / ``error``; sorted by (index, method order).
-        sanity: one record per method with the randomisation curves (``layers``, ``spearman``,
-            ``ssim``: per layer, the mean over the sanity images; ``per_image_ssim``).
+        sanity: one record per method and ``sample_only`` metric (``method``, ``metric``,
+            ``images``, ``per_image`` scores, and the metric's details: for the randomization
+            check ``layers``, ``spearman`` and ``ssim``, per layer the mean over the images).
         provenance: versions, seeds, model, layers, hyper-parameters, data.
         out: the output folder, if any.
     """
@@ -165,72 +221,55 @@ class Comparison:
         wanted = {int(i) for i in subset}
         return {img["index"] for img in ok if img["index"] in wanted}
 
-    def _box_acc_levels(self) -> tuple[float, ...]:
-        kw = self.provenance.get("metrics", {}).get("max_box_acc", {}) or {}
-        if kw.get("iou_thresholds"):
-            return tuple(float(d) for d in kw["iou_thresholds"])
-        return (0.3, 0.5, 0.7) if kw.get("v2") else (0.5,)
+    def _values(self, name: str, indices: set[int]) -> dict[tuple[int, str], float]:
+        """``{(image index, method): value}`` of metric ``name`` on the images ``indices``.
 
-    def _box_acc_values(self, method: str, indices: set[int]) -> dict[int, float]:
-        """Per image, the MaxBoxAcc indicator at the threshold that is best over ``indices``.
-
-        ``mean_d 1[IoU_i(t*_d) >= d]`` with ``t*_d = argmax_t mean_i 1[IoU_i(t) >= d]``, so that
-        the mean over the images equals ``xcam.metrics.max_box_acc(...).value`` on them.
+        A ``sample_only`` metric reads its per-image scores from the sample records; a data-set
+        scope metric builds them from the stored parts over ``indices`` (:meth:`Metric.aggregate`:
+        their mean is the data-set score on those images); any other metric reads the item scores.
         """
-        rows = [(it["index"], it.get("box_iou")) for it in self.items
-                if it["method"] == method and it.get("status") == "ok" and it["index"] in indices]
-        scored = [(i, iou) for i, iou in rows if iou is not None and not math.isnan(iou[0])]
-        out = {i: float("nan") for i, _ in rows}
-        if not scored:
+        metric = _metric(name)
+        if metric.sample_only:
+            out: dict[tuple[int, str], float] = {}
+            for rec in self.sanity:
+                if rec.get("status") == "ok" and rec.get("metric") == name:
+                    for i, v in zip(rec["images"], rec["per_image"]):
+                        out[(i, rec["method"])] = v
             return out
-        iou = torch.tensor([v for _, v in scored], dtype=torch.float64)  # (N, T)
-        indicator = torch.zeros(iou.shape[0], dtype=torch.float64)
-        levels = self._box_acc_levels()
-        for d in levels:
-            hit = iou >= d
-            best_t = int(hit.double().mean(dim=0).argmax())
-            indicator += hit[:, best_t].double()
-        indicator /= len(levels)
-        for (i, _), v in zip(scored, indicator.tolist()):
-            out[i] = v
-        return out
+        items = [it for it in self.items if it.get("status") == "ok" and it["index"] in indices]
+        if metric.scope == "dataset":
+            settings = self.provenance.get("metrics", {}).get(name, {}) or {}
+            return {key: v for m in self.methods
+                    for key, v in _aggregated(metric, [it for it in items if it["method"] == m],
+                                              settings).items()}
+        return {(it["index"], it["method"]): it["scores"].get(name, float("nan")) for it in items}
 
     def table(
         self, subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None = None
     ) -> list[dict[str, Any]]:
-        """Tidy rows ``{"index", "image", "method", "metric", "value"}``, one per image x method x
-        metric, sorted by image index, then method and metric order. NaN where a metric is
-        undefined (no box, or the method failed on that image).
+        """Tidy rows ``{"index", "image", "method", "metric", "value"}``, one per image x method x metric.
+
+        Sorted by image index, then method and metric order. NaN where a metric is undefined (no
+        box, or the method failed on that image).
 
         Args:
             subset: images to keep: a predicate on the image record (e.g.
-                ``lambda img: img["gt_fraction"] < 0.25``) or indices. ``max_box_acc`` picks its
-                best threshold within the subset.
+                ``lambda img: img["gt_fraction"] < 0.25``) or indices. A data-set scope metric
+                (``max_box_acc``) builds its per-image values within the subset.
+
+        Returns:
+            The rows, as dicts.
         """
         indices = self._selected(subset)
         keys = {img["index"]: img["image"] for img in self.images}
-        by_pair = {(it["index"], it["method"]): it for it in self.items}
-        sanity_ssim: dict[tuple[int, str], float] = {}
-        for rec in self.sanity:
-            if rec.get("status") == "ok":
-                for i, v in zip(rec["images"], rec["per_image_ssim"]):
-                    sanity_ssim[(i, rec["method"])] = v
-        box_acc = {m: self._box_acc_values(m, indices) for m in self.methods} \
-            if "max_box_acc" in self.metrics else {}
+        values = {name: self._values(name, indices) for name in self.metrics}
         rows = []
         nan = float("nan")
         for i in sorted(indices):
             for m in self.methods:
-                it = by_pair.get((i, m))
-                ok = it is not None and it.get("status") == "ok"
-                for metric in self.metrics:
-                    if metric == "max_box_acc":
-                        value = box_acc[m].get(i, nan)
-                    elif metric == SANITY:
-                        value = sanity_ssim.get((i, m), nan)
-                    else:
-                        value = it["scores"].get(metric, nan) if ok else nan  # type: ignore[index]
-                    rows.append({"index": i, "image": keys[i], "method": m, "metric": metric,
+                for name in self.metrics:
+                    value = values[name].get((i, m), nan)
+                    rows.append({"index": i, "image": keys[i], "method": m, "metric": name,
                                  "value": nan if value is None else float(value)})
         return rows
 
@@ -248,62 +287,49 @@ class Comparison:
         "best", "p_vs_best"}``: ``rank`` 1 is the best mean in the metric's direction (ties share
         the lower rank); ``p_vs_best`` is the two-sided paired Wilcoxon signed-rank p-value between
         this method and the best one over the images where both are defined (NaN for the best).
-        The pointing game's centre baseline follows as method ``"centre point"`` (no rank).
-        """
-        from .metrics import mean_ci, wilcoxon
+        A metric with a baseline (the pointing game's center point) is followed by a row whose
+        method is the metric's ``baseline_label`` (no rank).
 
+        Args:
+            subset: images to keep (see :meth:`table`).
+            confidence: level of the bootstrap confidence interval.
+            n_resamples: bootstrap resamples.
+
+        Returns:
+            The rows, as dicts.
+        """
         seed = int(self.provenance.get("seed", 0) or 0)
-        rows_all = self.table(subset)
         values: dict[tuple[str, str], dict[int, float]] = {}
-        for r in rows_all:
+        for r in self.table(subset):
             values.setdefault((r["method"], r["metric"]), {})[r["index"]] = r["value"]
         indices = sorted(self._selected(subset))
         out: list[dict[str, Any]] = []
-        for metric in self.metrics:
-            higher = bool(_metric(metric).higher_is_better)
-            stats = {}
-            for m in self.methods:
-                vec = torch.tensor([values[(m, metric)].get(i, float("nan")) for i in indices],
-                                   dtype=torch.float64)
-                stats[m] = (vec, mean_ci(vec, confidence, n_resamples, seed=seed) if len(vec)
-                            else None)
-            means = {m: s[1].mean for m, s in stats.items() if s[1] is not None and not math.isnan(s[1].mean)}
-            ordered = sorted(means.values(), reverse=higher)
-            best = None
-            if means:
-                best = min(means, key=lambda m: (-means[m] if higher else means[m],
-                                                 self.methods.index(m)))
-            for m in self.methods:
-                vec, ci = stats[m]
-                rank = ordered.index(means[m]) + 1 if m in means else None
-                p = float("nan")
-                if best is not None and m != best and m in means:
-                    try:
-                        p = wilcoxon(stats[best][0], vec).p_value
-                    except InputError:
-                        p = float("nan")
-                nan = float("nan")
-                out.append({
-                    "method": m, "metric": metric, "higher_is_better": higher,
-                    "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
-                    "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
-                    "rank": rank, "best": m == best, "p_vs_best": p,
-                })
-            if metric == "pointing_game":
-                sel = set(indices)
-                base = torch.tensor(
-                    [img["centre_baseline"] for img in self.images
-                     if img["index"] in sel and img.get("centre_baseline") is not None],
-                    dtype=torch.float64)
-                ci = mean_ci(base, confidence, n_resamples, seed=seed) if len(base) else None
-                nan = float("nan")
-                out.append({
-                    "method": CENTRE, "metric": metric, "higher_is_better": True,
-                    "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
-                    "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
-                    "rank": None, "best": False, "p_vs_best": float("nan"),
-                })
+        for name in self.metrics:
+            metric = _metric(name)
+            vectors = {m: torch.tensor([values[(m, name)].get(i, float("nan")) for i in indices],
+                                       dtype=torch.float64) for m in self.methods}
+            out += _ranked_rows(name, bool(metric.higher_is_better), self.methods, vectors,
+                                confidence, n_resamples, seed)
+            if metric.has_baseline:
+                out.append(self._baseline_row(metric, set(indices), confidence, n_resamples, seed))
         return out
+
+    def _baseline_row(self, metric: Metric[..., Any], indices: set[int], confidence: float,
+                      n_resamples: int, seed: int) -> dict[str, Any]:
+        """The summary row of ``metric``'s baseline over the images ``indices`` that have one."""
+        from .metrics import mean_ci
+
+        scores = [img.get("baselines", {}).get(metric.name) for img in self.images
+                  if img["index"] in indices]
+        base = torch.tensor([v for v in scores if v is not None], dtype=torch.float64)
+        ci = mean_ci(base, confidence, n_resamples, seed=seed) if len(base) else None
+        nan = float("nan")
+        return {
+            "method": metric.baseline_label, "metric": metric.name, "higher_is_better": True,
+            "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
+            "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
+            "rank": None, "best": False, "p_vs_best": nan,
+        }
 
     def timing(self) -> list[dict[str, Any]]:
         """Per method: images explained, mean seconds and forward passes (images through the
@@ -394,8 +420,7 @@ _REQUIRED: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     # kind -> (keys of every record, keys of a record with status "ok")
     "image": ({"image": str, "status": str}, {"target": int}),
     "item": ({"image": str, "method": str, "status": str}, {"scores": dict}),
-    "sanity": ({"method": str, "status": str},
-               {"images": list, "per_image_ssim": list, "layers": list, "spearman": list, "ssim": list}),
+    "sanity": ({"method": str, "metric": str, "status": str}, {"images": list, "per_image": list}),
 }
 
 
@@ -409,7 +434,7 @@ def _valid_record(rec: Any) -> bool:
     if rec["status"] == "ok":
         if any(not isinstance(rec.get(k), t) or isinstance(rec.get(k), bool) for k, t in when_ok.items()):
             return False
-        if rec["kind"] == "item" and not isinstance(rec.get("curves", {}), dict):
+        if rec["kind"] == "item" and not all(isinstance(rec.get(k, {}), dict) for k in ("curves", "parts")):
             return False
     return True
 
@@ -497,9 +522,13 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _metric(name: str) -> Any:
-    """The registered :class:`xcam.metrics.Metric` (its ``fn``, ``family``, direction)."""
-    return METRICS.get(name)
+def _metric(name: str) -> Metric[..., Any]:
+    """The registered :class:`xcam.metrics.Metric` and its metadata."""
+    metric = METRICS.get(name)
+    if not isinstance(metric, Metric):
+        raise InputTypeError(f"metric {name!r} is registered as {type(metric).__name__}, not an "
+                             "xcam.metrics.Metric; register it with @xcam.metrics.metric(...)")
+    return metric
 
 
 def _describe(obj: Any) -> str:
@@ -678,17 +707,15 @@ def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: 
 
 
 def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The settings metric ``name`` runs with: the user's, checked against its ``settings``, plus
+    its defaults (``seed``)."""
     m = _metric(name)
-    params = inspect.signature(m.fn).parameters
     kw = dict(user)
-    blocked = {"model", "inputs", "maps", "targets", "gt", "boxes", "explainer", "clean_output",
-               "n_classes", "output"}
-    bad = sorted((set(kw) - set(params)) | (set(kw) & blocked))
+    bad = sorted((set(kw) - set(m.parameters)) | (set(kw) & m.data_parameters))
     if bad:
-        valid = [p for p in params if p not in blocked]
-        raise InputError(f"metric_kwargs[{name!r}]: {sorted(bad)} cannot be set; valid: {valid}")
-    if "seed" in params and "seed" not in kw:
-        kw["seed"] = seed
+        raise InputError(f"metric_kwargs[{name!r}]: {sorted(bad)} cannot be set; valid: {list(m.settings)}")
+    for key, value in m.default_kwargs(seed).items():
+        kw.setdefault(key, value)
     return kw
 
 
@@ -768,6 +795,70 @@ def _join(distributed: bool | None, device: torch.device | None) -> tuple[_Dist,
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """The settings of one run, checked and resolved by :func:`compare`.
+
+    Attributes:
+        spec: method label -> registered name or factory ``model -> explainer`` (controls included).
+        metrics: metric names, in order.
+        metric_kwargs: the settings each metric runs with (defaults filled in).
+        method_kwargs: the user's constructor arguments per method label.
+        preprocess: pixels in [0, 255] (B, 3, H, W) -> model input.
+        size: the model input's (height, width).
+        targets: the target policy (``"auto"``, ``"label"``, ``"predicted"``) or a class index.
+        seed: seeds explainers, metrics and the bootstrap.
+        device: where the model runs.
+        out: the run folder, or None.
+        grid_images: the first images get thumbnails.
+        thumbnail: the thumbnails' side in pixels.
+        sanity_images: images of the ``sample_only`` metrics.
+        sanity_layer_names: blocks they re-initialise, or None for :func:`sanity_layers`.
+        max_failures: failures in a row, without a success, that stop the run.
+        progress: show a progress bar (None: when stderr is a terminal).
+        overwrite: start the folder again.
+        report: write ``report.html``.
+        model_name: recorded in the provenance.
+        output_fn: picks (B, classes) scores from the model's output, or None.
+    """
+
+    spec: dict[str, str | Callable[[nn.Module], Any]]
+    metrics: list[str]
+    metric_kwargs: dict[str, dict[str, Any]]
+    method_kwargs: dict[str, dict[str, Any]]
+    preprocess: Callable[[Tensor], Tensor]
+    size: tuple[int, int]
+    targets: str | int
+    seed: int
+    device: torch.device
+    out: Path | None = None
+    grid_images: int = 8
+    thumbnail: int = 112
+    sanity_images: int = 4
+    sanity_layer_names: Sequence[str] | None = None
+    max_failures: int = 10
+    progress: bool | None = None
+    overwrite: bool = False
+    report: bool = True
+    model_name: str | None = None
+    output_fn: OutputFn | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """The method labels, in order."""
+        return list(self.spec)
+
+    @property
+    def per_image_metrics(self) -> list[str]:
+        """The metrics scored on every (image, method) pair."""
+        return [n for n in self.metrics if not _metric(n).sample_only]
+
+    @property
+    def sample_metrics(self) -> list[str]:
+        """The metrics run once per method on the first ``sanity_images`` images."""
+        return [n for n in self.metrics if _metric(n).sample_only]
+
+
 @dataclass
 class _Image:
     index: int
@@ -779,27 +870,17 @@ class _Image:
 
 
 class _Runner:
-    def __init__(self, *, model: nn.Module, data: ImageData, preprocess: Callable[[Tensor], Tensor],
-                 size: tuple[int, int], targets: str | int, explainers: dict[str, Any],
-                 metrics: list[str], metric_kwargs: dict[str, dict[str, Any]], device: torch.device,
-                 grid_images: int, thumbnail: int, pointing_tolerance: float,
-                 output_fn: OutputFn | None = None) -> None:
+    """Prepares images, explains them and scores the maps; counts forward passes."""
+
+    def __init__(self, model: nn.Module, data: ImageData, cfg: RunConfig,
+                 explainers: dict[str, Any]) -> None:
         from .models import Preprocess
 
         self.model = model
-        self.output_fn = output_fn
-        self.geometry = preprocess if isinstance(preprocess, Preprocess) else None
         self.data = data
-        self.preprocess = preprocess
-        self.size = size
-        self.targets = targets
+        self.cfg = cfg
+        self.geometry = cfg.preprocess if isinstance(cfg.preprocess, Preprocess) else None
         self.explainers = explainers
-        self.metrics = metrics
-        self.metric_kwargs = metric_kwargs
-        self.device = device
-        self.grid_images = grid_images
-        self.thumbnail = thumbnail
-        self.tolerance = pointing_tolerance
         self.counter = _ForwardCounter(model)
 
     def close(self) -> None:
@@ -807,132 +888,131 @@ class _Runner:
 
     # ---- one image ----
 
-    def prepare(self, index: int) -> tuple[_Image, dict[str, Any]]:
-        sample = self.data[index]
-        loaded = self.data.load(index, self.size, preprocess=self.geometry)
-        pixels = loaded.pixels
-        x = self.preprocess(pixels[None].to(self.device))
+    def _target(self, key: str, label: int | None, predicted: int, n_classes: int) -> int:
+        """The class to explain, by the target policy."""
+        policy = self.cfg.targets
+        if isinstance(policy, int):
+            target = policy
+        elif policy == "predicted" or (policy == "auto" and label is None):
+            target = predicted
+        elif label is None:
+            raise InputError(f"targets='label' but image {key!r} has no label; use "
+                             "targets='auto' (label when known, else the top class)")
+        else:
+            target = label
+        if not 0 <= target < n_classes:
+            raise InputError(
+                f"target class {target} of image {key!r} is outside the model's {n_classes} "
+                "outputs; check the labels (ImageFolder labels are sub-folder indices) or use "
+                "targets='predicted'"
+            )
+        return target
+
+    def _forward(self, key: str, x: Tensor) -> Tensor:
+        """The model's (1, classes) scores on ``x``, checked."""
         with torch.no_grad():
-            output = logits(self.model(x), self.output_fn)
+            output = logits(self.model(x), self.cfg.output_fn)
         if output.dim() != 2 or output.shape[0] != 1:
             raise CompareError(f"the model must return (B, classes) scores; it returned "
                                f"{tuple(output.shape)} (pass output= to pick them from its output)")
         output = output.detach().float()
         if not bool(torch.isfinite(output).all()):
-            raise CompareError(f"the model's output on image {sample.key!r} holds NaN or infinite "
+            raise CompareError(f"the model's output on image {key!r} holds NaN or infinite "
                                "values (check the weights and the preprocessing)")
-        n_classes = output.shape[1]
+        return output
+
+    def prepare(self, index: int) -> tuple[_Image, dict[str, Any]]:
+        """Read, preprocess and run image ``index``; returns it and its record."""
+        sample = self.data[index]
+        loaded = self.data.load(index, self.cfg.size, preprocess=self.geometry)
+        pixels = loaded.pixels
+        x = self.cfg.preprocess(pixels[None].to(self.cfg.device))
+        output = self._forward(sample.key, x)
         probs = output.softmax(dim=1)[0]
         predicted = int(probs.argmax())
-        if isinstance(self.targets, int):
-            target = self.targets
-        elif self.targets == "predicted" or (self.targets == "auto" and sample.label is None):
-            target = predicted
-        else:
-            if sample.label is None:
-                raise InputError(f"targets='label' but image {sample.key!r} has no label; use "
-                                 "targets='auto' (label when known, else the top class)")
-            target = sample.label
-        if not 0 <= target < n_classes:
-            raise InputError(
-                f"target class {target} of image {sample.key!r} is outside the model's {n_classes} "
-                "outputs; check the labels (ImageFolder labels are sub-folder indices) or use "
-                "targets='predicted'"
-            )
+        target = self._target(sample.key, sample.label, predicted, int(output.shape[1]))
         record: dict[str, Any] = {
             "kind": "image", "image": sample.key, "index": index, "status": "ok",
             "label": sample.label, "target": target, "predicted": predicted,
             "probability": float(probs[target]), "n_boxes": len(loaded.boxes),
             "gt_fraction": loaded.gt_fraction() if loaded.boxes else None,
-            "original_size": list(loaded.original_size), "centre_baseline": None,
+            "original_size": list(loaded.original_size), "baselines": {},
         }
         for key in ("exif_orientation", "dropped_boxes"):
             if key in loaded.info:
                 record[key] = loaded.info[key]
         if loaded.boxes:
-            from .metrics import pointing_game_baseline
-
-            record["centre_baseline"] = float(pointing_game_baseline(
-                [loaded.boxes], tolerance=self.tolerance, size=self.size)[0])
-        if index < self.grid_images:
-            record["thumbnail"] = _thumbnail(pixels, self.thumbnail)
+            data = MetricInputs(ground_truth=[loaded.boxes], image_size=self.cfg.size)
+            for name in self.cfg.metrics:
+                metric = _metric(name)
+                if metric.has_baseline:
+                    scores = metric.baseline_scores(data, **self.cfg.metric_kwargs.get(name, {}))
+                    record["baselines"][name] = float(scores[0])
+        if index < self.cfg.grid_images:
+            record["thumbnail"] = _thumbnail(pixels, self.cfg.thumbnail)
         return _Image(index, x, pixels, output, target, loaded.boxes), record
 
     # ---- one (image, method) ----
 
-    def explain(self, img: _Image, label: str) -> dict[str, Any]:
-        explainer = self.explainers[label]
-        target = torch.tensor([img.target], device=self.device)
+    def _explain_map(self, img: _Image, label: str, target: Tensor) -> tuple[Any, Tensor, float, int]:
+        """Run explainer ``label`` on the image: (result, checked (1, H, W) map, seconds, passes)."""
+        size = self.cfg.size
         self.counter.n = 0
-        _sync(self.device)
+        _sync(self.cfg.device)
         start = time.perf_counter()
-        result = explainer(img.x, target)
-        _sync(self.device)
+        result = self.explainers[label](img.x, target)
+        _sync(self.cfg.device)
         seconds = time.perf_counter() - start
-        passes = self.counter.n
         maps = getattr(result, "maps", result)
-        if not isinstance(maps, Tensor) or tuple(maps.shape) != (1, *self.size):
+        if not isinstance(maps, Tensor) or tuple(maps.shape) != (1, *size):
             got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-            raise CompareError(f"{label}: expected maps of shape (1, {self.size[0]}, {self.size[1]}), "
-                               f"got {got}")
+            raise CompareError(f"{label}: expected maps of shape (1, {size[0]}, {size[1]}), got {got}")
         maps = maps.detach().float()
         if not bool(torch.isfinite(maps).all()):
             raise CompareError(f"{label}: the map holds NaN or infinite values")
+        return result, maps, seconds, self.counter.n
+
+    def explain(self, img: _Image, label: str) -> dict[str, Any]:
+        """Explain the image with method ``label`` and score the map with every per-image metric."""
+        target = torch.tensor([img.target], device=self.cfg.device)
+        result, maps, seconds, passes = self._explain_map(img, label, target)
         record: dict[str, Any] = {
             "kind": "item", "image": self.data[img.index].key, "index": img.index, "method": label,
             "status": "ok", "layer": getattr(result, "layer", None),
-            "seconds": seconds, "forward_passes": passes, "scores": {}, "curves": {},
+            "seconds": seconds, "forward_passes": passes, "scores": {}, "curves": {}, "parts": {},
         }
         self.counter.n = 0
         start = time.perf_counter()
-        for name in self.metrics:
-            if name == SANITY:
-                continue
-            self._score(name, explainer, img, maps, target, record)
-        _sync(self.device)
+        data = MetricInputs(
+            maps=maps, ground_truth=[img.boxes] if img.boxes else None, model=self.model,
+            inputs=img.x, targets=target, explainer=self.explainers[label], clean_output=img.output,
+            output=self.cfg.output_fn, image_size=self.cfg.size)
+        for name in self.cfg.per_image_metrics:
+            self._score(name, data, record)
+        _sync(self.cfg.device)
         record["metric_seconds"] = time.perf_counter() - start
         record["metric_forward_passes"] = self.counter.n
-        if img.index < self.grid_images:
-            record["overlay"] = _thumbnail(img.pixels, self.thumbnail, maps[0])
+        if img.index < self.cfg.grid_images:
+            record["overlay"] = _thumbnail(img.pixels, self.cfg.thumbnail, maps[0])
         return record
 
-    def _score(self, name: str, explainer: Any, img: _Image, maps: Tensor, target: Tensor,
-               record: dict[str, Any]) -> None:
+    def _score(self, name: str, data: MetricInputs, record: dict[str, Any]) -> None:
+        """Score one map with metric ``name`` into ``record`` (scores, curves, parts).
+
+        A metric that needs ground truth scores NaN on an image without any.
+        """
         metric = _metric(name)
-        kw = self.metric_kwargs.get(name, {})
-        params = inspect.signature(metric.fn).parameters
-        nan = float("nan")
-        if metric.family == "localization":
-            if not img.boxes:
-                record["scores"][name] = nan
-                if name == "max_box_acc":
-                    record["box_iou"] = [nan]
-                return
-            result = metric(maps, [img.boxes], **kw)
-            if name == "max_box_acc":
-                record["box_iou"] = [round(v, 6) for v in result.iou[0].tolist()]
-                record["scores"][name] = nan  # per image: chosen over the data set (Comparison)
-                return
-            record["scores"][name] = float(result[0])
+        if "ground_truth" in metric.needs and data.ground_truth is None:
+            record["scores"][name] = float("nan")
+            if metric.scope == "dataset":
+                record["parts"][name] = [float("nan")]
             return
-        if self.output_fn is not None and "output" in params:
-            kw = {**kw, "output": self.output_fn}
-        if metric.family == "faithfulness":
-            if "clean_output" in params:
-                kw = {**kw, "clean_output": img.output}
-            result = metric(self.model, img.x, maps, target, **kw)
-        elif metric.family == "robustness":
-            result = metric(explainer, img.x, target, **kw)
-        elif name == "random_logit":
-            result = metric(explainer, img.x, target, int(img.output.shape[1]), maps=maps, **kw)
-        else:
-            raise CompareError(f"metric {name!r} (family {metric.family!r}) cannot be run per image by "
-                               "compare")
-        if hasattr(result, "auc"):
-            record["scores"][name] = float(result.auc[0])
-            record["curves"][name] = [round(v, 6) for v in result.curves[0].tolist()]
-        else:
-            record["scores"][name] = float(result[0])
+        per_image = metric.per_image(metric.run(data, **self.cfg.metric_kwargs.get(name, {})))
+        record["scores"][name] = float(per_image.scores[0])
+        if per_image.curves is not None:
+            record["curves"][name] = [round(v, 6) for v in per_image.curves[0].tolist()]
+        if per_image.parts is not None:
+            record["parts"][name] = [round(v, 6) for v in per_image.parts[0].tolist()]
 
 
 def compare(
@@ -987,11 +1067,11 @@ def compare(
             :class:`xcam.models.Preprocess`, torchvision ``weights.transforms()``, a torchvision /
             timm ``Compose``, a Hugging Face image processor (see
             :meth:`xcam.models.Preprocess.from_transform`); ground-truth boxes follow its resize
-            and centre crop. A plain callable maps pixels in [0, 255] (B, 3, H, W) to the model
+            and center crop. A plain callable maps pixels in [0, 255] (B, 3, H, W) to the model
             input and must keep H and W (images are squashed to ``image_size``). Default: ImageNet
             mean / std, squashed to 224, with a warning.
         image_size: the model input's side (default: the preprocessing's, or 224); a resize before
-            a centre crop scales with it.
+            a center crop scales with it.
         targets: ``"auto"`` (the label when the data has one, else the top class),
             ``"label"``, ``"predicted"``, or one class index for every image.
         method_kwargs: constructor arguments per method label, e.g. ``{"scorecam": {"batch_size":
@@ -1063,22 +1143,21 @@ def compare(
     if unknown:
         raise InputError(f"metric_kwargs names {unknown}, which are not among the metrics {metric_names}")
     mkw = {name: _metric_kwargs(name, user_metric_kwargs.get(name, {}), seed) for name in metric_names}
-    if "pointing_game" in mkw:
-        tolerance = float(mkw["pointing_game"].get("tolerance", 15))
-    else:
-        tolerance = 15.0
     dataset = load_data(data, columns=columns, limit=limit)
 
     first: torch.device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     ctx, joined = _join(distributed, first)
-    dev = joined if joined is not None else first
+    cfg = RunConfig(
+        spec=spec, metrics=metric_names, metric_kwargs=mkw, method_kwargs=user_method_kwargs,
+        preprocess=preprocess, size=size, targets=targets, seed=seed,
+        device=joined if joined is not None else first, out=Path(out) if out is not None else None,
+        grid_images=grid_images, thumbnail=thumbnail, sanity_images=sanity_images,
+        sanity_layer_names=sanity_layer_names, max_failures=max_failures, progress=progress,
+        overwrite=overwrite, report=report, model_name=model_name, output_fn=output)
     try:
         with eval_mode(model):  # flags restored on return; batch-norm buffers never updated
-            return _run(model, dataset, spec, metric_names, mkw, user_method_kwargs, preprocess, size,
-                        targets, seed, dev, ctx, out, grid_images, thumbnail, sanity_images,
-                        sanity_layer_names, max_failures, progress, overwrite, report, model_name,
-                        tolerance, output)
+            return _run(model, dataset, cfg, ctx)
     finally:
         ctx.close()
 
@@ -1128,158 +1207,209 @@ def _resolve_preprocess(preprocess: Any, image_size: int | None) -> tuple[Callab
     return preprocess, (side, side)
 
 
-def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_names: list[str],
-         mkw: dict[str, dict[str, Any]], user_method_kwargs: dict[str, dict[str, Any]],
-         preprocess: Callable[[Tensor], Tensor], size: tuple[int, int], targets: str | int,
-         seed: int, dev: torch.device, ctx: _Dist, out: str | os.PathLike[str] | None,
-         grid_images: int, thumbnail: int, sanity_images: int,
-         sanity_layer_names: Sequence[str] | None, max_failures: int, progress: bool | None,
-         overwrite: bool, report: bool, model_name: str | None, tolerance: float,
-         output_fn: OutputFn | None = None) -> Comparison:
-    from tqdm import tqdm
+def _run(model: nn.Module, dataset: ImageData, cfg: RunConfig, ctx: _Dist) -> Comparison:
+    """Start or resume the run folder, do the work of this process, gather and write the result."""
+    model = model.to(cfg.device)
+    _start_folder(model, cfg, ctx)
+    store = _Store(cfg.out, ctx.rank, ctx.world)
+    done = _Done.read(store, dataset, cfg.spec)
+    explainers: dict[str, Any] = {}
+    used_kwargs: dict[str, dict[str, Any]] = {}
+    for label, s in cfg.spec.items():
+        explainers[label], used_kwargs[label] = _build_explainer(
+            label, s, model, cfg.method_kwargs.get(label, {}), cfg.seed, cfg.output_fn)
+    runner = _Runner(model, dataset, cfg, explainers)
+    stopped: BaseException | None = None
+    try:
+        _Work(runner, store, done, ctx, used_kwargs).run()
+    except Exception as err:  # noqa: BLE001 - re-raised in _gather, after the other ranks know
+        if ctx.world == 1:
+            raise
+        stopped = err
+    finally:
+        runner.close()
+    images, items, sanity, layers = _gather(ctx, cfg, done, explainers, stopped)
+    provenance = _provenance(model, dataset, cfg, ctx, explainers, used_kwargs, layers, items)
+    result = Comparison(cfg.labels, cfg.metrics, images, items, sanity, provenance, cfg.out)
+    if ctx.rank == 0 and cfg.out is not None:
+        result.write(cfg.out, report=cfg.report, overwrite=cfg.overwrite)
+    n_bad = len(result.errors())
+    if n_bad and ctx.rank == 0:
+        warn(f"xcam.compare: {n_bad} image(s) or (image, method) pairs failed and were skipped; see "
+             "Comparison.errors()" + (f" or {cfg.out / 'summary.json'}" if cfg.out else ""))
+    return result
 
-    model = model.to(dev)
-    folder = Path(out) if out is not None else None
+
+def _start_folder(model: nn.Module, cfg: RunConfig, ctx: _Dist) -> None:
+    """Rank 0 checks (or starts) the run folder; every rank gets the verdict and raises it."""
     fingerprint = {
         "format": _FORMAT,
-        "model": model_name or type(model).__name__,
+        "model": cfg.model_name or type(model).__name__,
         "weights": _model_fingerprint(model),
-        "image_size": list(size),
-        "preprocess": _describe(preprocess),
-        "targets": targets,
-        "seed": seed,
-        "metrics": _jsonable(mkw),
+        "image_size": list(cfg.size),
+        "preprocess": _describe(cfg.preprocess),
+        "targets": cfg.targets,
+        "seed": cfg.seed,
+        "metrics": _jsonable(cfg.metric_kwargs),
         # a definition change (issue 12: MaxBoxAcc above t, fractional ties) never mixes on resume
-        "metric_versions": {name: getattr(METRICS.get(name), "version", 1) for name in metric_names},
+        "metric_versions": {name: _metric(name).version for name in cfg.metrics},
         "methods": {label: {"name": _describe(s) if not isinstance(s, str) else s,
-                            "kwargs": _jsonable(user_method_kwargs.get(label, {}))}
-                    for label, s in spec.items()},
+                            "kwargs": _jsonable(cfg.method_kwargs.get(label, {}))}
+                    for label, s in cfg.spec.items()},
     }
-    # rank 0 checks (or starts) the run folder; every rank gets the verdict
     verdict = None
-    if ctx.rank == 0 and folder is not None:
-        verdict = _check_run_folder(folder, fingerprint, overwrite, report)
+    if ctx.rank == 0 and cfg.out is not None:
+        verdict = _check_run_folder(cfg.out, fingerprint, cfg.overwrite, cfg.report)
     verdict = ctx.broadcast(verdict)
     if verdict:
         kind, message = verdict
         raise (ResumeError if kind == "resume" else RunFolderError)(message)
     ctx.barrier()
 
-    store = _Store(folder, ctx.rank, ctx.world)
-    keys = {s.key: i for i, s in enumerate(dataset)}
-    done_images: dict[int, dict[str, Any]] = {}
-    done_items: dict[tuple[int, str], dict[str, Any]] = {}
-    done_sanity: dict[str, dict[str, Any]] = {}
-    for rec in store.read_all():
-        kind = rec.get("kind")
-        if kind == "sanity":
-            if rec.get("method") in spec:
-                done_sanity.setdefault(rec["method"], rec)
-            continue
-        if rec.get("image") not in keys:
-            continue
-        rec["index"] = keys[rec["image"]]
-        if kind == "image":
-            prev = done_images.get(rec["index"])
-            if prev is None or (prev.get("status") != "ok" and rec.get("status") == "ok"):
-                done_images[rec["index"]] = rec
-        elif kind == "item" and rec.get("method") in spec:
-            pair = (rec["index"], rec["method"])
-            prev = done_items.get(pair)
-            if prev is None or (prev.get("status") != "ok" and rec.get("status") == "ok"):
-                done_items[pair] = rec
 
-    mine = [i for i in range(len(dataset)) if i % ctx.world == ctx.rank]
-    explainers: dict[str, Any] = {}
-    used_kwargs: dict[str, dict[str, Any]] = {}
-    for label, s in spec.items():
-        explainers[label], used_kwargs[label] = _build_explainer(
-            label, s, model, user_method_kwargs.get(label, {}), seed, output_fn)
-    labels = list(spec)
-    todo = [(i, m) for i in mine for m in labels
-            if (i, m) not in done_items and done_images.get(i, {}).get("status") != "error"]
-    sanity_todo = [m for j, m in enumerate(labels)
-                   if SANITY in metric_names and j % ctx.world == ctx.rank and m not in done_sanity
-                   and sanity_images > 0]
-    show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=len(todo) + len(sanity_todo), desc="xcam compare", unit="map",
-               disable=not show or ctx.rank != 0, dynamic_ncols=True)
-    runner = _Runner(model=model, data=dataset, preprocess=preprocess, size=size, targets=targets,
-                     explainers=explainers, metrics=metric_names, metric_kwargs=mkw, device=dev,
-                     grid_images=grid_images, thumbnail=thumbnail, pointing_tolerance=tolerance,
-                     output_fn=output_fn)
-    failures = {m: 0 for m in labels}
-    successes = {m: 0 for m in labels}
-    bad_images = good_images = 0
-    stopped: BaseException | None = None
-    store.open()
-    try:
-        by_image: dict[int, list[str]] = {}
-        for i, m in todo:
-            by_image.setdefault(i, []).append(m)
-        for i, todo_methods in by_image.items():
-            key = dataset[i].key
-            bar.set_postfix_str(key[-40:], refresh=False)
-            try:
-                img, img_record = runner.prepare(i)
-                good_images += 1
-            except (XcamError, OSError, ValueError, RuntimeError) as err:
-                rec = {"kind": "image", "image": key, "index": i, "status": "error",
-                       "error": f"{type(err).__name__}: {err}"}
-                store.append(rec)
-                done_images[i] = rec
-                bar.update(len(todo_methods))
-                bad_images += 1
-                if good_images == 0 and bad_images >= max_failures:
-                    raise CompareError(
-                        f"the first {bad_images} images all failed; last error: {rec['error']} (check "
-                        "the data, the model's output and targets=)"
-                    ) from err
+@dataclass
+class _Done:
+    """The records of the run so far: per image, per (image, method), per (method, metric) sample."""
+
+    images: dict[int, dict[str, Any]] = field(default_factory=dict)
+    items: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    sanity: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, store: _Store, dataset: ImageData, spec: Mapping[str, Any]) -> _Done:
+        """The records in the store's files of the images in ``dataset`` and the methods in
+        ``spec``; a successful record wins over a failed one of the same work."""
+        done = cls()
+        keys = {s.key: i for i, s in enumerate(dataset)}
+        for rec in store.read_all():
+            kind = rec.get("kind")
+            if kind == "sanity":
+                if rec.get("method") in spec:
+                    done.sanity.setdefault((rec["method"], str(rec.get("metric"))), rec)
                 continue
-            if i not in done_images or done_images[i].get("status") != "ok":
-                store.append(img_record)
-                done_images[i] = img_record
-            for m in todo_methods:
-                try:
-                    rec = runner.explain(img, m)
-                    successes[m] += 1
-                except (XcamError, ValueError, RuntimeError, TypeError, IndexError, OSError) as err:
-                    rec = {"kind": "item", "image": key, "index": i, "method": m, "status": "error",
-                           "error": f"{type(err).__name__}: {err}"}
-                    failures[m] += 1
-                    if successes[m] == 0 and failures[m] >= max_failures:
-                        store.append(rec)
-                        raise CompareError(
-                            f"method {m!r} failed on its first {failures[m]} images; last error: "
-                            f"{rec['error']} (fix the method's settings with method_kwargs, or leave "
-                            "it out)"
-                        ) from err
-                store.append(rec)
-                done_items[(i, m)] = rec
-                bar.update(1)
-        for m in sanity_todo:
-            rec = _sanity(model, dataset, runner, m, spec[m], used_kwargs[m], explainers[m],
-                          sanity_images, sanity_layer_names, mkw.get(SANITY, {}), seed)
-            store.append(rec)
-            done_sanity[m] = rec
-            bar.update(1)
-    except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks know
-        if ctx.world == 1:
-            raise
-        stopped = err
-    finally:
-        bar.close()
-        store.close()
-        runner.close()
+            if rec.get("image") not in keys:
+                continue
+            rec["index"] = keys[rec["image"]]
+            if kind == "image":
+                _keep(done.images, rec["index"], rec)
+            elif kind == "item" and rec.get("method") in spec:
+                _keep(done.items, (rec["index"], rec["method"]), rec)
+        return done
 
+
+def _keep(records: dict[Any, dict[str, Any]], key: Any, rec: dict[str, Any]) -> None:
+    """Store ``rec`` under ``key`` unless a record is there already that is not a failure."""
+    prev = records.get(key)
+    if prev is None or (prev.get("status") != "ok" and rec.get("status") == "ok"):
+        records[key] = rec
+
+
+class _Work:
+    """This process's share of the run: every (image, method) left to do, then the samples."""
+
+    def __init__(self, runner: _Runner, store: _Store, done: _Done, ctx: _Dist,
+                 used_kwargs: dict[str, dict[str, Any]]) -> None:
+        self.runner = runner
+        self.cfg = runner.cfg
+        self.store = store
+        self.done = done
+        self.used_kwargs = used_kwargs
+        labels = self.cfg.labels
+        mine = [i for i in range(len(runner.data)) if i % ctx.world == ctx.rank]
+        self.todo: dict[int, list[str]] = {}
+        for i in mine:
+            if done.images.get(i, {}).get("status") == "error":
+                continue
+            for m in labels:
+                if (i, m) not in done.items:
+                    self.todo.setdefault(i, []).append(m)
+        self.samples = [(m, name) for name in self.cfg.sample_metrics for j, m in enumerate(labels)
+                        if j % ctx.world == ctx.rank and (m, name) not in done.sanity
+                        and self.cfg.sanity_images > 0]
+        self.failures = {m: 0 for m in labels}
+        self.successes = {m: 0 for m in labels}
+        self.bad_images = self.good_images = 0
+        wanted = self.cfg.progress if self.cfg.progress is not None else sys.stderr.isatty()
+        self.show = wanted and ctx.rank == 0
+
+    def run(self) -> None:
+        """Explain and score what is left, then run the sample-only metrics; records are appended."""
+        from tqdm import tqdm
+
+        n = sum(len(v) for v in self.todo.values()) + len(self.samples)
+        bar = tqdm(total=n, desc="xcam compare", unit="map", disable=not self.show, dynamic_ncols=True)
+        self.store.open()
+        try:
+            for i, methods in self.todo.items():
+                bar.set_postfix_str(self.runner.data[i].key[-40:], refresh=False)
+                self._image(i, methods, bar)
+            for label, name in self.samples:
+                rec = _sanity(self.runner, label, name, self.used_kwargs[label])
+                self.store.append(rec)
+                self.done.sanity[(label, name)] = rec
+                bar.update(1)
+        finally:
+            bar.close()
+            self.store.close()
+
+    def _image(self, i: int, methods: list[str], bar: Any) -> None:
+        """Image ``i`` with ``methods``: its record, then one record per method."""
+        key = self.runner.data[i].key
+        try:
+            img, img_record = self.runner.prepare(i)
+            self.good_images += 1
+        except (XcamError, OSError, ValueError, RuntimeError) as err:
+            rec = {"kind": "image", "image": key, "index": i, "status": "error",
+                   "error": f"{type(err).__name__}: {err}"}
+            self.store.append(rec)
+            self.done.images[i] = rec
+            bar.update(len(methods))
+            self.bad_images += 1
+            if self.good_images == 0 and self.bad_images >= self.cfg.max_failures:
+                raise CompareError(
+                    f"the first {self.bad_images} images all failed; last error: {rec['error']} "
+                    "(check the data, the model's output and targets=)"
+                ) from err
+            return
+        if self.done.images.get(i, {}).get("status") != "ok":
+            self.store.append(img_record)
+            self.done.images[i] = img_record
+        for m in methods:
+            self.store.append(self._item(img, key, m))
+            bar.update(1)
+
+    def _item(self, img: _Image, key: str, m: str) -> dict[str, Any]:
+        """The record of method ``m`` on the image; stops the run when ``m`` fails every time."""
+        try:
+            rec = self.runner.explain(img, m)
+            self.successes[m] += 1
+        except (XcamError, ValueError, RuntimeError, TypeError, IndexError, OSError) as err:
+            rec = {"kind": "item", "image": key, "index": img.index, "method": m, "status": "error",
+                   "error": f"{type(err).__name__}: {err}"}
+            self.failures[m] += 1
+            if self.successes[m] == 0 and self.failures[m] >= self.cfg.max_failures:
+                self.store.append(rec)
+                raise CompareError(
+                    f"method {m!r} failed on its first {self.failures[m]} images; last error: "
+                    f"{rec['error']} (fix the method's settings with method_kwargs, or leave it out)"
+                ) from err
+        self.done.items[(img.index, m)] = rec
+        return rec
+
+
+def _gather(ctx: _Dist, cfg: RunConfig, done: _Done, explainers: dict[str, Any],
+            stopped: BaseException | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                    list[dict[str, Any]], dict[str, Any]]:
+    """Every rank's records, sorted, and the layer each explainer used; raises a rank's failure."""
+    labels = cfg.labels
     layers = {}
     for m, e in explainers.items():
         params = e.params() if hasattr(e, "params") else {}
         layers[m] = params.get("layer") if isinstance(params, dict) else None
     payload = (
-        [r for i, r in done_images.items() if i % ctx.world == ctx.rank],
-        [r for (i, _), r in done_items.items() if i % ctx.world == ctx.rank],
-        [r for m, r in done_sanity.items() if labels.index(m) % ctx.world == ctx.rank],
+        [r for i, r in done.images.items() if i % ctx.world == ctx.rank],
+        [r for (i, _), r in done.items.items() if i % ctx.world == ctx.rank],
+        [r for (m, _), r in done.sanity.items() if labels.index(m) % ctx.world == ctx.rank],
         layers,
         None if stopped is None else f"rank {ctx.rank}: {type(stopped).__name__}: {stopped}",
     )
@@ -1291,24 +1421,17 @@ def _run(model: nn.Module, dataset: ImageData, spec: dict[str, Any], metric_name
     if failed:
         raise CompareError(f"another process stopped the run: {failed[0]}; what was written is kept "
                            "(re-run to resume)")
-    images = sorted((r for g in gathered for r in g[0]), key=lambda r: r["index"])
     order = {m: j for j, m in enumerate(labels)}
+    metric_order = {n: j for j, n in enumerate(cfg.metrics)}
+    images = sorted((r for g in gathered for r in g[0]), key=lambda r: r["index"])
     items = sorted((r for g in gathered for r in g[1]), key=lambda r: (r["index"], order[r["method"]]))
-    sanity = sorted((r for g in gathered for r in g[2]), key=lambda r: order[r["method"]])
+    sanity = sorted((r for g in gathered for r in g[2]),
+                    key=lambda r: (metric_order.get(r.get("metric"), -1), order[r["method"]]))
     for g in gathered:
         for m, layer in g[3].items():
             if layer is not None:
                 layers[m] = layer
-    provenance = _provenance(model, model_name, dataset, preprocess, size, targets, seed, dev, ctx,
-                             explainers, used_kwargs, layers, mkw, items)
-    result = Comparison(labels, metric_names, images, items, sanity, provenance, folder)
-    if ctx.rank == 0 and folder is not None:
-        result.write(folder, report=report, overwrite=overwrite)
-    n_bad = len(result.errors())
-    if n_bad and ctx.rank == 0:
-        warn(f"xcam.compare: {n_bad} image(s) or (image, method) pairs failed and were skipped; see "
-             "Comparison.errors()" + (f" or {folder / 'summary.json'}" if folder else ""))
-    return result
+    return images, items, sanity, layers
 
 
 def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool,
@@ -1384,60 +1507,69 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
     return None
 
 
-def _sanity(model: nn.Module, dataset: ImageData, runner: _Runner, label: str, spec: Any,
-            used_kwargs: dict[str, Any], explainer: Any, n_images: int,
-            layer_names: Sequence[str] | None, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Cascading randomisation of one method on the first ``n_images`` readable images."""
-    from .metrics import model_parameter_randomization
-
+def _sample_images(runner: _Runner) -> tuple[list[int], list[Tensor], list[int]]:
+    """The first ``sanity_images`` readable images: (indices, inputs, targets)."""
+    idx: list[int] = []
     xs: list[Tensor] = []
     tg: list[int] = []
-    idx: list[int] = []
-    for i in range(len(dataset)):
-        if len(xs) == n_images:
+    for i in range(len(runner.data)):
+        if len(xs) == runner.cfg.sanity_images:
             break
         try:
             img, _ = runner.prepare(i)
         except (XcamError, OSError, ValueError, RuntimeError):
             continue
+        idx.append(i)
         xs.append(img.x)
         tg.append(img.target)
-        idx.append(i)
-    record: dict[str, Any] = {"kind": "sanity", "method": label, "images": idx}
+    return idx, xs, tg
+
+
+def _sanity(runner: _Runner, label: str, name: str, used_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run the ``sample_only`` metric ``name`` on method ``label`` over the first images.
+
+    The metric gets the explainer by registered name (or factory) and re-creates it for each
+    model it changes; a ``layers`` setting defaults to ``sanity_layer_names`` or
+    :func:`sanity_layers`, an ``explainer_kwargs`` setting to the explainer's own arguments.
+    """
+    cfg = runner.cfg
+    metric = _metric(name)
+    spec = cfg.spec[label]
+    idx, xs, tg = _sample_images(runner)
+    record: dict[str, Any] = {"kind": "sanity", "method": label, "metric": name, "images": idx}
     try:
         if not xs:
-            raise CompareError("no readable image for the sanity check")
+            raise CompareError(f"no readable image for {name}")
         x = torch.cat(xs)
-        names = list(kwargs.get("layers") or layer_names or sanity_layers(model))
-        if isinstance(spec, str):
-            ekw = dict(used_kwargs)
-            layer = explainer.params().get("layer") if hasattr(explainer, "params") else None
-            sig = inspect.signature(EXPLAINERS.get(spec)).parameters
-            if "layer" in sig and ekw.get("layer") is None and layer is not None:
-                ekw["layer"] = layer
-            result = model_parameter_randomization(
-                model, spec, x, torch.tensor(tg, device=x.device), layers=names,
-                seed=kwargs.get("seed", seed), explainer_kwargs=ekw)
-        else:
-            result = model_parameter_randomization(
-                model, spec, x, torch.tensor(tg, device=x.device), layers=names,
-                seed=kwargs.get("seed", seed))
-        record.update({
-            "status": "ok", "layers": list(result.layers),
-            "spearman": [float(v) for v in torch.nanmean(result.spearman.double(), dim=0).tolist()],
-            "ssim": [float(v) for v in result.ssim.double().mean(dim=0).tolist()],
-            "per_image_ssim": [float(v) for v in result.ssim[:, -1].tolist()],
-        })
+        settings = dict(cfg.metric_kwargs.get(name, {}))
+        if "layers" in metric.settings and not settings.get("layers"):
+            settings["layers"] = list(cfg.sanity_layer_names or sanity_layers(runner.model))
+        if "explainer_kwargs" in metric.settings and isinstance(spec, str):
+            settings["explainer_kwargs"] = _explainer_kwargs(spec, used_kwargs, runner.explainers[label])
+        result = metric.run(MetricInputs(model=runner.model, explainer=spec, inputs=x,
+                                         targets=torch.tensor(tg, device=x.device)), **settings)
+        per_image = metric.per_image(result)
+        record.update({"status": "ok", **_jsonable(dict(per_image.details or {})),
+                       "per_image": [float(v) for v in per_image.scores.tolist()]})
     except (XcamError, ValueError, RuntimeError, TypeError) as err:
         record.update({"status": "error", "error": f"{type(err).__name__}: {err}"})
     return record
 
 
-def _provenance(model: nn.Module, model_name: str | None, dataset: ImageData, preprocess: Any,
-                size: tuple[int, int], targets: str | int, seed: int, device: torch.device,
-                ctx: _Dist, explainers: dict[str, Any], used_kwargs: dict[str, dict[str, Any]],
-                layers: dict[str, Any], mkw: dict[str, dict[str, Any]],
-                items: list[dict[str, Any]]) -> dict[str, Any]:
+def _explainer_kwargs(spec: str, used_kwargs: dict[str, Any], explainer: Any) -> dict[str, Any]:
+    """The constructor arguments that re-create ``explainer`` (its resolved layer included)."""
+    ekw = dict(used_kwargs)
+    layer = explainer.params().get("layer") if hasattr(explainer, "params") else None
+    takes_layer = "layer" in inspect.signature(EXPLAINERS.get(spec)).parameters
+    if takes_layer and ekw.get("layer") is None and layer is not None:
+        ekw["layer"] = layer
+    return ekw
+
+
+def _provenance(model: nn.Module, dataset: ImageData, cfg: RunConfig, ctx: _Dist,
+                explainers: dict[str, Any], used_kwargs: dict[str, dict[str, Any]],
+                layers: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Versions, settings, model, data and methods of the run, as JSON-ready data."""
     import torchvision
 
     seen_layers = {it["method"]: it.get("layer") for it in items if it.get("layer")}
@@ -1455,22 +1587,21 @@ def _provenance(model: nn.Module, model_name: str | None, dataset: ImageData, pr
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": str(device),
+        "device": str(cfg.device),
         "world_size": ctx.world,
-        "seed": seed,
-        "model": {"name": model_name or type(model).__name__, "class": type(model).__name__,
+        "seed": cfg.seed,
+        "model": {"name": cfg.model_name or type(model).__name__, "class": type(model).__name__,
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "fingerprint": _model_fingerprint(model)},
-        "preprocess": _describe(preprocess),
-        "image_size": list(size),
-        "targets": targets,
+        "preprocess": _describe(cfg.preprocess),
+        "image_size": list(cfg.size),
+        "targets": cfg.targets,
         "data": dataset.describe(),
         "methods": methods,
-        "metrics": mkw,
+        "metrics": cfg.metric_kwargs,
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     })
-
 
 
 class _CallableModule(types.ModuleType):

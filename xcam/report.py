@@ -8,8 +8,8 @@
 - ``timing.csv``: per method, seconds and forward passes per image;
 - ``summary.json``: summary, timing, errors, sanity curves and provenance;
 - ``report.html``: all of it in one file that needs nothing else (pictures are inline PNG data):
-  the metrics table with direction arrows, the image x method grid (every map min-max normalised
-  and coloured with the same colormap, one colour bar), deletion / insertion curves,
+  the metrics table with direction arrows, the image x method grid (every map min-max normalized
+  and colored with the same colormap, one color bar), deletion / insertion curves,
   sanity-check curves, timing, errors and a provenance block;
 - ``xcam-outputs.json``: the files above with their SHA-1, so that a later run knows which files
   are its own. A file of those names that xcam did not write (or that changed since) is never
@@ -34,28 +34,13 @@ from typing import Any, Protocol
 
 from .errors import XcamError
 from .methods.controls import CONTROL_NAMES
+from .metrics.base import Metric
+from .registry import METRICS
 
 __all__ = ["write_outputs", "render_html", "check_outputs", "foreign_outputs", "csv_cell",
-           "OutputExistsError", "OUTPUT_FILES", "LEDGER", "METRIC_LABELS", "PERCENT_METRICS",
-           "ComparisonLike", "read_ledger"]
+           "OutputExistsError", "OUTPUT_FILES", "LEDGER", "ComparisonLike", "read_ledger",
+           "format_value", "is_control"]
 
-METRIC_LABELS = {
-    "pointing_game": "Pointing game",
-    "energy_pointing_game": "Energy pointing game",
-    "relevance_mass": "Relevance mass",
-    "relevance_rank": "Relevance rank",
-    "max_box_acc": "MaxBoxAcc",
-    "deletion": "Deletion AUC",
-    "insertion": "Insertion AUC",
-    "average_drop": "Average drop (%)",
-    "increase_in_confidence": "Increase in confidence (%)",
-    "faithfulness_correlation": "Faithfulness correlation",
-    "infidelity": "Infidelity",
-    "max_sensitivity": "Max-sensitivity",
-    "random_logit": "Random-logit SSIM",
-    "model_parameter_randomization": "Randomisation SSIM (all blocks)",
-}
-PERCENT_METRICS = ("average_drop", "increase_in_confidence")
 
 
 
@@ -132,16 +117,34 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _fmt(value: Any, metric: str = "", digits: int = 3) -> str:
+def _metric(name: str) -> Metric[..., Any]:
+    metric = METRICS.get(name)
+    if not isinstance(metric, Metric):
+        raise TypeError(f"metric {name!r} is registered as {type(metric).__name__}, not an "
+                        "xcam.metrics.Metric")
+    return metric
+
+
+def is_control(method: str) -> bool:
+    """A control (random map, center Gaussian, ...): a floor every method must beat."""
+    return method in CONTROL_NAMES
+
+
+def format_value(value: Any, metric: str = "", digits: int = 3) -> str:
+    """A score as shown in tables: ``"–"`` when undefined, x100 with one decimal for a metric whose
+    ``unit`` is ``"%"``, else ``digits`` decimals."""
     if not _finite(value):
         return "–"
-    if metric in PERCENT_METRICS:
+    if metric and _metric(metric).unit == "%":
         return f"{100 * value:.1f}"
     return f"{value:.{digits}f}"
 
 
+_fmt = format_value
+
+
 def _label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    return _metric(metric).label
 
 
 def _arrow(higher: bool) -> str:
@@ -154,35 +157,44 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def _figure(width: float, height: float, panels: int = 2) -> tuple[Any, Any]:
     """A figure outside pyplot: the caller's backend and open figures are left alone."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
-    return fig, fig.subplots(1, 2, squeeze=False)
+    return fig, fig.subplots(1, panels, squeeze=False)
 
 
 def _style(method: str) -> dict[str, Any]:
-    return {"linestyle": "--", "alpha": 0.7} if method in CONTROL_NAMES else {}
+    return {"linestyle": "--", "alpha": 0.7} if is_control(method) else {}
+
+
+def _curve_metrics(comparison: ComparisonLike) -> list[str]:
+    """The metrics of the comparison that return curves (deletion, insertion, ...)."""
+    return [m for m in comparison.metrics if _metric(m).curves]
 
 
 def _curves_chart(comparison: ComparisonLike) -> str | None:
-    kinds = [k for k in ("deletion", "insertion") if comparison.mean_curves(k)]
-    if not kinds:
+    """One panel per curve metric: the mean curve of every method."""
+    names = _curve_metrics(comparison)
+    curves = {name: comparison.mean_curves(name) for name in names}
+    if not any(curves.values()):
         return None
-    fig, axes = _figure(11, 3.6)
-    for ax, kind in zip(axes[0], ("deletion", "insertion")):
-        curves = comparison.mean_curves(kind) if kind in kinds else {}
-        for method, curve in curves.items():
+    fig, axes = _figure(5.5 * max(len(names), 2), 3.6, max(len(names), 2))
+    for ax in axes[0][len(names):]:
+        ax.set_axis_off()
+    for ax, name in zip(axes[0], names):
+        metric = _metric(name)
+        for method, curve in curves[name].items():
             n = len(curve)
             xs = [k / (n - 1) for k in range(n)] if n > 1 else [0.0]
             ax.plot(xs, curve, label=method, **_style(method))
-        direction = "lower" if kind == "deletion" else "higher"
-        ax.set_title(f"{kind} (area {direction} is better)", fontsize=10)
-        ax.set_xlabel(f"fraction of pixels {'deleted' if kind == 'deletion' else 'inserted'}")
-        ax.set_ylabel("probability of the target class")
+        direction = "higher" if metric.higher_is_better else "lower"
+        ax.set_title(f"{name} (area {direction} is better)", fontsize=10)
+        ax.set_xlabel(metric.curve_xlabel)
+        ax.set_ylabel(metric.curve_ylabel)
         ax.set_xlim(0, 1)
-        if curves:
+        if curves[name]:
             ax.legend(fontsize=7)
         else:
             ax.set_axis_off()
@@ -203,13 +215,50 @@ def _sanity_chart(comparison: ComparisonLike) -> str | None:
         ax.set_xticklabels(layers, rotation=90, fontsize=6)
         ax.set_title(f"{'Spearman rank correlation' if key == 'spearman' else 'SSIM'} with the "
                      "original map", fontsize=10)
-        ax.set_xlabel("blocks re-initialised (output side first, cumulative)")
+        ax.set_xlabel("blocks re-initialized (output side first, cumulative)")
         ax.axhline(0, color="#999", linewidth=0.5)
         ax.legend(fontsize=7)
     return _png(fig)
 
 
+def _cell(r: dict[str, Any] | None, metric: str) -> str:
+    """One cell of the metrics table: mean, CI, rank, p-value against the best."""
+    if r is None or not _finite(r["mean"]):
+        return "<td>–</td>"
+    cls = ' class="best"' if r["best"] else ""
+    p = r["p_vs_best"]
+    p_text = f'<span class="p">p={p:.2g} vs best</span>' if _finite(p) else ""
+    return (f'<td{cls} data-metric="{_e(metric)}" data-value="{r["mean"]!r}">{_fmt(r["mean"], metric)} '
+            f'<span class="ci">[{_fmt(r["ci_low"], metric)}, {_fmt(r["ci_high"], metric)}]</span> '
+            f'<span class="rank">#{r["rank"]}</span>{p_text}</td>')
+
+
+def _baseline_rows(comparison: ComparisonLike, cells: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """One footer row per baseline label (the pointing game's center point), in its metrics' columns."""
+    labels: dict[str, list[str]] = {}
+    for metric in comparison.metrics:
+        label = _metric(metric).baseline_label
+        if label is not None:
+            labels.setdefault(label, []).append(metric)
+    rows = []
+    for label, metrics in labels.items():
+        tds = []
+        shown = False
+        for metric in comparison.metrics:
+            r = cells.get((label, metric)) if metric in metrics else None
+            if r is not None and _finite(r["mean"]):
+                shown = True
+                tds.append(f'<td>{_fmt(r["mean"], metric)} <span class="ci">[{_fmt(r["ci_low"], metric)}, '
+                           f'{_fmt(r["ci_high"], metric)}]</span></td>')
+            else:
+                tds.append("<td></td>")
+        if shown:
+            rows.append(f'<tr class="baseline"><td class="name">{_e(label)} (baseline)</td>{"".join(tds)}</tr>')
+    return f'<tfoot>{"".join(rows)}</tfoot>' if rows else ""
+
+
 def _metrics_table(comparison: ComparisonLike, summary: list[dict[str, Any]]) -> str:
+    """The metrics table: one row per method, one column per metric, baselines in the footer."""
     cells = {(r["method"], r["metric"]): r for r in summary}
     directions = {r["metric"]: r["higher_is_better"] for r in summary}
     head = "".join(
@@ -217,34 +266,10 @@ def _metrics_table(comparison: ComparisonLike, summary: list[dict[str, Any]]) ->
         for m in comparison.metrics)
     rows = []
     for method in comparison.methods:
-        tds = []
-        for metric in comparison.metrics:
-            r = cells.get((method, metric))
-            if r is None or not _finite(r["mean"]):
-                tds.append("<td>–</td>")
-                continue
-            cls = ' class="best"' if r["best"] else ""
-            p = r["p_vs_best"]
-            p_text = f'<span class="p">p={p:.2g} vs best</span>' if _finite(p) else ""
-            tds.append(
-                f'<td{cls} data-metric="{_e(metric)}" data-value="{r["mean"]!r}">{_fmt(r["mean"], metric)} '
-                f'<span class="ci">[{_fmt(r["ci_low"], metric)}, {_fmt(r["ci_high"], metric)}]</span> '
-                f'<span class="rank">#{r["rank"]}</span>{p_text}</td>')
-        cls = ' class="control"' if method in CONTROL_NAMES else ""
-        rows.append(f'<tr{cls}><td class="name">{_e(method)}</td>{"".join(tds)}</tr>')
-    baseline = [r for r in summary if r["method"] == "centre point"]
-    foot = ""
-    if baseline and _finite(baseline[0]["mean"]):
-        r = baseline[0]
-        tds = []
-        for metric in comparison.metrics:
-            if metric == "pointing_game":
-                tds.append(f'<td>{_fmt(r["mean"], metric)} <span class="ci">[{_fmt(r["ci_low"], metric)}, '
-                           f'{_fmt(r["ci_high"], metric)}]</span></td>')
-            else:
-                tds.append("<td></td>")
-        foot = ('<tfoot><tr class="baseline"><td class="name">centre point (baseline)</td>'
-                f'{"".join(tds)}</tr></tfoot>')
+        tds = "".join(_cell(cells.get((method, metric)), metric) for metric in comparison.metrics)
+        cls = ' class="control"' if is_control(method) else ""
+        rows.append(f'<tr{cls}><td class="name">{_e(method)}</td>{tds}</tr>')
+    foot = _baseline_rows(comparison, cells)
     return (f'<table id="metrics"><thead><tr><th class="name">method</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody>{foot}</table>')
 
@@ -290,7 +315,7 @@ def _grid(comparison: ComparisonLike) -> str:
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f'<table class="grid"><thead><tr><th>image</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>'
-            '<p class="legend">Every map is min-max normalised per image and coloured with the same '
+            '<p class="legend">Every map is min-max normalized per image and colored with the same '
             'colormap (JET, blended at 50 %): 0 <span class="colorbar"></span> 1 '
             '(map minimum to map maximum).</p>')
 
@@ -326,22 +351,96 @@ def _provenance(comparison: ComparisonLike) -> str:
             f'<pre>{_e(json.dumps(p, indent=2))}</pre></details>')
 
 
+def _names(metrics: list[str]) -> str:
+    """``["average_drop", "increase_in_confidence"]`` -> ``"Average drop and increase in confidence"``."""
+    text = " and ".join(m.replace("_", " ") for m in metrics)
+    return text[:1].upper() + text[1:]
+
+
+def _summary_section(comparison: ComparisonLike, summary: list[dict[str, Any]]) -> list[str]:
+    """The metrics table and its legend (units, controls, data-set scores: from the metadata)."""
+    percent = [m for m in comparison.metrics if _metric(m).unit == "%"]
+    dataset = [m for m in comparison.metrics
+               if _metric(m).scope == "dataset" and not _metric(m).sample_only]
+    legend = ("↑ higher is better, ↓ lower is better. Mean over images [95 % percentile-bootstrap CI], "
+              "#rank among the methods, p = two-sided paired Wilcoxon signed-rank test against the best "
+              "method (bold).")
+    if percent:
+        legend += f" {_names(percent)} in %."
+    legend += (" Italic rows are controls (random map, center Gaussian, Sobel edges): a method that "
+               "does not beat them is not explaining the model.")
+    for m in dataset:
+        legend += (f" {_label(m)} is a data-set score: its value per image is the image's share of "
+                   "the score over the images shown.")
+    return ['<section id="summary"><h2>Metrics</h2>', _metrics_table(comparison, summary),
+            f'<p class="legend">{_e(legend)}</p></section>']
+
+
+def _curves_section(comparison: ComparisonLike) -> list[str]:
+    """The mean curves of the curve metrics (deletion, insertion, ...)."""
+    names = _curve_metrics(comparison) or [n for n in METRICS.names() if _metric(n).curves]
+    what = _names(names)
+    curves = _curves_chart(comparison)
+    return [f'<section id="curves"><h2>{_e(what)} curves</h2>',
+            f'<img class="chart" alt="{_e(what.lower())} curves" src="data:image/png;base64,{curves}">'
+            if curves else f"<p>{_e(what)} were not computed.</p>", "</section>"]
+
+
+def _sanity_section(comparison: ComparisonLike) -> list[str]:
+    """The curves and final values of the sample-only checks (model-parameter randomization)."""
+    sanity = _sanity_chart(comparison)
+    sample_only = [n for n in METRICS.names() if _metric(n).sample_only]
+
+    def last(r: dict[str, Any], key: str) -> str:
+        values = r.get(key)
+        return _fmt(values[-1]) if r.get("status") == "ok" and values else "–"
+
+    rows = "".join(
+        f'<tr><td class="name">{_e(r["method"])}</td><td>{len(r.get("images", []))}</td>'
+        f'<td>{last(r, "spearman")}</td><td>{last(r, "ssim")}</td>'
+        f'<td class="name">{_e(r.get("error", ""))}</td></tr>'
+        for r in comparison.sanity)
+    return [
+        '<section id="sanity"><h2>Sanity checks (cascading model-parameter randomization)</h2>',
+        f'<img class="chart" alt="sanity-check curves" src="data:image/png;base64,{sanity}">'
+        if sanity else f"<p>Not computed (add the metric {_e(' or '.join(sample_only))}).</p>",
+        ('<table><thead><tr><th class="name">method</th><th>images</th><th>Spearman, all blocks</th>'
+         f'<th>SSIM, all blocks</th><th class="name">error</th></tr></thead><tbody>{rows}</tbody>'
+         "</table><p class=\"legend\">A method that depends on the model shows falling curves; "
+         "lower is better.</p>") if comparison.sanity else "",
+        "</section>",
+    ]
+
+
+def _errors_section(errors: list[dict[str, Any]]) -> list[str]:
+    """The images and (image, method) pairs that failed."""
+    table = ("<table><thead><tr><th>index</th><th class=\"name\">image</th><th class=\"name\">method</th>"
+             '<th class="name">error</th></tr></thead><tbody>'
+             + "".join(f'<tr><td>{_e(r["index"] if r["index"] is not None else "–")}</td>'
+                       f'<td class="name">{_e(r["image"] or "–")}</td>'
+                       f'<td class="name">{_e(r["method"] or "(image)")}</td>'
+                       f'<td class="name">{_e(r["error"])}</td></tr>' for r in errors)
+             + "</tbody></table>")
+    return [f'<section id="errors"><h2>Errors ({len(errors)})</h2>',
+            table if errors else "<p>None.</p>", "</section>"]
+
+
 def render_html(comparison: ComparisonLike, title: str | None = None,
                 summary: list[dict[str, Any]] | None = None) -> str:
-    """The report as one HTML string (no external resources)."""
+    """The report as one HTML string (no external resources).
+
+    Args:
+        comparison: the comparison to show.
+        title: the page title (default: ``"xcam comparison: {model name}"``).
+        summary: the rows of ``comparison.summary()``, when the caller has them already.
+
+    Returns:
+        The HTML page.
+    """
     summary = summary if summary is not None else comparison.summary()
     n_ok = sum(1 for img in comparison.images if img.get("status") == "ok")
     model = comparison.provenance.get("model", {}).get("name", "model")
     title = title or f"xcam comparison: {model}"
-    curves = _curves_chart(comparison)
-    sanity = _sanity_chart(comparison)
-    errors = comparison.errors()
-    sanity_rows = "".join(
-        f'<tr><td class="name">{_e(r["method"])}</td><td>{len(r.get("images", []))}</td>'
-        f'<td>{_fmt(r["spearman"][-1]) if r.get("status") == "ok" else "–"}</td>'
-        f'<td>{_fmt(r["ssim"][-1]) if r.get("status") == "ok" else "–"}</td>'
-        f'<td class="name">{_e(r.get("error", ""))}</td></tr>'
-        for r in comparison.sanity)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -354,39 +453,14 @@ def render_html(comparison: ComparisonLike, title: str | None = None,
         '<nav><a href="#summary">metrics</a> · <a href="#timing-section">run time</a> · '
         '<a href="#grid">maps</a> · <a href="#curves">curves</a> · <a href="#sanity">sanity</a> · '
         '<a href="#errors">errors</a> · <a href="#provenance">provenance</a></nav>',
-        '<section id="summary"><h2>Metrics</h2>',
-        _metrics_table(comparison, summary),
-        '<p class="legend">↑ higher is better, ↓ lower is better. Mean over images '
-        "[95 % percentile-bootstrap CI], #rank among the methods, p = two-sided paired Wilcoxon "
-        "signed-rank test against the best method (bold). Average drop and increase in confidence "
-        "in %. Italic rows are controls (random map, centre Gaussian, Sobel edges): a method that "
-        "does not beat them is not explaining the model. MaxBoxAcc per image is the hit at the "
-        "threshold that is best over the images shown.</p></section>",
+        *_summary_section(comparison, summary),
         '<section id="timing-section"><h2>Run time</h2>', _timing_table(comparison),
         '<p class="legend">Forward passes: images run through the model (a batch of n counts n).</p>'
         "</section>",
         '<section id="grid"><h2>Maps</h2>', _grid(comparison), "</section>",
-        '<section id="curves"><h2>Deletion and insertion curves</h2>',
-        f'<img class="chart" alt="deletion and insertion curves" src="data:image/png;base64,{curves}">'
-        if curves else "<p>Deletion / insertion were not computed.</p>",
-        "</section>",
-        '<section id="sanity"><h2>Sanity checks (cascading model-parameter randomisation)</h2>',
-        f'<img class="chart" alt="sanity-check curves" src="data:image/png;base64,{sanity}">'
-        if sanity else "<p>Not computed (add the metric model_parameter_randomization).</p>",
-        ('<table><thead><tr><th class="name">method</th><th>images</th><th>Spearman, all blocks</th>'
-         f'<th>SSIM, all blocks</th><th class="name">error</th></tr></thead><tbody>{sanity_rows}</tbody>'
-         "</table><p class=\"legend\">A method that depends on the model shows falling curves; "
-         "lower is better.</p>") if comparison.sanity else "",
-        "</section>",
-        f'<section id="errors"><h2>Errors ({len(errors)})</h2>',
-        ("<table><thead><tr><th>index</th><th class=\"name\">image</th><th class=\"name\">method</th>"
-         '<th class="name">error</th></tr></thead><tbody>'
-         + "".join(f'<tr><td>{_e(r["index"] if r["index"] is not None else "–")}</td>'
-                   f'<td class="name">{_e(r["image"] or "–")}</td>'
-                   f'<td class="name">{_e(r["method"] or "(image)")}</td>'
-                   f'<td class="name">{_e(r["error"])}</td></tr>' for r in errors)
-         + "</tbody></table>") if errors else "<p>None.</p>",
-        "</section>",
+        *_curves_section(comparison),
+        *_sanity_section(comparison),
+        *_errors_section(comparison.errors()),
         '<section id="provenance"><h2>Provenance</h2>', _provenance(comparison), "</section>",
         f"<script>{_SCRIPT}</script></body></html>",
     ]

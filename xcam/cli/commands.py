@@ -345,29 +345,33 @@ def _buildable(methods: list[str], model: Any) -> list[str]:
 
 
 def _print_summary(result: Any) -> None:
-    from ..report import PERCENT_METRICS
+    """The summary as a text table: methods, then baselines (the center point), x metrics."""
+    from ..registry import METRICS
 
     rows = result.summary()
     cells = {(r["method"], r["metric"]): r for r in rows}
     arrows = {r["metric"]: "↑" if r["higher_is_better"] else "↓" for r in rows}
     header = ["method", *[f"{m} {arrows.get(m, '')}" for m in result.metrics]]
+    baselines = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in result.methods))
+    percent = [m for m in result.metrics if METRICS.get(m).unit == "%"]
     lines = [header]
-    for method in [*result.methods, "centre point"]:
+    for method in [*result.methods, *baselines]:
         line = [method]
         for metric in result.metrics:
             r = cells.get((method, metric))
             if r is None or r["mean"] != r["mean"]:
                 line.append("-")
                 continue
-            scale = 100 if metric in PERCENT_METRICS else 1
+            scale = 100 if metric in percent else 1
             line.append(f"{scale * r['mean']:.3f}" + (" *" if r["best"] else ""))
-        if method != "centre point" or any(c != "-" for c in line[1:]):
+        if method in result.methods or any(c != "-" for c in line[1:]):
             lines.append(line)
     widths = [max(len(str(row[j])) for row in lines) for j in range(len(header))]
     for row in lines:
         padded = [str(c).rjust(w) if j else str(c).ljust(w) for j, (c, w) in enumerate(zip(row, widths))]
         print("  ".join(padded))
-    print("(* best; mean over images; average drop and increase in confidence in %)")
+    units = f"; {' and '.join(m.replace('_', ' ') for m in percent)} in %" if percent else ""
+    print(f"(* best; mean over images{units})")
 
 
 def _lfi_train(args: argparse.Namespace) -> int:
