@@ -325,7 +325,8 @@ class Comparison:
         ci = mean_ci(base, confidence, n_resamples, seed=seed) if len(base) else None
         nan = float("nan")
         return {
-            "method": metric.baseline_label, "metric": metric.name, "higher_is_better": True,
+            "method": metric.baseline_label, "metric": metric.name,
+            "higher_is_better": bool(metric.higher_is_better),
             "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
             "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
             "rank": None, "best": False, "p_vs_best": nan,

@@ -260,9 +260,8 @@ def _baseline_rows(comparison: ComparisonLike, cells: dict[tuple[str, str], dict
 def _metrics_table(comparison: ComparisonLike, summary: list[dict[str, Any]]) -> str:
     """The metrics table: one row per method, one column per metric, baselines in the footer."""
     cells = {(r["method"], r["metric"]): r for r in summary}
-    directions = {r["metric"]: r["higher_is_better"] for r in summary}
     head = "".join(
-        f'<th title="{_e(m)}">{_e(_label(m))} {_arrow(directions.get(m, True))}</th>'
+        f'<th title="{_e(m)}">{_e(_label(m))} {_arrow(bool(_metric(m).higher_is_better))}</th>'
         for m in comparison.metrics)
     rows = []
     for method in comparison.methods:

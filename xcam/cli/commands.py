@@ -350,7 +350,7 @@ def _print_summary(result: Any) -> None:
 
     rows = result.summary()
     cells = {(r["method"], r["metric"]): r for r in rows}
-    arrows = {r["metric"]: "↑" if r["higher_is_better"] else "↓" for r in rows}
+    arrows = {m: "↑" if METRICS.get(m).higher_is_better else "↓" for m in result.metrics}
     header = ["method", *[f"{m} {arrows.get(m, '')}" for m in result.metrics]]
     baselines = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in result.methods))
     percent = [m for m in result.metrics if METRICS.get(m).unit == "%"]
