@@ -23,7 +23,7 @@ def to_image(image: Any) -> np.ndarray:
     """An image as float32 numpy (H, W, 3) in [0, 1].
 
     Accepts a (3, H, W) or (H, W, 3) tensor or array; uint8 arrays are divided by 255, float
-    inputs outside [0, 1] (normalised model inputs) are min-max scaled for display.
+    inputs outside [0, 1] (normalized model inputs) are min-max scaled for display.
     """
     if isinstance(image, torch.Tensor):
         arr = image.detach().cpu().float().numpy()
@@ -63,7 +63,7 @@ def _map_array(saliency: Any, size: tuple[int, int]) -> np.ndarray:
 
 
 def overlay(image: Any, saliency: Any, alpha: float = 0.5, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
-    """Blend a min-max normalised map, coloured with an OpenCV colormap, over an image.
+    """Blend a min-max normalized map, coloured with an OpenCV colormap, over an image.
 
     Args:
         image: (3, H, W) / (H, W, 3) tensor or array (see :func:`to_image`).

@@ -372,7 +372,7 @@ class Metric(Generic[P, R]):
         return self._baseline is not None
 
     def baseline_scores(self, data: MetricInputs, **kwargs: Any) -> Tensor:
-        """(B,) reference scores of the trivial map (the pointing game's centre point).
+        """(B,) reference scores of the trivial map (the pointing game's center point).
 
         Args:
             data: the ground truth (and ``image_size`` when it holds boxes).

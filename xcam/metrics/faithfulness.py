@@ -195,7 +195,7 @@ def deletion(
 def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
     """Per-channel Gaussian blur of a (B, C, H, W) batch with replicate padding.
 
-    The separable kernel is ``exp(-t^2 / (2 sigma^2))``, ``t = -(k-1)/2 .. (k-1)/2``, normalised
+    The separable kernel is ``exp(-t^2 / (2 sigma^2))``, ``t = -(k-1)/2 .. (k-1)/2``, normalized
     to sum 1. Replicate padding keeps a constant image constant (RISE pads with zeros, which
     darkens the border).
     """
@@ -321,7 +321,7 @@ def average_drop(
     """Drop in confidence per sample (Chattopadhay et al., "Grad-CAM++", WACV 2018).
 
     ``Y`` is the softmax probability of the target on ``x``; ``O`` the same on
-    ``m * x + (1 - m) * baseline`` with ``m`` the min-max normalised map. The per-sample score is
+    ``m * x + (1 - m) * baseline`` with ``m`` the min-max normalized map. The per-sample score is
     the relative drop ``max(0, Y - O) / Y`` in [0, 1]; the paper's *average drop* is
     ``100 * mean`` of it (a percentage). Lower is better.
 

@@ -86,7 +86,7 @@ def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     maximum: every pixel ties) is a miss, 0.0, so a blank map scores 0.
 
     Report it beside :func:`pointing_game_baseline`, the score of a map that always points at the
-    image centre.
+    image center.
 
     Args:
         maps: (B, H, W) maps at input resolution.
@@ -114,10 +114,10 @@ def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
 def pointing_game_baseline(
     gt: object, tolerance: float = 15, size: tuple[int, int] | None = None
 ) -> Tensor:
-    """The centre baseline of the pointing game: a map whose maximum is the image centre.
+    """The center baseline of the pointing game: a map whose maximum is the image center.
 
     The map is 1 at pixel ``(H // 2, W // 2)`` and 0 elsewhere, scored by :func:`pointing_game`.
-    A method that does not beat it on a data set has not learned to localise there.
+    A method that does not beat it on a data set has not learned to localize there.
 
     Args:
         gt: bool mask (B, H, W), or boxes per sample (then ``size`` is required).
@@ -139,9 +139,9 @@ def pointing_game_baseline(
         h, w = (int(v) for v in size)
         b = parse_boxes(gt)[0].shape[0]
         device = torch.device("cpu")
-    centre = torch.zeros(b, h, w, device=device)
-    centre[:, h // 2, w // 2] = 1.0
-    return pointing_game(centre, gt, tolerance=tolerance)
+    center = torch.zeros(b, h, w, device=device)
+    center[:, h // 2, w // 2] = 1.0
+    return pointing_game(center, gt, tolerance=tolerance)
 
 
 def _mass_share(positive: Tensor, mask: Tensor) -> Tensor:
@@ -162,7 +162,7 @@ def _mass_share(positive: Tensor, mask: Tensor) -> Tensor:
 def energy_pointing_game(maps: Tensor, gt: object) -> Tensor:
     """Energy-based pointing game (Wang et al., "Score-CAM", 2020).
 
-    The map is min-max normalised per sample, clamped at 0 and divided by its sum; the score is
+    The map is min-max normalized per sample, clamped at 0 and divided by its sum; the score is
     the share of that mass inside the ground truth:
     ``sum_{p in GT} E(p) / sum_p E(p)`` with ``E = max(0, (M - min M) / (max M - min M))``.
     A zero map (also a constant one, which min-max sends to 0) counts as uniform: the score is
@@ -297,7 +297,7 @@ def _thresholds(thresholds: object, device: torch.device) -> Tensor:
     if bool((t < 0).any()):
         warn(
             f"thresholds below 0 ({[v for v in t.tolist() if v < 0][:4]}): maps are min-max "
-            "normalised to [0, 1] first, so such a threshold keeps every pixel and the whole "
+            "normalized to [0, 1] first, so such a threshold keeps every pixel and the whole "
             "image becomes the box, whatever the map; pass thresholds in [0, 1)"
         )
     return t
@@ -350,7 +350,7 @@ def max_box_acc(
 
     "Evaluating weakly supervised object localization methods right".
 
-    Each map is min-max normalised. For every threshold t the mask ``map > t`` (strictly above,
+    Each map is min-max normalized. For every threshold t the mask ``map > t`` (strictly above,
     as in the authors' reference code, wsolevaluation's ``cv2.threshold(..., THRESH_BINARY)``,
     so a blank or constant map, which min-max sends to 0, has no box at any t and scores 0) is
     split into 8-connected components (OpenCV ``connectedComponentsWithStats``); the box of the largest

@@ -2,7 +2,7 @@
 
 Both checks recompute explanations, so they take an explainer rather than precomputed maps. They
 compare maps with :func:`xcam.metrics.spearman` (rank correlation) and :func:`xcam.metrics.ssim`
-(structural similarity of min-max normalised maps). Definitions: ``specs/metrics.md``.
+(structural similarity of min-max normalized maps). Definitions: ``specs/metrics.md``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class RandomizationResult:
 
     Attributes:
         layers: module names in cascade order (output side first); column j of the scores is the
-            model with ``layers[: j + 1]`` re-initialised.
+            model with ``layers[: j + 1]`` re-initialized.
         spearman: (B, L) float32 Spearman rank correlation between the original map and the map
             after each step; NaN where either map is constant.
-        ssim: (B, L) float32 SSIM between the min-max normalised maps.
+        ssim: (B, L) float32 SSIM between the min-max normalized maps.
     """
 
     layers: tuple[str, ...]
@@ -67,7 +67,7 @@ def cascade_layers(model: nn.Module) -> list[str]:
 
 
 def _reinitialize(module: nn.Module, seed: int) -> None:
-    """Re-initialise every parameter of ``module`` (recursively), seeded.
+    """Re-initialize every parameter of ``module`` (recursively), seeded.
 
     Modules with ``reset_parameters`` (Conv, Linear, BatchNorm, LayerNorm, ...) use it, which
     also resets batch-norm running statistics (``nn.MultiheadAttention`` its private
@@ -123,7 +123,7 @@ def _make_explainer(explainer: object, model: nn.Module,
             return cast(Callable[..., Any], type(explainer)(model, **params))  # type: ignore[call-arg]
         except TypeError as err:
             raise InputTypeError(
-                f"explainer: could not rebuild {type(explainer).__name__} on the randomised copy "
+                f"explainer: could not rebuild {type(explainer).__name__} on the randomized copy "
                 f"from its params() {params} ({err}); pass a factory instead, e.g. "
                 f"explainer=lambda m: {type(explainer).__name__}(m, layer=...)"
             ) from None
@@ -145,7 +145,7 @@ def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     if layers is None:
         names = cascade_layers(model)
         if not names:
-            raise InputError(f"model {type(model).__name__} has no parameters to randomise")
+            raise InputError(f"model {type(model).__name__} has no parameters to randomize")
         return names
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise InputTypeError(
@@ -158,7 +158,7 @@ def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     for name in layers:
         tap = resolve_layer(model, name)
         if not any(True for _ in tap.module.parameters()):
-            raise InputError(f"layer {name!r} has no parameters to randomise")
+            raise InputError(f"layer {name!r} has no parameters to randomize")
         names.append(tap.name)
     return names
 
@@ -199,8 +199,8 @@ def model_parameter_randomization(
 
     "Sanity checks for saliency maps".
 
-    One deep copy of the model is randomised progressively: from the output layer towards the
-    input, one more layer's parameters are re-initialised at a time (seeded; see
+    One deep copy of the model is randomized progressively: from the output layer towards the
+    input, one more layer's parameters are re-initialized at a time (seeded; see
     :func:`cascade_layers`) and the explanation is recomputed, for the same classes (chosen on
     the original model when ``targets`` is None). After each step, the Spearman rank correlation
     and the SSIM between the original map and the new one are recorded per sample. A method that
@@ -214,9 +214,9 @@ def model_parameter_randomization(
             or a factory ``model -> explainer``.
         inputs: (B, C, H, W).
         targets: class per sample (None: the original model's top class).
-        layers: module names to randomise, in cascade order; default every module that owns
-            parameters, output side first. A named block is re-initialised as a whole.
-        seed: seed of the re-initialisation (``None``: fresh from torch's global RNG); step j
+        layers: module names to randomize, in cascade order; default every module that owns
+            parameters, output side first. A named block is re-initialized as a whole.
+        seed: seed of the re-initialization (``None``: fresh from torch's global RNG); step j
             uses ``seed + j``.
         explainer_kwargs: constructor arguments when ``explainer`` is a name.
         output: a callable ``f(model_output) -> (B, classes)`` for the clean pass that picks the
@@ -233,9 +233,9 @@ def model_parameter_randomization(
     base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
     indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
 
-    randomised = copy.deepcopy(model)
-    modules = dict(randomised.named_modules())
-    explain = _make_explainer(explainer, randomised, explainer_kwargs)
+    randomized = copy.deepcopy(model)
+    modules = dict(randomized.named_modules())
+    explain = _make_explainer(explainer, randomized, explainer_kwargs)
     original = explanation_maps(explain, x, indices)
     rho, sim = [], []
     for j, name in enumerate(names):

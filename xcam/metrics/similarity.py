@@ -85,7 +85,7 @@ def _gaussian_1d(size: int, sigma: float, device: torch.device, dtype: torch.dty
 def ssim(a: Tensor, b: Tensor, kernel_size: int = 11, sigma: float = 1.5) -> Tensor:
     """Structural similarity (Wang et al., 2004) per sample of two (B, H, W) maps.
 
-    Each map is min-max normalised to [0, 1] first (a constant map becomes 0), then
+    Each map is min-max normalized to [0, 1] first (a constant map becomes 0), then
     ``SSIM = mean over windows of (2 mu_a mu_b + C1)(2 s_ab + C2) /
     ((mu_a^2 + mu_b^2 + C1)(s_a^2 + s_b^2 + C2))`` with a Gaussian window (size 11, sigma 1.5),
     ``C1 = 0.01^2``, ``C2 = 0.03^2`` (data range 1), over valid windows only (no padding). This is
