@@ -267,8 +267,11 @@ def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | Non
 
 
 def normalizes_inside(model: nn.Module) -> bool:
-    """Whether ``model`` normalises its [0, 1] input itself: a submodule holds ``image_mean`` and
-    ``image_std`` (torchvision's detection models, through ``GeneralizedRCNNTransform``)."""
+    """Whether ``model`` normalizes its [0, 1] input itself.
+
+    True when a submodule holds ``image_mean`` and ``image_std`` (torchvision's detection models,
+    through ``GeneralizedRCNNTransform``).
+    """
     return any(hasattr(m, "image_mean") and hasattr(m, "image_std") for m in model.modules())
 
 

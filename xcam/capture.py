@@ -20,9 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from types import TracebackType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +66,7 @@ class Capture:
         self._active = False
 
     # -- recording ---------------------------------------------------------------------------
-    def _new_forward(self, module: nn.Module, args: tuple) -> None:
+    def _new_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         # Pre-hook on the model itself: a new forward pass forgets the previous one, so running
         # the model twice in one block is not mistaken for a layer that runs twice in one pass.
         self._stored.clear()
@@ -91,8 +92,8 @@ class Capture:
         self._stored[tap] = tensor
         return tensor.clone()
 
-    def _output_hook(self, tap: Tap):
-        def hook(module: nn.Module, args: tuple, output: object) -> object:
+    def _output_hook(self, tap: Tap) -> Callable[[nn.Module, tuple[Any, ...], object], object]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: object) -> object:
             if not isinstance(output, Tensor):
                 raise InputError(
                     f"layer {tap.label!r} returns {type(output).__name__}, not a tensor; "
@@ -102,8 +103,8 @@ class Capture:
 
         return hook
 
-    def _input_hook(self, tap: Tap):
-        def hook(module: nn.Module, args: tuple) -> object:
+    def _input_hook(self, tap: Tap) -> Callable[[nn.Module, tuple[Any, ...]], object]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> object:
             if not args or not isinstance(args[0], Tensor):
                 raise InputError(
                     f"layer {tap.label!r}: the module's first input is not a tensor; "
@@ -220,6 +221,10 @@ class Capture:
         sample its own gradient in one backward pass that stops at the deepest requested layer.
 
         Args:
+            scores: the (B,) scores to differentiate (their sum is differentiated).
+            layers: the recorded layers to differentiate with respect to; None for all of them.
+            retain_graph: keep the graph for a later call (``torch.autograd.grad``'s flag).
+            create_graph: build the graph of the gradients (for higher derivatives).
             allow_unused: give a zero gradient for a layer the scores do not depend on, instead of
                 raising :class:`~xcam.errors.DisconnectedError`.
 

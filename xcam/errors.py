@@ -73,8 +73,10 @@ class InputRangeWarning(UserWarning):
 
 
 class DeadEndWarning(UserWarning):
-    """A map that carries little or no information: a 1 x 1 layer, a constant map, occlusion
-    windows that leave pixels uncovered."""
+    """A map that carries little or no information.
+
+    A 1 x 1 layer, a constant map, occlusion windows that leave pixels uncovered.
+    """
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

@@ -1,13 +1,41 @@
-"""The :class:`Explanation` every explainer returns."""
+"""The :class:`Explanation` every explainer returns, and what a metric needs of an explainer.
+
+Metrics that drive an explainer (deletion, insertion, sanity checks, robustness) take any object
+that satisfies :class:`ExplainerLike`: a callable ``(inputs, targets) -> ExplanationLike`` whose
+result has ``.maps``. They never import :mod:`xcam.methods`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["Explanation"]
+__all__ = ["Explanation", "ExplanationLike", "ExplainerLike"]
+
+
+@runtime_checkable
+class ExplanationLike(Protocol):
+    """What a metric reads of an explanation: the (B, H, W) maps."""
+
+    @property
+    def maps(self) -> Tensor:
+        """(B, H, W) maps at input resolution."""
+        ...
+
+
+@runtime_checkable
+class ExplainerLike(Protocol):
+    """What a metric needs of an explainer: ``explainer(inputs, targets) -> ExplanationLike``.
+
+    Every xcam explainer satisfies it; so does any callable with that signature (a wrapper of
+    another library). ``model`` is optional (sanity checks read it when present).
+    """
+
+    def __call__(self, inputs: Tensor, targets: Any = None) -> ExplanationLike:
+        """Explain ``inputs`` (B, C, H, W) for ``targets``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -36,6 +64,7 @@ class Explanation:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """B, the number of maps."""
         return int(self.maps.shape[0])
 
     def normalized(self) -> Tensor:

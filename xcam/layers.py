@@ -8,8 +8,9 @@ dotted module name, optionally followed by ``":input"`` or ``":output"``, or giv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import torch
 from torch import Tensor, nn
@@ -137,8 +138,8 @@ def trace_calls(
     calls: list[ModuleCall] = []
     handles = []
 
-    def make_hook(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
+    def make_hook(name: str) -> Callable[[nn.Module, tuple[Any, ...], object], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: object) -> None:
             # Clones: a later in-place op (DenseNet's F.relu(..., inplace=True)) must not change
             # what was recorded.
             first = args[0].clone() if args and isinstance(args[0], Tensor) else None

@@ -69,8 +69,9 @@ def logits(output: object, output_fn: OutputFn | None = None) -> Tensor:
         return value
     if isinstance(output, Mapping):
         for key in ("logits", "out"):
-            if isinstance(output.get(key), Tensor):
-                return output[key]
+            value = output.get(key)
+            if isinstance(value, Tensor):
+                return value
     elif isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
     raise OutputError(

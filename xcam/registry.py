@@ -21,6 +21,7 @@ __all__ = [
     "create",
     "list_explainers",
     "list_metrics",
+    "list_controls",
 ]
 
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        """The object registered as ``name`` (case-insensitive), with a did-you-mean hint if none."""
         _load_builtins()
         key = name.lower()
         if key not in self._items:
@@ -61,6 +63,7 @@ class Registry(Generic[T]):
         return self._items[key]
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         _load_builtins()
         return sorted(self._items)
 
@@ -96,6 +99,11 @@ def create(name: str, model: Any, **kwargs: Any) -> Any:
 def list_explainers() -> list[str]:
     """Names of every registered explainer, sorted."""
     return EXPLAINERS.names()
+
+
+def list_controls() -> list[str]:
+    """Names of the registered control explainers (class flag ``is_control``), sorted."""
+    return [n for n in list_explainers() if getattr(EXPLAINERS.get(n), "is_control", False)]
 
 
 def list_metrics() -> list[str]:

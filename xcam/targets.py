@@ -176,7 +176,7 @@ def _check_finite(values: Tensor, what: str) -> None:
         )
 
 
-def _callable_scores(fn: Callable[[object], object], output: object, batch_size: int) -> Tensor:
+def _callable_scores(fn: Callable[..., object], output: object, batch_size: int) -> Tensor:
     """The (B,) scores a targets callable returns for ``output``, checked for shape and NaN."""
     scores = fn(output)
     if not isinstance(scores, Tensor) or scores.shape != (batch_size,):
@@ -278,8 +278,10 @@ class Target(abc.ABC):
     def evaluate(
         self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
     ) -> tuple[Tensor | None, Tensor]:
-        """``(indices, scores)`` on a batch just run: class per sample (None if not a class
-        target) and the (B,) scores, still connected to autograd.
+        """``(indices, scores)`` on a batch just run.
+
+        The class per sample (None if not a class target) and the (B,) scores, still connected
+        to autograd.
 
         Args:
             output: the model output, as the model returned it.
@@ -295,8 +297,11 @@ class Target(abc.ABC):
         return self.evaluate(output, capture, size=size)[1]
 
     def raw_score(self, output: object, capture: Capture | None = None) -> object:
-        """The score of any batch size, as unchecked as possible (for libraries such as captum
-        that batch the inputs on their own); :meth:`score` for unit targets."""
+        """The score of any batch size, as unchecked as possible.
+
+        For libraries such as captum that batch the inputs on their own; :meth:`score` for unit
+        targets.
+        """
         return self.score(output, capture)
 
     def on_logits(self, scores: Tensor) -> tuple[Tensor, Tensor]:
@@ -395,7 +400,7 @@ class ClassTarget(Target):
 class CallableTarget(Target):
     """A callable ``f(output) -> Tensor (B,)``: any score computed from the raw model output."""
 
-    def __init__(self, fn: Callable[[object], object], batch_size: int,
+    def __init__(self, fn: Callable[..., object], batch_size: int,
                  output_fn: OutputFn | None = None) -> None:
         super().__init__(batch_size, output_fn)
         self.fn = fn
@@ -466,8 +471,10 @@ def resolve(targets: Targets | Target, batch_size: int, output_fn: OutputFn | No
 
 
 def class_indices(targets: object, output: Tensor, message: str | None = None) -> Tensor:
-    """(B,) class indices of ``targets`` (None: top class, an int, a sequence, a tensor) on (B, K)
-    class scores; the one class-target parser that metrics call.
+    """(B,) class indices of ``targets`` on (B, K) class scores ``output``.
+
+    ``targets`` is None (the top class), an int, a sequence or a tensor; this is the one
+    class-target parser that metrics call.
 
     Raises:
         TargetError: callable or unit targets (``message`` when given), or the errors of
@@ -527,6 +534,7 @@ class segmentation:  # noqa: N801 - used like a function: targets=segmentation(c
         self.mask = mask
 
     def __call__(self, output: object) -> Tensor:
+        """(B,) scores from the model output (see the class docstring)."""
         logits = output["out"] if isinstance(output, dict) else output
         if not isinstance(logits, Tensor) or logits.dim() != 4:
             raise TargetError(
@@ -566,6 +574,7 @@ class detection:  # noqa: N801 - used like a function: targets=detection(label=3
         self.box = None if box is None else torch.as_tensor(box, dtype=torch.float32)
 
     def __call__(self, output: object) -> Tensor:
+        """(B,) scores from the model output (see the class docstring)."""
         if not isinstance(output, (list, tuple)) or not all(isinstance(o, dict) for o in output):
             raise TargetError(
                 "detection targets need the list of dicts a torchvision detection model returns "

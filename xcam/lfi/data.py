@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring")
 CONTRAST = 0.3
 
 
-class ShapesDataset(Dataset):
+class ShapesDataset(Dataset[Any]):
     """``n`` images of shapes on clutter: ``dataset[i] -> (image, label, mask)``.
 
     Args:

@@ -80,6 +80,7 @@ class AttentionMap(nn.Module):
     """
 
     def forward(self, weights: Tensor, features: Tensor) -> Tensor:
+        """See the class docstring."""
         cam = torch.relu(torch.einsum("bc,bchw->bhw", weights.to(features.dtype), features))
         return normalize(cam)[:, None]
 
@@ -153,9 +154,10 @@ class FeatureImportanceNetwork(nn.Module):
 
     def logits(self, fin_inputs: Tensor) -> Tensor:
         """The pooled values before the softmax, (B, C)."""
-        return self.blocks(fin_inputs).mean(dim=(2, 3))
+        return cast(Tensor, self.blocks(fin_inputs)).mean(dim=(2, 3))
 
     def forward(self, fin_inputs: Tensor) -> Tensor:
+        """See the class docstring."""
         return torch.softmax(self.logits(fin_inputs), dim=1)
 
 
@@ -183,16 +185,16 @@ def _vgg_features(b: Any, x: Tensor) -> Tensor:
 def _vgg_head(b: Any, x: Tensor) -> Tensor:
     for i in range(_vgg_cut(b), len(b.features)):
         x = b.features[i](x)
-    return b.classifier(torch.flatten(b.avgpool(x), 1))
+    return cast(Tensor, b.classifier(torch.flatten(b.avgpool(x), 1)))
 
 
 def _resnet_features(b: Any, x: Tensor) -> Tensor:
     x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-    return b.layer4(b.layer3(b.layer2(b.layer1(x))))
+    return cast(Tensor, b.layer4(b.layer3(b.layer2(b.layer1(x)))))
 
 
 def _resnet_head(b: Any, x: Tensor) -> Tensor:
-    return b.fc(torch.flatten(b.avgpool(x), 1))
+    return cast(Tensor, b.fc(torch.flatten(b.avgpool(x), 1)))
 
 
 def _densenet_features(b: Any, x: Tensor) -> Tensor:
@@ -200,27 +202,27 @@ def _densenet_features(b: Any, x: Tensor) -> Tensor:
 
 
 def _functional_pool_head(b: Any, x: Tensor) -> Tensor:
-    return b.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+    return cast(Tensor, b.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1)))
 
 
 def _plain_features(b: Any, x: Tensor) -> Tensor:
-    return b.features(x)
+    return cast(Tensor, b.features(x))
 
 
 def _pool_classifier_head(b: Any, x: Tensor) -> Tensor:
-    return b.classifier(torch.flatten(b.avgpool(x), 1))
+    return cast(Tensor, b.classifier(torch.flatten(b.avgpool(x), 1)))
 
 
 def _regnet_features(b: Any, x: Tensor) -> Tensor:
-    return b.trunk_output(b.stem(x))
+    return cast(Tensor, b.trunk_output(b.stem(x)))
 
 
 def _regnet_head(b: Any, x: Tensor) -> Tensor:
-    return b.fc(b.avgpool(x).flatten(start_dim=1))
+    return cast(Tensor, b.fc(b.avgpool(x).flatten(start_dim=1)))
 
 
 def _convnext_head(b: Any, x: Tensor) -> Tensor:
-    return b.classifier(b.avgpool(x))
+    return cast(Tensor, b.classifier(b.avgpool(x)))
 
 
 def _lite_features(b: Any, x: Tensor) -> Tensor:
@@ -247,7 +249,7 @@ def _extra_splits() -> list[tuple[type, BackboneSplit]]:
 
 
 def _splits() -> list[tuple[type, BackboneSplit]]:
-    """torchvision class -> split, mirroring each class's own ``forward``."""
+    """Torchvision class -> split, mirroring each class's own ``forward``."""
     from torchvision import models as tvm
 
     return [
@@ -298,10 +300,12 @@ class Cost:
 
     @property
     def total_params(self) -> int:
+        """Parameters of the backbone and the FIN together."""
         return self.backbone_params + self.fin_params
 
     @property
     def total_flops(self) -> int:
+        """FLOPs of the backbone and the FIN together."""
         return self.backbone_flops + self.fin_flops
 
     def __str__(self) -> str:
@@ -465,11 +469,12 @@ class LFICAMNet(nn.Module):
         n_fin = sum(p.numel() for p in self.fin.parameters())
         n_all = sum(p.numel() for p in self.parameters())
         return Cost(
-            input_size=cast(tuple[int, int, int], size),
+            input_size=size,
             attention_size=(int(attention.shape[-2]), int(attention.shape[-1])),
             backbone_params=n_all - n_fin, fin_params=n_fin,
             backbone_flops=int(total - fin), fin_flops=int(fin),
         )
 
     def extra_repr(self) -> str:
+        """The family, tapped layer and channel count, for ``repr``."""
         return f"family={self.family!r}, layer={self.layer!r}, channels={self.channels}"

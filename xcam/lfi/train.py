@@ -78,10 +78,12 @@ class History:
     seconds: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[Any]]:
+        """The history as a dict of lists (for JSON and checkpoints)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, list[Any]]) -> History:
+        """The history from :meth:`as_dict`."""
         return cls(**{k: list(v) for k, v in data.items()})
 
     def __len__(self) -> int:
@@ -125,10 +127,13 @@ def _resolve_device(net: nn.Module, device: str | torch.device | None) -> torch.
 def _loader(
     data: object, name: str, batch_size: int, shuffle: bool, generator: torch.Generator | None,
     num_workers: int, device: torch.device,
-) -> DataLoader:
-    """A DataLoader over ``data``: a DataLoader as it is, else any map-style dataset (a torch
-    ``Dataset``, or any object with ``__getitem__`` and ``__len__``, a list of ``(image, label)``
-    pairs included), as ``DataLoader`` itself takes them."""
+) -> DataLoader[Any]:
+    """A DataLoader over ``data``.
+
+    A DataLoader as it is, else any map-style dataset (a torch ``Dataset``, or any object with
+    ``__getitem__`` and ``__len__``, a list of ``(image, label)`` pairs included), as
+    ``DataLoader`` itself takes them.
+    """
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Tensor):
@@ -146,7 +151,7 @@ def _loader(
     if not isinstance(data, Dataset):
         _check_first_item(data, name)
     return DataLoader(
-        cast(Dataset, data), batch_size=batch_size, shuffle=shuffle, generator=generator,
+        cast("Dataset[Any]", data), batch_size=batch_size, shuffle=shuffle, generator=generator,
         num_workers=num_workers, pin_memory=device.type == "cuda",
     )
 
@@ -212,7 +217,7 @@ def _save_atomic(payload: dict[str, Any], path: str) -> None:
 
 
 def evaluate(
-    net: LFICAMNet, data: Dataset | Sequence[Any] | DataLoader, batch_size: int = 128,
+    net: LFICAMNet, data: Dataset[Any] | Sequence[Any] | DataLoader[Any], batch_size: int = 128,
     device: str | torch.device | None = None, num_workers: int = 0,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` on ``data``, in eval mode without gradients.
@@ -239,14 +244,14 @@ def evaluate(
 # -- training ----------------------------------------------------------------------------------
 def fit(
     net: LFICAMNet,
-    train_data: Dataset | Sequence[Any] | DataLoader,
+    train_data: Dataset[Any] | Sequence[Any] | DataLoader[Any],
     mode: Mode = "scratch",
     *,
     epochs: int = 10,
     lr: float | None = None,
     batch_size: int = 64,
     seed: int = 0,
-    val_data: Dataset | Sequence[Any] | DataLoader | None = None,
+    val_data: Dataset[Any] | Sequence[Any] | DataLoader[Any] | None = None,
     schedule: Literal["step", "cosine", "constant"] = "step",
     milestones: Sequence[float] = (0.5, 0.75),
     gamma: float = 0.1,
@@ -279,7 +284,10 @@ def fit(
         val_data: optional validation data, evaluated after each epoch in eval mode.
         schedule: ``"step"`` (x ``gamma`` at each of ``milestones``, fractions of ``epochs``),
             ``"cosine"`` or ``"constant"``; the learning rate changes once per epoch.
-        momentum, weight_decay: SGD settings (authors: 0.9, 1e-4).
+        milestones: fractions of ``epochs`` where the step schedule multiplies by ``gamma``.
+        gamma: the step schedule's factor.
+        momentum: SGD momentum (authors: 0.9).
+        weight_decay: SGD weight decay (authors: 1e-4).
         backbone_lr_scale: learning rate of the backbone and head relative to ``lr``; ``None``:
             1 for scratch, 0.1 for finetune (ignored in posthoc mode, where they are frozen).
         checkpoint: file written after every epoch (model, optimizer, history, settings).
@@ -418,7 +426,7 @@ def fit(
                             f"(lr {optimizer.param_groups[0]['lr']:g}); lower lr= and start again"
                         )
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     optimizer.step()
                     n = labels.shape[0]
                     total += n
@@ -580,7 +588,7 @@ def train_imagefolder(
     """Build an LFI-CAM network on a torchvision architecture and train it on an ``ImageFolder``.
 
     The function behind ``xcam lfi train``. Images are resized to ``image_size`` (with random
-    resized crops and horizontal flips when ``augment``) and normalised with the ImageNet mean and
+    resized crops and horizontal flips when ``augment``) and normalized with the ImageNet mean and
     standard deviation.
 
     Args:
@@ -590,8 +598,19 @@ def train_imagefolder(
             ``"posthoc"`` (needs ``weights`` of a model already trained on these classes).
         weights: see :func:`build_backbone`.
         val_root: optional validation ``ImageFolder`` with the same classes.
-        depth, width: FIN size (see :class:`LFICAMNet`).
-        seed: seeds the backbone and FIN initialisation and the training (see :func:`fit`).
+        image_size: side of the square images the network sees.
+        augment: random resized crops and horizontal flips for training.
+        depth: FIN depth (see :class:`LFICAMNet`).
+        width: FIN hidden width (see :class:`LFICAMNet`).
+        epochs: passes over the training data.
+        lr: see :func:`fit`.
+        batch_size: images per step.
+        seed: seeds the backbone and FIN initialization and the training (see :func:`fit`).
+        checkpoint: see :func:`fit`.
+        resume: see :func:`fit`.
+        device: see :func:`fit`.
+        num_workers: see :func:`fit`.
+        progress: see :func:`fit`.
         fit_kwargs: passed on to :func:`fit` (``schedule``, ``milestones``, ``weight_decay``, ...).
 
     Returns:

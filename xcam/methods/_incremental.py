@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,7 @@ class IncrementalModel:
         self.modules = dict(self.gm.named_modules())
         self.max_fraction = max_fraction
         self.cap = cap
-        self._plan_key: tuple | None = None
+        self._plan_key: tuple[Any, ...] | None = None
         self._geoms: dict[fx.Node, _Geom] = {}
         # convolution -> the batch norm that alone reads its output: folded together in eval mode
         self._bn_after: dict[fx.Node, fx.Node] = {}
@@ -117,7 +117,7 @@ class IncrementalModel:
             if isinstance(self.modules[n.target] if n.op == "call_module" else None, nn.BatchNorm2d) \
                     and isinstance(src, fx.Node) and src.op == "call_module" \
                     and isinstance(self.modules[src.target], nn.Conv2d) and len(src.users) == 1 \
-                    and self.modules[src.target].padding_mode == "zeros":  # type: ignore[index]
+                    and self.modules[src.target].padding_mode == "zeros":
                 self._bn_after[src] = n
         self._folded: dict[fx.Node, tuple[Tensor, Tensor]] = {}
         self._folded_into: dict[fx.Node, fx.Node] = {}  # batch norm -> its convolution
@@ -145,7 +145,7 @@ class IncrementalModel:
         """
         self._folded, self._folded_into = {}, {}
         for conv_node, bn_node in self._bn_after.items():
-            conv, bn = self.modules[conv_node.target], self.modules[bn_node.target]  # type: ignore[index]
+            conv, bn = self.modules[conv_node.target], self.modules[bn_node.target]
             if bn.training or bn.running_mean is None or bn.running_var is None:
                 continue
             scale = (bn.weight if bn.weight is not None else 1.0) * torch.rsqrt(bn.running_var + bn.eps)
@@ -160,7 +160,7 @@ class IncrementalModel:
                                               tuple[int, int], float] | None:
         """(kernel, stride, padding, dilation, pad value) of a windowed op, or None."""
         if n.op == "call_module":
-            m = self.modules[n.target]  # type: ignore[index]
+            m = self.modules[n.target]
             if isinstance(m, nn.Conv2d) and isinstance(m.padding, tuple) and m.padding_mode == "zeros":
                 return _pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation), 0.0
             if isinstance(m, nn.MaxPool2d) and not m.ceil_mode:
@@ -179,7 +179,9 @@ class IncrementalModel:
             ks = self._static_shape(weight)
             if ks is None:
                 return None
-            get = lambda i, k, d: n.args[i] if len(n.args) > i else n.kwargs.get(k, d)  # noqa: E731
+            def get(i: int, k: str, d: Any) -> Any:
+                return n.args[i] if len(n.args) > i else n.kwargs.get(k, d)
+
             pad = get(4, "padding", 0)
             if isinstance(pad, str):
                 return None
@@ -196,7 +198,7 @@ class IncrementalModel:
 
     def _elementwise(self, n: fx.Node) -> bool:
         if n.op == "call_module":
-            m = self.modules[n.target]  # type: ignore[index]
+            m = self.modules[n.target]
             if isinstance(m, nn.BatchNorm2d):
                 return not m.training
             return isinstance(m, _ELEMENTWISE_MODULES)
@@ -369,11 +371,11 @@ class IncrementalModel:
 
     def _call(self, n: fx.Node, args: Any, kwargs: Any) -> Any:
         if n in self._folded:
-            m = self.modules[n.target]  # type: ignore[index]
+            m = self.modules[n.target]
             weight, bias = self._folded[n]
             return F.conv2d(args[0], weight, bias, m.stride, m.padding, m.dilation, m.groups)
         if n.op == "call_module":
-            m = self.modules[n.target]  # type: ignore[index]
+            m = self.modules[n.target]
             if isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish)) and getattr(m, "inplace", False):
                 return {nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.SiLU: F.silu,
                         nn.Hardswish: F.hardswish}[type(m)](args[0])
@@ -392,7 +394,7 @@ class IncrementalModel:
     def _call_window(self, n: fx.Node, window: Tensor) -> Tensor:
         """A windowed op on a materialised window (its padding already applied)."""
         if n.op == "call_module":
-            m = self.modules[n.target]  # type: ignore[index]
+            m = self.modules[n.target]
             if isinstance(m, nn.Conv2d):
                 weight, bias = self._folded.get(n, (m.weight, m.bias))
                 return F.conv2d(window, weight, bias, m.stride, 0, m.dilation, m.groups)
@@ -417,7 +419,7 @@ class IncrementalModel:
             op = self._window_op(n)
             out = env.get(n)
             is_conv = (n.op == "call_function" and n.target is F.conv2d) or (
-                n.op == "call_module" and isinstance(self.modules[n.target], nn.Conv2d))  # type: ignore[index]
+                n.op == "call_module" and isinstance(self.modules[n.target], nn.Conv2d))
             if op is None or not is_conv or not isinstance(out, Tensor) or out.dim() != 4:
                 continue
             (kh, kw) = op[0]
@@ -434,7 +436,7 @@ def _attr(gm: nn.Module, node: Any) -> Tensor:
     t: Any = gm
     for part in str(node.target).split("."):
         t = getattr(t, part)
-    return t
+    return cast(Tensor, t)
 
 
 def _input_channels(im: IncrementalModel, n: fx.Node, env: dict[fx.Node, Any]) -> int:
@@ -445,7 +447,7 @@ def _input_channels(im: IncrementalModel, n: fx.Node, env: dict[fx.Node, Any]) -
 
 def _groups(im: IncrementalModel, n: fx.Node) -> int:
     if n.op == "call_module":
-        m = im.modules[n.target]  # type: ignore[index]
+        m = im.modules[n.target]
         return int(getattr(m, "groups", 1))
     groups: Any = n.args[6] if len(n.args) > 6 else n.kwargs.get("groups", 1)
     return int(groups)
@@ -464,9 +466,12 @@ def occluded_outputs(
     """Model outputs for ``image`` (1, C, H, W) with each window filled by ``baseline``.
 
     Args:
+        model: the model (in eval mode, gradients off: the caller's business).
+        image: (1, C, H, W) the clean image.
         windows: (P, 4) int64 ``y0, y1, x0, x1`` of every window, all of one size; a window may
             reach past the border (the part outside the image is ignored).
         baseline: a tensor broadcastable to ``image``.
+        batch_size: occluded copies per pass.
         engine: a prepared :class:`IncrementalModel` (built from ``model`` when None).
         channels_last: run in channels-last memory format (faster convolutions on the CPU; the
             values differ only by float rounding).

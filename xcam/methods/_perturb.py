@@ -127,7 +127,7 @@ def no_grad_modules(model: nn.Module, batch: Tensor) -> list[str]:
     names: list[str] = []
 
     def make_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: tuple) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             if not torch.is_grad_enabled() and name not in names:
                 names.append(name)
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_input_range, check_inputs
+from ..autolayer import auto_layer
 from ..capture import capture
 from ..errors import (
     DeadEndWarning,
@@ -34,7 +35,6 @@ from ..errors import (
     warn,
 )
 from ..explanation import Explanation
-from ..autolayer import auto_layer
 from ..layers import LayerSpec, Tap, resolve_layer, to_nchw
 from ..outputs import OutputFn
 from ..postprocess import upsample
@@ -68,6 +68,9 @@ class Explainer(abc.ABC):
     deterministic: ClassVar[bool] = True
     constant_maps: ClassVar[bool] = False
     """True for explainers whose maps are constant by design (a blank control): no warning."""
+    is_control: ClassVar[bool] = False
+    """True for the controls (maps that ignore the model: blank, random, center, edges); the
+    evaluation lists them with :func:`xcam.registry.list_controls` instead of by name."""
 
     def __init__(self, model: nn.Module, *, output: OutputFn | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -204,6 +207,7 @@ class CAMExplainer(Explainer):
         self.channels = None if channels is None else [int(c) for c in channels]
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         out: dict[str, Any] = {"layer": self._tap.label if self._tap else self.layer}
         if self.channels is not None:
             out["channels"] = self.channels

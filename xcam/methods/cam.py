@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..autolayer import GAPHead, find_gap_head
 from ..errors import HeadNotFoundError
 from ..explanation import Explanation
-from ..autolayer import GAPHead, find_gap_head
 from ..layers import LayerSpec, resolve_layer
 from ..outputs import OutputFn
 from ..registry import register_explainer
@@ -70,11 +70,13 @@ class CAM(CAMExplainer):
         return super().explain(inputs, target)
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         assert self.head is not None and lp.indices is not None
         weight = self.select(self.head.linear.weight.detach()[lp.indices])
         return torch.relu(torch.einsum("bc,bchw->bhw", weight.to(features.dtype), features))
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         out = super().params()
         out["layer"] = self._tap.label if self._tap else None
         return out

@@ -130,6 +130,7 @@ class CaptumAttribution(Explainer):
         self.attribute_kwargs = attribute_kwargs
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         name = getattr(self.attribution_cls, "__name__", repr(self.attribution_cls))
         kwargs = {k: v for k, v in self.attribute_kwargs.items() if not isinstance(v, Tensor)}
         return {"attribution": name, "reduction": self.reduction, "seed": self.seed, **kwargs}
@@ -143,8 +144,11 @@ class CaptumAttribution(Explainer):
         return dict(self.attribute_kwargs)
 
     def _forward_func(self, target: Target, indices: Tensor | None) -> tuple[Any, Tensor | None]:
-        """captum's ``(forward_func, target)``: the logits and the class per sample, or the
-        score of a unit or callable target as a function of the input (captum batches it)."""
+        """Captum's ``(forward_func, target)``.
+
+        The logits and the class per sample, or the score of a unit or callable target as a
+        function of the input (captum batches it).
+        """
         if indices is not None:
             return _Logits(self.model, self.output), indices
         taps = target.taps(self.model)
@@ -227,6 +231,7 @@ class CaptumSaliency(CaptumAttribution):
         super().__init__(model, _captum_attr("Saliency"), reduction=reduction, output=output, abs=abs)
 
     def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model for ``batch_size`` images: ``2 * batch_size``."""
         return 2 * batch_size
 
 
@@ -269,6 +274,7 @@ class CaptumIntegratedGradients(CaptumAttribution):
         self.n_steps = n_steps
 
     def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model for ``batch_size`` images: ``batch_size * (self.n_steps + 1)``."""
         return batch_size * (self.n_steps + 1)
 
 
@@ -311,4 +317,5 @@ class CaptumGradientShap(CaptumAttribution):
         return {**self.attribute_kwargs, "baselines": base.to(inputs)}
 
     def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model for ``batch_size`` images: ``batch_size * (self.n_samples + 1)``."""
         return batch_size * (self.n_samples + 1)

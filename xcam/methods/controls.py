@@ -17,24 +17,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_seed, make_generator
 from ..errors import InputError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from .._checks import check_seed, make_generator
 from ..targets import Target
 from ._perturb import clean_pass
 from .base import Explainer
 
 __all__ = ["BlankMap", "RandomMap", "CenterGaussian", "SobelEdges"]
 
-#: Registered names of the control explainers (maps that ignore the model).
-CONTROL_NAMES = ("blank", "random", "center", "edges")
-
-
 class _Control(Explainer):
+    """Base of the controls: one clean pass for ``targets`` and ``scores``, maps from the input."""
+
     needs_gradients = False
     needs_layer = False
+    is_control = True
 
     def control_maps(self, inputs: Tensor) -> Tensor:
         """(B, H, W) maps for a batch; independent of the model."""
@@ -64,6 +63,7 @@ class BlankMap(_Control):
     constant_maps = True  # constant by design: no dead-end warning
 
     def control_maps(self, inputs: Tensor) -> Tensor:
+        """The (B, H, W) control maps of the class docstring; the model is not used."""
         b, _, h, w = inputs.shape
         return torch.zeros((b, h, w), dtype=torch.float32, device=inputs.device)
 
@@ -85,9 +85,11 @@ class RandomMap(_Control):
         self.seed = check_seed(seed)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {"seed": self.seed}
 
     def control_maps(self, inputs: Tensor) -> Tensor:
+        """The (B, H, W) control maps of the class docstring; the model is not used."""
         b, _, h, w = inputs.shape
         gen = make_generator(self.seed, inputs.device)
         return torch.rand((b, h, w), generator=gen, device=inputs.device, dtype=torch.float32)
@@ -112,9 +114,11 @@ class CenterGaussian(_Control):
         self.sigma = float(sigma)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {"sigma": self.sigma}
 
     def control_maps(self, inputs: Tensor) -> Tensor:
+        """The (B, H, W) control maps of the class docstring; the model is not used."""
         b, _, h, w = inputs.shape
         dev = inputs.device
         ys = (torch.arange(h, device=dev, dtype=torch.float32) - (h - 1) / 2) / (self.sigma * h)
@@ -136,8 +140,16 @@ class SobelEdges(_Control):
     """
 
     def control_maps(self, inputs: Tensor) -> Tensor:
+        """The (B, H, W) control maps of the class docstring; the model is not used."""
         grey = inputs.float().mean(dim=1, keepdim=True)
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=inputs.device)
         kernels = torch.stack([kx, kx.t()])[:, None]  # (2, 1, 3, 3)
         grads = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
         return torch.sqrt((grads * grads).sum(dim=1))
+
+
+#: Registered names of the control explainers (maps that ignore the model), derived from the
+#: ``is_control`` flag; prefer :func:`xcam.registry.list_controls`, which also sees new controls.
+CONTROL_NAMES = tuple(
+    cls.name for cls in (BlankMap, RandomMap, CenterGaussian, SobelEdges) if cls.is_control
+)

@@ -31,6 +31,7 @@ class EigenCAM(CAMExplainer):
     needs_gradients = False
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         b, c, h, w = features.shape
         a = features.reshape(b, c, h * w).transpose(1, 2)
         a = a - a.mean(dim=1, keepdim=True)

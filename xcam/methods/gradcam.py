@@ -25,5 +25,6 @@ class GradCAM(CAMExplainer):
     """
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None
         return weighted_sum(grads.mean(dim=(2, 3)), features)

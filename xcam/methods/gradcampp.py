@@ -19,8 +19,9 @@ def gradcampp_weights(feature_sums: Tensor, g1: Tensor, g2: Tensor, g3: Tensor) 
 
     Args:
         feature_sums: (B, C) ``sum_ab F_k[a, b]``.
-        g1, g2, g3: (B, C, h, w) the gradient and its second and third powers (or their means over
-            noisy copies, for Smooth Grad-CAM++).
+        g1: (B, C, h, w) the gradient (or its mean over noisy copies, for Smooth Grad-CAM++).
+        g2: (B, C, h, w) its second power (or that power's mean).
+        g3: (B, C, h, w) its third power (or that power's mean).
 
     Returns:
         (B, C) weights. No epsilon is added: the form is scale-invariant, as in the paper.
@@ -45,6 +46,7 @@ class GradCAMPlusPlus(CAMExplainer):
     """
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None
         g2 = grads * grads
         w = gradcampp_weights(features.sum(dim=(2, 3)), grads, g2, g2 * grads)

@@ -7,12 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_channels_last
 from ..capture import capture
 from ..errors import InputError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
-from .._checks import check_channels_last
 from ..targets import Target
 from ._perturb import (
     channels_last_for,
@@ -107,6 +107,7 @@ class InputGradient(Explainer):
         self.channels_last = check_channels_last(channels_last)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {"reduction": self.reduction}
 
     def explain(self, inputs: Tensor, target: Target) -> Explanation:

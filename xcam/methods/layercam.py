@@ -26,5 +26,6 @@ class LayerCAM(CAMExplainer):
     """
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None
         return torch.relu((torch.relu(grads) * features).sum(dim=1))

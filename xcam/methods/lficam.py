@@ -74,5 +74,6 @@ class LFICAM(Explainer):
         return self.make_explanation(maps, indices, scores.detach(), low_res=low_res, layer=net.layer)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         net = cast(LFICAMNet, self.model)
         return {"layer": net.layer, "depth": net.fin.depth, "width": net.fin.width}

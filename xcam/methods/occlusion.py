@@ -177,6 +177,7 @@ class Occlusion(Explainer):
         self.progress = progress
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         base: object = self.baseline
         if isinstance(base, Tensor):
             base = f"tensor{tuple(base.shape)}"
@@ -200,7 +201,7 @@ class Occlusion(Explainer):
     def _baseline(self, inputs: Tensor) -> Tensor:
         base = torch.as_tensor(self.baseline, dtype=inputs.dtype, device=inputs.device)
         try:
-            shape = torch.broadcast_shapes(base.shape, inputs.shape)
+            shape = torch.broadcast_shapes(base.shape, inputs.shape)  # type: ignore[no-untyped-call]
         except RuntimeError:
             shape = None
         if shape != inputs.shape:
@@ -297,8 +298,10 @@ class Occlusion(Explainer):
                                    rows_x[n_clean:].to(totals.dtype))
 
     def _explain_incremental(self, inputs: Tensor, target: Target) -> Explanation | None:
-        """Occlusion through :mod:`xcam.methods._incremental`; None (after a warning) where it
-        cannot run."""
+        """Occlusion through :mod:`xcam.methods._incremental`.
+
+        Returns None (after a warning) where it cannot run: the caller runs plain occlusion.
+        """
         from ._incremental import IncrementalModel, IncrementalUnsupported
 
         if not target.is_class:
@@ -352,7 +355,8 @@ class Occlusion(Explainer):
     def cost(self, image_size: tuple[int, int] = (224, 224)) -> Any:
         """Convolution MACs per window position, plain vs incremental, for this window and stride.
 
-        Returns an :class:`xcam.methods._incremental.Cost` (``plain_macs``, ``incremental_macs``, ``speedup``).
+        Returns an :class:`xcam.methods._incremental.Cost` (``plain_macs``, ``incremental_macs``,
+        ``speedup``).
         """
         from ._incremental import IncrementalModel
 

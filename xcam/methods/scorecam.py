@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import eval_mode
+from .._checks import check_channels_last, check_positive_int, eval_mode
 from ..capture import Capture, capture
 from ..explanation import Explanation
 from ..layers import LayerSpec
@@ -17,7 +17,6 @@ from ..outputs import OutputFn, logits
 from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Target
-from .._checks import check_channels_last, check_positive_int
 from ._perturb import channels_last_for, run_model
 from .base import CAMExplainer, weighted_sum
 
@@ -88,6 +87,7 @@ class ScoreCAM(CAMExplainer):
         self._n_maps: int | None = None if channels is None else len(channels)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {**super().params(), "batch_size": self.batch_size,
                 "subtract_baseline": self.subtract_baseline}
 
@@ -106,8 +106,11 @@ class ScoreCAM(CAMExplainer):
         return batch_size * ((n if isinstance(n, int) else 1) + 1) + int(self.subtract_baseline)
 
     def _scores(self, fixed: Target, output: object, cap: Capture) -> Tensor:
-        """(n,) weights of a batch of masked images: the target class's softmax probability, or
-        the unit's / callable's score (a callable receives the raw output)."""
+        """(n,) weights of a batch of masked images.
+
+        The target class's softmax probability, or the unit's / callable's score (a callable
+        receives the raw output).
+        """
         classes = fixed.classes
         if classes is not None:
             out = logits(output, self.output)

@@ -85,10 +85,12 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         self.seed = seed
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {**super().params(), "n_samples": self.n_samples, "noise_level": self.noise_level,
                 "batch_size": self.batch_size, "seed": self.seed}
 
     def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model for ``batch_size`` images: ``batch_size * (self.n_samples + 1)``."""
         return batch_size * (self.n_samples + 1)
 
     def explain(self, inputs: Tensor, target: Target) -> Explanation:

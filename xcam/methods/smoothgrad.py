@@ -8,11 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, InputTypeError
-from ..explanation import Explanation
-from ..outputs import OutputFn
-from ..registry import register_explainer
-from ..targets import Target
 from .._checks import (
     check_channels_last,
     check_noise_level,
@@ -20,6 +15,11 @@ from .._checks import (
     check_seed,
     make_generator,
 )
+from ..errors import InputError, InputTypeError
+from ..explanation import Explanation
+from ..outputs import OutputFn
+from ..registry import register_explainer
+from ..targets import Target
 from ._perturb import channels_last_for, clean_pass
 from .base import Explainer
 from .gradient import InputGradient, check_reduction, input_gradients, reduce_channels
@@ -121,12 +121,14 @@ class SmoothGrad(Explainer):
         self.seed = check_seed(seed)
 
     def params(self) -> dict[str, Any]:
+        """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {"explainer": self.explainer.name, **self.explainer.params(),
                 "n_samples": self.n_samples, "noise_level": self.noise_level,
                 "squared": self.squared, "vargrad": self.vargrad,
                 "batch_size": self.batch_size, "seed": self.seed}
 
     def forward_passes(self, batch_size: int) -> int:
+        """Images run through the model: one clean pass plus ``n_samples`` explainer passes."""
         return batch_size + self.n_samples * self.explainer.forward_passes(batch_size)
 
     def _noisy_batches(self, inputs: Tensor) -> Iterator[tuple[Tensor, Tensor]]:

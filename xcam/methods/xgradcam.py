@@ -27,6 +27,7 @@ class XGradCAM(CAMExplainer):
     """
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
+        """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None
         total = features.sum(dim=(2, 3))
         safe = torch.where(total != 0, total, torch.ones_like(total))
