@@ -30,7 +30,7 @@ import torchvision
 
 from benchmarks.common import format_table, interleaved
 from xcam.metrics import deletion, gaussian_blur, insertion
-from xcam.metrics._core import descending_rank
+from xcam.metrics.similarity import descending_rank
 from xcam.postprocess import upsample
 
 if not hasattr(np, "trapz"):  # Quantus 0.6 calls numpy.trapz, which numpy 2.4 removed

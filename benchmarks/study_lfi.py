@@ -12,7 +12,7 @@ Two parts, one command; Markdown goes to stdout and to ``benchmarks/results/stud
    same layer is reported too). Both start from the same backbone initialisation and see the
    training images in the same order. Scores on a held-out test set: accuracy, pointing game and
    energy pointing game against the object masks, deletion / insertion AUC, and the LFI-CAM
-   paper's stability (:func:`xcam.lfi.stability`: mean pairwise IoU of the maps thresholded at
+   paper's stability (:func:`xcam.metrics.stability`: mean pairwise IoU of the maps thresholded at
    100/255 across the 5 models of a family), next to the paper's figures.
 2. **Post-hoc LFI-CAM on EfficientNet-Lite0** (ImageNet weights installed offline). The backbone
    and head are frozen and only the Feature Importance Network learns, on the first 800 images of
@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from xcam.lfi import SHAPES, LFICAMNet, ShapesDataset, fin_input, fit, stability
+from xcam.lfi import SHAPES, LFICAMNet, ShapesDataset, fin_input, fit
+from xcam.metrics import stability
 from xcam.lfi.train import _epoch_seed, lr_factor
 from xcam.methods import GradCAM
 from xcam.methods.lficam import LFICAM
@@ -641,7 +642,7 @@ def report(shapes: ShapesResult | None, posthoc: PosthocResult | str | None, wal
             f"class-agnostic); pointing game within {cfg.tolerance:g} px (15 px at 224 px, scaled; "
             f"PG 0 px: the maximum on the object), "
             f"deletion / insertion with {cfg.steps} steps (baseline 0), mean ± sd over the "
-            f"{len(cfg.settings)} models; stability: xcam.lfi.stability across the models of a "
+            f"{len(cfg.settings)} models; stability: xcam.metrics.stability across the models of a "
             f"family. Training + scoring time of the {len(shapes.models)} models: {total / 60:.1f} min"
             + (f" ({resumed} reloaded from earlier runs)." if resumed else ".")
         )
