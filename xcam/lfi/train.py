@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
@@ -308,6 +309,67 @@ def fit(
     """
     from tqdm.auto import tqdm
 
+    lr, scale, milestones, path = _check_fit_args(
+        net, mode, schedule, epochs, batch_size, num_workers, seed, lr, gamma, momentum,
+        weight_decay, backbone_lr_scale, milestones, checkpoint, resume)
+    dev = _resolve_device(net, device)
+    net.to(dev)
+    gen = torch.Generator()
+    train_loader = _loader(train_data, "train_data", batch_size, True, gen, num_workers, dev)
+    val_loader = None if val_data is None else _loader(
+        val_data, "val_data", batch_size, False, None, num_workers, dev)
+    posthoc = mode == "posthoc"
+    optimizer = _optimizer(net, posthoc, lr, scale, momentum, weight_decay)
+    config: dict[str, Any] = {
+        "mode": mode, "epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": seed,
+        "schedule": schedule, "milestones": milestones, "gamma": float(gamma),
+        "momentum": float(momentum), "weight_decay": float(weight_decay),
+        "backbone_lr_scale": float(scale),
+    }
+    history, start = History(), 0
+    if path is not None and resume and os.path.exists(path):
+        history, start = _resume(path, dev, config, net, optimizer)
+
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    bar = tqdm(range(start, epochs), desc="LFI-CAM " + mode, disable=not progress, unit="epoch",
+               initial=start, total=epochs)
+    try:
+        with _training_flags(net, posthoc), torch.random.fork_rng(devices=cuda):
+            for epoch in bar:
+                t0 = time.perf_counter()
+                factor = lr_factor(schedule, epoch, epochs, milestones, gamma)
+                for g in optimizer.param_groups:
+                    g["lr"] = g["base_lr"] * factor
+                epoch_seed = _epoch_seed(seed, epoch)
+                torch.manual_seed(epoch_seed)
+                gen.manual_seed(epoch_seed)
+                net.train()
+                if posthoc:
+                    net.backbone.eval()  # frozen: BN running statistics and dropout stay as they are
+                loss, accuracy = _train_epoch(net, train_loader, optimizer, dev,
+                                              f"epoch {epoch + 1}/{epochs}", progress, epoch)
+                _record_epoch(history, epoch, optimizer, loss, accuracy, net, val_loader, dev, t0)
+                bar.set_postfix(_postfix(history, val_loader is not None), refresh=False)
+                if path is not None:
+                    _save_atomic({
+                        "format": _FORMAT, "epoch": epoch + 1, "config": config, "net": net.config(),
+                        "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "history": history.as_dict(),
+                    }, path)
+                if callback is not None:
+                    callback(epoch + 1, history)
+    finally:
+        bar.close()
+    return history
+
+
+def _check_fit_args(
+    net: object, mode: object, schedule: object, epochs: object, batch_size: object,
+    num_workers: object, seed: object, lr: float | None, gamma: float, momentum: float,
+    weight_decay: float, backbone_lr_scale: float | None, milestones: Sequence[float],
+    checkpoint: str | os.PathLike[str] | None, resume: bool,
+) -> tuple[float, float, list[float], str | None]:
+    """Check :func:`fit`'s arguments; ``(lr, backbone_lr_scale, milestones, checkpoint path)``."""
     if not isinstance(net, LFICAMNet):
         raise InputTypeError(
             f"net must be an xcam.lfi.LFICAMNet, got {type(net).__name__}; wrap the classifier first: "
@@ -323,17 +385,17 @@ def fit(
     _check_positive("num_workers", num_workers, int, allow_zero=True)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise InputTypeError(f"seed must be an int, got {seed!r}")
-    lr = _DEFAULT_LR[mode] if lr is None else lr
+    lr = _DEFAULT_LR[cast(Mode, mode)] if lr is None else lr
     _check_positive("lr", lr)
     _check_positive("gamma", gamma)
     _check_positive("momentum", momentum, allow_zero=True)
     _check_positive("weight_decay", weight_decay, allow_zero=True)
     scale = (0.1 if mode == "finetune" else 1.0) if backbone_lr_scale is None else backbone_lr_scale
     _check_positive("backbone_lr_scale", scale, allow_zero=True)
-    milestones = [float(m) for m in milestones]
-    if any(not 0 < m < 1 for m in milestones):
+    fractions = [float(m) for m in milestones]
+    if any(not 0 < m < 1 for m in fractions):
         raise InputError(
-            f"milestones are fractions of the run in (0, 1), e.g. (0.5, 0.75); got {milestones}"
+            f"milestones are fractions of the run in (0, 1), e.g. (0.5, 0.75); got {fractions}"
         )
     path = None if checkpoint is None else os.fspath(checkpoint)
     if resume and path is None:
@@ -343,126 +405,116 @@ def fit(
             f"checkpoint {path!r} already exists; pass resume=True to continue it, or choose "
             "another path (xcam never overwrites a checkpoint it did not start)"
         )
+    return lr, scale, fractions, path
 
-    dev = _resolve_device(net, device)
-    net.to(dev)
-    gen = torch.Generator()
-    train_loader = _loader(train_data, "train_data", batch_size, True, gen, num_workers, dev)
-    val_loader = None if val_data is None else _loader(
-        val_data, "val_data", batch_size, False, None, num_workers, dev)
 
-    posthoc = mode == "posthoc"
-    fin_params = list(net.fin.parameters())
-    groups: list[dict[str, Any]] = [{"params": fin_params, "base_lr": lr, "name": "fin"}]
+def _optimizer(net: LFICAMNet, posthoc: bool, lr: float, scale: float, momentum: float,
+               weight_decay: float) -> torch.optim.SGD:
+    """SGD over the FIN (``base_lr`` = ``lr``) and, unless post hoc, the backbone (``lr * scale``)."""
+    groups: list[dict[str, Any]] = [{"params": list(net.fin.parameters()), "base_lr": lr, "name": "fin"}]
     if not posthoc:
         groups.append({"params": net.backbone_parameters(), "base_lr": lr * scale, "name": "backbone"})
     for g in groups:
         g["lr"] = g["base_lr"]
-    optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    config: dict[str, Any] = {
-        "mode": mode, "epochs": epochs, "lr": float(lr), "batch_size": batch_size, "seed": seed,
-        "schedule": schedule, "milestones": milestones, "gamma": float(gamma),
-        "momentum": float(momentum), "weight_decay": float(weight_decay),
-        "backbone_lr_scale": float(scale),
-    }
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    history, start = History(), 0
-    if path is not None and resume and os.path.exists(path):
-        state = torch.load(path, map_location=dev, weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise InputError(f"checkpoint {path!r} was not written by xcam.lfi.fit; choose another path")
-        diff = {k: (state["config"].get(k), v) for k, v in config.items() if state["config"].get(k) != v}
-        if diff:
-            listed = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise InputError(
-                f"checkpoint {path!r} was written with other settings ({listed}); pass the same "
-                "settings to resume, or a new checkpoint path to start over"
-            )
-        net_diff = {k: v for k, v in net.config().items()
-                    if k in ("family", "channels", "depth", "width", "relu") and state["net"].get(k) != v}
-        if net_diff:
-            raise InputError(
-                f"checkpoint {path!r} holds another network (this one has {net_diff}, the checkpoint "
-                f"{ {k: state['net'].get(k) for k in net_diff} }); build the same LFICAMNet to resume"
-            )
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = History.from_dict(state["history"])
-        start = int(state["epoch"])
 
-    frozen = net.backbone_parameters() if posthoc else []
+def _resume(path: str, dev: torch.device, config: dict[str, Any], net: LFICAMNet,
+            optimizer: torch.optim.Optimizer) -> tuple[History, int]:
+    """Load a :func:`fit` checkpoint written with the same settings; ``(history, next epoch)``."""
+    state = torch.load(path, map_location=dev, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise InputError(f"checkpoint {path!r} was not written by xcam.lfi.fit; choose another path")
+    diff = {k: (state["config"].get(k), v) for k, v in config.items() if state["config"].get(k) != v}
+    if diff:
+        listed = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise InputError(
+            f"checkpoint {path!r} was written with other settings ({listed}); pass the same "
+            "settings to resume, or a new checkpoint path to start over"
+        )
+    net_diff = {k: v for k, v in net.config().items()
+                if k in ("family", "channels", "depth", "width", "relu") and state["net"].get(k) != v}
+    if net_diff:
+        raise InputError(
+            f"checkpoint {path!r} holds another network (this one has {net_diff}, the checkpoint "
+            f"{ {k: state['net'].get(k) for k in net_diff} }); build the same LFICAMNet to resume"
+        )
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return History.from_dict(state["history"]), int(state["epoch"])
+
+
+@contextmanager
+def _training_flags(net: LFICAMNet, posthoc: bool) -> Iterator[None]:
+    """Freeze the backbone (post hoc) and unfreeze the FIN inside the block.
+
+    Every parameter's ``requires_grad`` and every module's ``training`` flag are restored on exit.
+    """
     requires = {p: p.requires_grad for p in net.parameters()}
     flags = {m: m.training for m in net.modules()}
-    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-    bar = tqdm(range(start, epochs), desc="LFI-CAM " + mode, disable=not progress, unit="epoch",
-               initial=start, total=epochs)
     try:
-        for p in frozen:
+        for p in net.backbone_parameters() if posthoc else []:
             p.requires_grad_(False)
-        for p in fin_params:
+        for p in net.fin.parameters():
             p.requires_grad_(True)
-        with torch.random.fork_rng(devices=cuda):
-            for epoch in bar:
-                t0 = time.perf_counter()
-                factor = lr_factor(schedule, epoch, epochs, milestones, gamma)
-                for g in optimizer.param_groups:
-                    g["lr"] = g["base_lr"] * factor
-                epoch_seed = _epoch_seed(seed, epoch)
-                torch.manual_seed(epoch_seed)
-                gen.manual_seed(epoch_seed)
-                net.train()
-                if posthoc:
-                    net.backbone.eval()  # frozen: BN running statistics and dropout stay as they are
-                total, loss_sum, correct = 0, 0.0, 0
-                steps = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                             disable=not progress, unit="batch")
-                for step, batch in enumerate(steps):
-                    images, labels = _batch(batch, dev)
-                    logits = cast(Tensor, net(images))
-                    loss = F.cross_entropy(logits, labels)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"the loss became {float(loss)} at epoch {epoch + 1}, step {step + 1} "
-                            f"(lr {optimizer.param_groups[0]['lr']:g}); lower lr= and start again"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
-                    n = labels.shape[0]
-                    total += n
-                    loss_sum += float(loss.detach()) * n
-                    correct += int((logits.detach().argmax(1) == labels).sum())
-                    steps.set_postfix(loss=f"{loss_sum / total:.4f}", refresh=False)
-                if total == 0:
-                    raise InputError("train_data is empty")
-                history.epoch.append(epoch + 1)
-                history.lr.append(float(optimizer.param_groups[0]["lr"]))
-                history.train_loss.append(loss_sum / total)
-                history.train_accuracy.append(correct / total)
-                if val_loader is not None:
-                    val_loss, val_acc = evaluate(net, val_loader, device=dev)
-                    history.val_loss.append(val_loss)
-                    history.val_accuracy.append(val_acc)
-                history.seconds.append(time.perf_counter() - t0)
-                post = {"loss": f"{history.train_loss[-1]:.4f}", "acc": f"{history.train_accuracy[-1]:.3f}"}
-                if val_loader is not None:
-                    post["val_acc"] = f"{history.val_accuracy[-1]:.3f}"
-                bar.set_postfix(post, refresh=False)
-                if path is not None:
-                    _save_atomic({
-                        "format": _FORMAT, "epoch": epoch + 1, "config": config, "net": net.config(),
-                        "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                        "history": history.as_dict(),
-                    }, path)
-                if callback is not None:
-                    callback(epoch + 1, history)
+        yield
     finally:
-        bar.close()
         for p, flag in requires.items():
             p.requires_grad_(flag)
         for m, flag in flags.items():
             m.training = flag
-    return history
+
+
+def _train_epoch(net: LFICAMNet, loader: DataLoader[Any], optimizer: torch.optim.Optimizer,
+                 dev: torch.device, desc: str, progress: bool, epoch: int) -> tuple[float, float]:
+    """One pass over ``loader``: SGD steps on the cross-entropy; ``(mean loss, accuracy)``."""
+    from tqdm.auto import tqdm
+
+    total, loss_sum, correct = 0, 0.0, 0
+    steps = tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch")
+    for step, batch in enumerate(steps):
+        images, labels = _batch(batch, dev)
+        logits = cast(Tensor, net(images))
+        loss = F.cross_entropy(logits, labels)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {float(loss)} at epoch {epoch + 1}, step {step + 1} "
+                f"(lr {optimizer.param_groups[0]['lr']:g}); lower lr= and start again"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        n = labels.shape[0]
+        total += n
+        loss_sum += float(loss.detach()) * n
+        correct += int((logits.detach().argmax(1) == labels).sum())
+        steps.set_postfix(loss=f"{loss_sum / total:.4f}", refresh=False)
+    if total == 0:
+        raise InputError("train_data is empty")
+    return loss_sum / total, correct / total
+
+
+def _record_epoch(history: History, epoch: int, optimizer: torch.optim.Optimizer, loss: float,
+                  accuracy: float, net: LFICAMNet, val_loader: DataLoader[Any] | None,
+                  dev: torch.device, t0: float) -> None:
+    """Append the epoch's numbers (and the validation ones) to ``history``."""
+    history.epoch.append(epoch + 1)
+    history.lr.append(float(optimizer.param_groups[0]["lr"]))
+    history.train_loss.append(loss)
+    history.train_accuracy.append(accuracy)
+    if val_loader is not None:
+        val_loss, val_acc = evaluate(net, val_loader, device=dev)
+        history.val_loss.append(val_loss)
+        history.val_accuracy.append(val_acc)
+    history.seconds.append(time.perf_counter() - t0)
+
+
+def _postfix(history: History, validated: bool) -> dict[str, str]:
+    """The progress bar's summary of the last epoch."""
+    post = {"loss": f"{history.train_loss[-1]:.4f}", "acc": f"{history.train_accuracy[-1]:.3f}"}
+    if validated:
+        post["val_acc"] = f"{history.val_accuracy[-1]:.3f}"
+    return post
 
 
 # -- building, loading, and training on an ImageFolder -----------------------------------------
