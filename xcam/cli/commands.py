@@ -1,11 +1,11 @@
-"""The ``xcam`` command.
+r"""The ``xcam`` command.
 
 ::
 
     xcam list                                             # explainers and metrics
     xcam demo --out demo-output                           # EfficientNet-Lite0 on sample photos
     xcam explain cat.jpg dog.jpg --model resnet50 --weights DEFAULT --methods gradcam,gradcampp --out maps
-    xcam compare images.csv --model efficientnet_lite0 --methods gradcam,scorecam \\
+    xcam compare images.csv --model efficientnet_lite0 --methods gradcam,scorecam \
         --metrics pointing_game,deletion --out runs/cmp [--columns x0=x0_227,...]
     torchrun --nproc_per_node 4 -m xcam compare ...       # the same, sharded over 4 processes
     xcam lfi train DATA_ROOT --arch resnet18 --epochs 30 --out lfi.pt
@@ -23,7 +23,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .. import __version__
 
@@ -70,13 +70,18 @@ def _kwargs(pairs: list[str] | None, what: str) -> dict[str, dict[str, Any]]:
 
 
 def _names(text: str, kind: str) -> list[str]:
-    from ..methods.controls import CONTROL_NAMES
-    from ..registry import list_explainers, list_metrics
+    """The names of ``--methods`` / ``--metrics`` (comma-separated).
+
+    ``all``: every registered one (for methods: less the controls, which compare adds, and explainers that
+    need a network of their own, such as LFI-CAM's).
+    """
+    from ..registry import EXPLAINERS, list_explainers, list_metrics
+    from ..report import is_control
 
     if text.strip().lower() == "all":
         if kind == "method":
-            # LFI-CAM needs its own network; the controls are added by compare (--no-controls)
-            return [m for m in list_explainers() if m != "lficam" and m not in CONTROL_NAMES]
+            return [m for m in list_explainers()
+                    if getattr(EXPLAINERS.get(m), "model_type", None) is None and not is_control(m)]
         return list_metrics()
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -163,8 +168,12 @@ def _out_folder(value: str, option: str = "--out") -> Path:
 
 
 def _overlay_stems(paths: list[str]) -> list[str]:
-    """One distinct file-name stem per input: ``cat`` alone, ``a_cat`` and ``b_cat`` for
-    ``a/cat.jpg`` and ``b/cat.jpg``, ``-2``, ``-3`` ... for the same path given again."""
+    """One distinct file-name stem per input.
+
+    ``cat`` alone, ``a_cat`` and ``b_cat`` for ``a/cat.jpg`` and ``b/cat.jpg``, ``-2``, ``-3`` ...
+
+    for the same path given again.
+    """
     from collections import Counter
 
     stems = [Path(p).stem for p in paths]
@@ -184,14 +193,14 @@ def _overlay_stems(paths: list[str]) -> list[str]:
 
 def _explainers(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """The explainers of ``--methods``, with ``--method-arg`` and ``--layer`` applied."""
-    from ..methods.controls import CONTROL_NAMES
     from ..registry import create
+    from ..report import is_control
 
     method_kwargs = _kwargs(args.method_arg, "method")
     explainers = {}
     for m in _names(args.methods, "method"):
         kw = dict(method_kwargs.get(m, {}))
-        if args.layer and m not in CONTROL_NAMES:
+        if args.layer and not is_control(m):
             kw.setdefault("layer", args.layer)
         try:
             explainers[m] = create(m, model, **kw)
@@ -346,14 +355,18 @@ def _buildable(methods: list[str], model: Any) -> list[str]:
 
 def _print_summary(result: Any) -> None:
     """The summary as a text table: methods, then baselines (the center point), x metrics."""
+    from ..metrics.base import Metric
     from ..registry import METRICS
+
+    def metric(name: str) -> Metric[..., Any]:
+        return cast("Metric[..., Any]", METRICS.get(name))
 
     rows = result.summary()
     cells = {(r["method"], r["metric"]): r for r in rows}
-    arrows = {m: "↑" if METRICS.get(m).higher_is_better else "↓" for m in result.metrics}
+    arrows = {m: "↑" if metric(m).higher_is_better else "↓" for m in result.metrics}
     header = ["method", *[f"{m} {arrows.get(m, '')}" for m in result.metrics]]
     baselines = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in result.methods))
-    percent = [m for m in result.metrics if METRICS.get(m).unit == "%"]
+    percent = [m for m in result.metrics if metric(m).unit == "%"]
     lines = [header]
     for method in [*result.methods, *baselines]:
         line = [method]
