@@ -562,7 +562,7 @@ def _model_fingerprint(model: nn.Module) -> str:
 
 
 def sanity_layers(model: nn.Module) -> list[str]:
-    """Blocks to re-initialise for the sanity check, output side first.
+    """Blocks to re-initialize for the sanity check, output side first.
 
     The model's direct children that own parameters; a ``Sequential`` or ``ModuleList`` child is
     split into its own children (ResNet-18: ``fc, layer4, ..., layer1, bn1, conv1``). Coarser
@@ -826,7 +826,7 @@ class RunConfig:
         grid_images: the first images get thumbnails.
         thumbnail: the thumbnails' side in pixels.
         sanity_images: images of the ``sample_only`` metrics.
-        sanity_layer_names: blocks they re-initialise, or None for :func:`sanity_layers`.
+        sanity_layer_names: blocks they re-initialize, or None for :func:`sanity_layers`.
         max_failures: failures in a row, without a success, that stop the run.
         progress: show a progress bar (None: when stderr is a terminal).
         overwrite: start the folder again.
@@ -1099,7 +1099,7 @@ def compare(
         grid_images: the first images get thumbnails for the report's grid.
         thumbnail: side of those thumbnails in pixels.
         sanity_images: images used by ``model_parameter_randomization``.
-        sanity_layer_names: blocks it re-initialises, output side first (default
+        sanity_layer_names: blocks it re-initializes, output side first (default
             :func:`sanity_layers`).
         max_failures: a method that fails on this many images in a row without one success stops
             the run (a systematic error rather than a bad image).

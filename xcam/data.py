@@ -98,7 +98,7 @@ class LoadedImage:
         boxes: the sample's boxes rescaled to ``size`` pixels.
         original_size: ``(height, width)`` of the file, upright (after its EXIF orientation).
         info: what reading did: the file's ``mode``, ``exif_orientation`` when applied,
-            ``scaled`` for 16-bit images, ``dropped_boxes`` (wholly outside a centre crop).
+            ``scaled`` for 16-bit images, ``dropped_boxes`` (wholly outside a center crop).
     """
 
     pixels: Tensor
@@ -156,7 +156,7 @@ class ImageData(Sequence[Sample]):
 
         Without ``preprocess`` the image is squashed to ``size`` (bicubic). With an
         :class:`xcam.models.Preprocess` its geometry is used (``size`` is then ignored): squash,
-        or resize the shorter side and crop the centre; boxes are scaled, shifted by the crop and
+        or resize the shorter side and crop the center; boxes are scaled, shifted by the crop and
         clipped to it, and boxes wholly outside the crop are dropped (counted in
         ``info["dropped_boxes"]``). Boxes are in the pixels of the image as displayed, that is
         after its EXIF orientation.
@@ -209,7 +209,7 @@ def _to_rgb(img: Any, where: str) -> tuple[Any, dict[str, Any]]:
 
     16-bit grayscale (``I;16``, ``I``) is scaled by 255 / 65535, float (``F``) in [0, 1] by 255;
     palette images (with transparency too), grayscale, CMYK and the rest go through PIL's
-    ``convert("RGB")``. An alpha channel is dropped: the colour under it is kept.
+    ``convert("RGB")``. An alpha channel is dropped: the color under it is kept.
     """
     import numpy as np
     from PIL import Image, ImageOps
@@ -464,7 +464,7 @@ def _as_image(source: Any, where: str) -> tuple[Any, tuple[int, int]]:
             raise InputError(
                 f"{where}: a float tensor with values in [{lo:.3g}, {hi:.3g}]; float images must be "
                 "in [0, 1] (torchvision's to_tensor convention): divide by 255 if these are raw "
-                "pixels, or pass the already-normalised batch to the model directly")
+                "pixels, or pass the already-normalized batch to the model directly")
         channels = [Image.fromarray((t[c].clamp(0, 1) * 255.0).numpy()) for c in range(3)]  # mode F
         return channels, (t.shape[1], t.shape[2])
     raise InputTypeError(
@@ -490,7 +490,7 @@ def load_images(
     Every source is made upright (its EXIF orientation applied) and RGB: grayscale, palette
     (transparency included), CMYK, 16-bit (scaled by 255 / 65535, not clipped) and float images
     are converted; an alpha channel is dropped. Then the geometry of ``preprocess`` is applied
-    (squash to ``size``, or resize the shorter side and crop the centre) and its scaling.
+    (squash to ``size``, or resize the shorter side and crop the center) and its scaling.
 
     Args:
         sources: one source or a list of them: file paths, PIL images, numpy (H, W, 3) / (H, W)

