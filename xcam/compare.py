@@ -1475,15 +1475,7 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
         except (ValueError, OSError):
             ours = False
     if overwrite:
-        ledger = read_ledger(folder) or {}
-        for path in _record_files(folder):
-            path.unlink()
-        for name in ledger:
-            if name in OUTPUT_FILES and (folder / name).is_file():
-                (folder / name).unlink()
-        for path in (run_file, folder / LEDGER):
-            if path.is_file():
-                path.unlink()
+        _clear_run(folder)
     else:
         records = _record_files(folder)
         if records and not ours:
@@ -1501,25 +1493,52 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
         except (ValueError, OSError):
             previous = None
         if isinstance(previous, dict):
-            for key in fingerprint:
-                if key == "methods":
-                    continue
-                if previous.get(key) != _jsonable(fingerprint[key]):
-                    return ("resume", f"{folder} holds results computed with another {key} "
-                            f"({previous.get(key)!r}, now {_jsonable(fingerprint[key])!r}); pass "
-                            "overwrite=True (CLI: --overwrite) to start again, or another output folder")
+            mismatch = _settings_mismatch(folder, previous, fingerprint)
+            if mismatch:
+                return ("resume", mismatch)
             old = previous.get("methods", {})
-            if not isinstance(old, dict):
-                old = {}
-            for label, entry in fingerprint["methods"].items():
-                if label in old and old[label] != _jsonable(entry):
-                    return ("resume", f"{folder} holds results of method {label!r} computed with "
-                            f"other settings ({old[label]!r}, now {entry!r}); pass overwrite=True "
-                            "(--overwrite), another output folder, or another label")
-            fingerprint = {**fingerprint, "methods": {**old, **fingerprint["methods"]}}
+            fingerprint = {**fingerprint, "methods": {**(old if isinstance(old, dict) else {}),
+                                                      **fingerprint["methods"]}}
     tmp = run_file.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable(fingerprint), indent=2))
     os.replace(tmp, run_file)
+    return None
+
+
+def _clear_run(folder: Path) -> None:
+    """Delete compare's own files in ``folder``: records, ``run.json``, the ledger, the outputs it lists."""
+    ledger = read_ledger(folder) or {}
+    for path in _record_files(folder):
+        path.unlink()
+    for name in ledger:
+        if name in OUTPUT_FILES and (folder / name).is_file():
+            (folder / name).unlink()
+    for path in (folder / "run.json", folder / LEDGER):
+        if path.is_file():
+            path.unlink()
+
+
+def _settings_mismatch(folder: Path, previous: dict[str, Any], fingerprint: dict[str, Any]) -> str | None:
+    """Why the run in ``folder`` (its ``run.json``: ``previous``) cannot be resumed now, or None.
+
+    Every setting must be the same; a method label that both runs have must have the same settings
+    (new labels may be added to a run).
+    """
+    for key in fingerprint:
+        if key == "methods":
+            continue
+        if previous.get(key) != _jsonable(fingerprint[key]):
+            return (f"{folder} holds results computed with another {key} "
+                    f"({previous.get(key)!r}, now {_jsonable(fingerprint[key])!r}); pass "
+                    "overwrite=True (CLI: --overwrite) to start again, or another output folder")
+    old = previous.get("methods", {})
+    if not isinstance(old, dict):
+        old = {}
+    for label, entry in fingerprint["methods"].items():
+        if label in old and old[label] != _jsonable(entry):
+            return (f"{folder} holds results of method {label!r} computed with "
+                    f"other settings ({old[label]!r}, now {entry!r}); pass overwrite=True "
+                    "(--overwrite), another output folder, or another label")
     return None
 
 

@@ -397,6 +397,67 @@ def _source_name(source: Any, index: int) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f"sources[{index}]"
 
 
+def _array_image(source: Any, where: str) -> tuple[Any, tuple[int, int]]:
+    """An HWC (or HW) uint8 numpy array as an RGB PIL image, and its ``(height, width)``."""
+    import numpy as np
+    from PIL import Image
+
+    arr = source
+    if arr.dtype != np.uint8:
+        raise InputTypeError(
+            f"{where}: a numpy array of dtype {arr.dtype}; load_images takes HWC uint8 arrays "
+            "(pixels 0..255): pass (arr * 255).round().astype(np.uint8) for pixels in [0, 1], "
+            "or a CHW float tensor in [0, 1]")
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+        raise InputError(f"{where}: a numpy array of shape {arr.shape} looks channel-first; "
+                         "load_images takes (H, W, 3) arrays: pass arr.transpose(1, 2, 0)")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise InputError(f"{where}: a numpy array of shape {arr.shape}; load_images takes (H, W, 3), "
+                         "(H, W, 4) or (H, W) uint8 arrays")
+    if 0 in arr.shape:
+        raise InputError(f"{where}: a numpy array of shape {arr.shape} has no pixels")
+    rgb = Image.fromarray(np.ascontiguousarray(arr)).convert("RGB")
+    return rgb, (arr.shape[0], arr.shape[1])
+
+
+def _tensor_image(source: Tensor, where: str) -> tuple[Any, tuple[int, int]]:
+    """A CHW tensor (uint8, or float in [0, 1]) as an RGB PIL image or 3 ``F`` channel images."""
+    from PIL import Image
+
+    t = source.detach().cpu()
+    if t.dim() == 3 and t.shape[-1] in (3, 4) and t.shape[0] not in (1, 3):
+        raise InputError(f"{where}: a tensor of shape {tuple(t.shape)} looks channel-last; "
+                         "load_images takes (C, H, W) tensors: pass t.permute(2, 0, 1)")
+    if t.dim() == 2:
+        t = t[None]
+    if t.dim() != 3 or t.shape[0] not in (1, 3):
+        raise InputError(f"{where}: a tensor of shape {tuple(source.shape)}; load_images takes "
+                         "(3, H, W) or (1, H, W) tensors (a (B, 3, H, W) batch as a list of them)")
+    if 0 in t.shape:
+        raise InputError(f"{where}: a tensor of shape {tuple(t.shape)} has no pixels")
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    if t.dtype == torch.uint8:
+        rgb = Image.fromarray(t.permute(1, 2, 0).contiguous().numpy())
+        return rgb, (t.shape[1], t.shape[2])
+    if not t.dtype.is_floating_point:
+        raise InputTypeError(f"{where}: a tensor of dtype {t.dtype}; pass uint8 (0..255) or a "
+                             "float tensor in [0, 1]")
+    t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        raise InputError(f"{where}: the tensor holds NaN or infinite values")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InputError(
+            f"{where}: a float tensor with values in [{lo:.3g}, {hi:.3g}]; float images must be "
+            "in [0, 1] (torchvision's to_tensor convention): divide by 255 if these are raw "
+            "pixels, or pass the already-normalized batch to the model directly")
+    channels = [Image.fromarray((t[c].clamp(0, 1) * 255.0).numpy()) for c in range(3)]  # mode F
+    return channels, (t.shape[1], t.shape[2])
+
+
 def _as_image(source: Any, where: str) -> tuple[Any, tuple[int, int]]:
     """A source as an image, and its ``(height, width)``.
 
@@ -418,55 +479,9 @@ def _as_image(source: Any, where: str) -> tuple[Any, tuple[int, int]]:
             raise ImageLoadError(f"{where}: the PIL image cannot be read ({_one_line(err)})") from err
         return rgb, (rgb.size[1], rgb.size[0])
     if isinstance(source, np.ndarray):
-        arr = source
-        if arr.dtype != np.uint8:
-            raise InputTypeError(
-                f"{where}: a numpy array of dtype {arr.dtype}; load_images takes HWC uint8 arrays "
-                "(pixels 0..255): pass (arr * 255).round().astype(np.uint8) for pixels in [0, 1], "
-                "or a CHW float tensor in [0, 1]")
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
-            raise InputError(f"{where}: a numpy array of shape {arr.shape} looks channel-first; "
-                             "load_images takes (H, W, 3) arrays: pass arr.transpose(1, 2, 0)")
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
-            raise InputError(f"{where}: a numpy array of shape {arr.shape}; load_images takes (H, W, 3), "
-                             "(H, W, 4) or (H, W) uint8 arrays")
-        if 0 in arr.shape:
-            raise InputError(f"{where}: a numpy array of shape {arr.shape} has no pixels")
-        rgb = Image.fromarray(np.ascontiguousarray(arr)).convert("RGB")
-        return rgb, (arr.shape[0], arr.shape[1])
+        return _array_image(source, where)
     if isinstance(source, Tensor):
-        t = source.detach().cpu()
-        if t.dim() == 3 and t.shape[-1] in (3, 4) and t.shape[0] not in (1, 3):
-            raise InputError(f"{where}: a tensor of shape {tuple(t.shape)} looks channel-last; "
-                             "load_images takes (C, H, W) tensors: pass t.permute(2, 0, 1)")
-        if t.dim() == 2:
-            t = t[None]
-        if t.dim() != 3 or t.shape[0] not in (1, 3):
-            raise InputError(f"{where}: a tensor of shape {tuple(source.shape)}; load_images takes "
-                             "(3, H, W) or (1, H, W) tensors (a (B, 3, H, W) batch as a list of them)")
-        if 0 in t.shape:
-            raise InputError(f"{where}: a tensor of shape {tuple(t.shape)} has no pixels")
-        if t.shape[0] == 1:
-            t = t.expand(3, -1, -1)
-        if t.dtype == torch.uint8:
-            rgb = Image.fromarray(t.permute(1, 2, 0).contiguous().numpy())
-            return rgb, (t.shape[1], t.shape[2])
-        if not t.dtype.is_floating_point:
-            raise InputTypeError(f"{where}: a tensor of dtype {t.dtype}; pass uint8 (0..255) or a "
-                                 "float tensor in [0, 1]")
-        t = t.float()
-        if not bool(torch.isfinite(t).all()):
-            raise InputError(f"{where}: the tensor holds NaN or infinite values")
-        lo, hi = float(t.min()), float(t.max())
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise InputError(
-                f"{where}: a float tensor with values in [{lo:.3g}, {hi:.3g}]; float images must be "
-                "in [0, 1] (torchvision's to_tensor convention): divide by 255 if these are raw "
-                "pixels, or pass the already-normalized batch to the model directly")
-        channels = [Image.fromarray((t[c].clamp(0, 1) * 255.0).numpy()) for c in range(3)]  # mode F
-        return channels, (t.shape[1], t.shape[2])
+        return _tensor_image(source, where)
     raise InputTypeError(
         f"{where}: {type(source).__name__} is not an image; load_images takes file paths, PIL "
         "images, HWC uint8 numpy arrays or CHW tensors")
@@ -623,77 +638,107 @@ def read_manifest(
     with handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
-        if mapping["file"] not in header:
-            raise ManifestError(
-                f"manifest {str(csv_path)!r} has no column {mapping['file']!r} for the image file "
-                f"(its columns: {header}); map it with columns={{'file': '<column>'}} "
-                "(CLI: --columns file=<column>)"
-            )
-        box_cols = [mapping[k] for k in ("x0", "y0", "x1", "y1")]
-        missing = [c for c in box_cols if c not in header]
-        if missing and len(missing) < 4:
-            raise ManifestError(
-                f"manifest {str(csv_path)!r} lacks box column(s) {missing} (its columns: "
-                f"{header}); map them, e.g. --columns x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
-            )
-        if len(missing) == 4:
-            lookalikes = [c for c in header if c[:2].lower() in ("x0", "y0", "x1", "y1")]
-            if lookalikes:
-                raise ManifestError(
-                    f"manifest {str(csv_path)!r} has no box columns {box_cols} but has {lookalikes}; "
-                    "say which to use, e.g. columns={'x0': 'x0_227', ...} (CLI: --columns "
-                    "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227)"
-                )
-        has_boxes = not missing
-        has_label = mapping["class_index"] in header
-        order: list[str] = []
-        labels: dict[str, int | None] = {}
-        boxes: dict[str, list[Box]] = {}
+        box_cols = _box_columns(csv_path, header, mapping)
+        rows = _ManifestRows(csv_path, mapping, box_cols, mapping["class_index"] in header)
         for line, row in enumerate(reader, start=2):
-            name = (row.get(mapping["file"]) or "").strip()
-            if not name:
-                raise ManifestError(f"{csv_path}:{line}: empty file name")
-            if name not in labels:
-                order.append(name)
-                labels[name] = None
-                boxes[name] = []
-            if has_label:
-                raw = (row.get(mapping["class_index"]) or "").strip()
-                if raw:
-                    value = _number(raw, mapping["class_index"], line, csv_path)
-                    if value != int(value) or value < 0:
-                        raise ManifestError(
-                            f"{csv_path}:{line}: class index {raw!r} is not an int >= 0")
-                    label = int(value)
-                    if labels[name] is not None and labels[name] != label:
-                        raise ManifestError(
-                            f"{csv_path}:{line}: {name!r} has class {label} here and "
-                            f"{labels[name]} on an earlier row; one image has one class"
-                        )
-                    labels[name] = label
-            if has_boxes:
-                cells = [(row.get(c) or "").strip() for c in box_cols]
-                if not any(cells):
-                    continue
-                if not all(cells):
-                    raise ManifestError(
-                        f"{csv_path}:{line}: box {dict(zip(box_cols, cells))} is partly empty; "
-                        "fill all four coordinates, or leave all four empty for an image without a box"
-                    )
-                x0, y0, x1, y1 = (_number(v, c, line, csv_path) for v, c in zip(cells, box_cols))
-                if x1 < x0 or y1 < y0:
-                    raise ManifestError(
-                        f"{csv_path}:{line}: box ({x0}, {y0}, {x1}, {y1}) has x1 < x0 or y1 < y0; "
-                        "boxes are (x0, y0, x1, y1), top-left corner first"
-                    )
-                boxes[name].append((x0, y0, x1, y1))
-    if not order:
+            rows.add(line, row)
+    if not rows.order:
         raise ManifestError(f"manifest {str(csv_path)!r} has no rows")
-    samples = [Sample(name, base / name, labels[name], tuple(boxes[name])) for name in order]
+    samples = [Sample(name, base / name, rows.labels[name], tuple(rows.boxes[name])) for name in rows.order]
     info = {"manifest": str(csv_path)}
     if columns:
         info["columns"] = ",".join(f"{k}={v}" for k, v in parse_columns(columns).items())
     return ImageData(samples, base, "manifest", None, info)
+
+
+def _box_columns(csv_path: Path, header: list[str], mapping: Mapping[str, str]) -> list[str] | None:
+    """The manifest's x0, y0, x1, y1 columns, or None when it has no boxes.
+
+    Raises:
+        ManifestError: the file column is missing, some box columns are, or none are but columns
+            that look like them exist (say which to use).
+    """
+    if mapping["file"] not in header:
+        raise ManifestError(
+            f"manifest {str(csv_path)!r} has no column {mapping['file']!r} for the image file "
+            f"(its columns: {header}); map it with columns={{'file': '<column>'}} "
+            "(CLI: --columns file=<column>)"
+        )
+    box_cols = [mapping[k] for k in ("x0", "y0", "x1", "y1")]
+    missing = [c for c in box_cols if c not in header]
+    if missing and len(missing) < 4:
+        raise ManifestError(
+            f"manifest {str(csv_path)!r} lacks box column(s) {missing} (its columns: "
+            f"{header}); map them, e.g. --columns x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
+        )
+    if len(missing) == 4:
+        lookalikes = [c for c in header if c[:2].lower() in ("x0", "y0", "x1", "y1")]
+        if lookalikes:
+            raise ManifestError(
+                f"manifest {str(csv_path)!r} has no box columns {box_cols} but has {lookalikes}; "
+                "say which to use, e.g. columns={'x0': 'x0_227', ...} (CLI: --columns "
+                "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227)"
+            )
+        return None
+    return box_cols
+
+
+class _ManifestRows:
+    """The samples of a manifest, one row at a time: files in order, one class each, their boxes."""
+
+    def __init__(self, csv_path: Path, mapping: Mapping[str, str], box_cols: list[str] | None,
+                 has_label: bool) -> None:
+        self.csv_path = csv_path
+        self.mapping = mapping
+        self.box_cols = box_cols
+        self.has_label = has_label
+        self.order: list[str] = []
+        self.labels: dict[str, int | None] = {}
+        self.boxes: dict[str, list[Box]] = {}
+
+    def add(self, line: int, row: Mapping[str, str | None]) -> None:
+        """Read row ``line`` of the file: its image, class and box."""
+        name = (row.get(self.mapping["file"]) or "").strip()
+        if not name:
+            raise ManifestError(f"{self.csv_path}:{line}: empty file name")
+        if name not in self.labels:
+            self.order.append(name)
+            self.labels[name] = None
+            self.boxes[name] = []
+        if self.has_label:
+            self._label(line, name, (row.get(self.mapping["class_index"]) or "").strip())
+        if self.box_cols is not None:
+            self._box(line, name, self.box_cols, [(row.get(c) or "").strip() for c in self.box_cols])
+
+    def _label(self, line: int, name: str, raw: str) -> None:
+        if not raw:
+            return
+        value = _number(raw, self.mapping["class_index"], line, self.csv_path)
+        if value != int(value) or value < 0:
+            raise ManifestError(f"{self.csv_path}:{line}: class index {raw!r} is not an int >= 0")
+        label = int(value)
+        if self.labels[name] is not None and self.labels[name] != label:
+            raise ManifestError(
+                f"{self.csv_path}:{line}: {name!r} has class {label} here and "
+                f"{self.labels[name]} on an earlier row; one image has one class"
+            )
+        self.labels[name] = label
+
+    def _box(self, line: int, name: str, box_cols: list[str], cells: list[str]) -> None:
+        if not any(cells):
+            return
+        if not all(cells):
+            raise ManifestError(
+                f"{self.csv_path}:{line}: box {dict(zip(box_cols, cells))} is partly empty; "
+                "fill all four coordinates, or leave all four empty for an image without a box"
+            )
+        x0, y0, x1, y1 = (_number(v, c, line, self.csv_path) for v, c in zip(cells, box_cols))
+        if x1 < x0 or y1 < y0:
+            raise ManifestError(
+                f"{self.csv_path}:{line}: box ({x0}, {y0}, {x1}, {y1}) has x1 < x0 or y1 < y0; "
+                "boxes are (x0, y0, x1, y1), top-left corner first"
+            )
+        self.boxes[name].append((x0, y0, x1, y1))
 
 
 def _image_files(folder: Path) -> list[Path]:

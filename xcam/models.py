@@ -341,39 +341,32 @@ def _flatten(steps: list[Any]) -> list[Any]:
     return out
 
 
-def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
-    steps = _flatten(list(steps if steps is not None else transform.transforms))
+@dataclass
+class _ComposeSteps:
+    """What the steps of a torchvision / timm ``Compose`` read so far say about the pipeline."""
+
     resize: int | None = None
     squash: tuple[int, int] | None = None
     crop: tuple[int, int] | None = None
-    interpolation = "bilinear"
-    scale = 1.0  # pixels arrive in [0, 255]
+    interpolation: str = "bilinear"
+    scale: float = 1.0  # pixels arrive in [0, 255]
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    normalized = False
-    for step in steps:
+    normalized: bool = False
+
+    def read(self, step: Any) -> None:
+        """Take one step into account; raises for a step xcam cannot follow."""
         kind = type(step).__name__
         if kind == "Resize":
-            if resize is not None or squash is not None or crop is not None or normalized:
-                raise _unknown_step(step, "comes after another resize, a crop or the normalization")
-            if getattr(step, "max_size", None) is not None:
-                raise _unknown_step(step, "bounds the longer side (max_size)")
-            target = step.size
-            if isinstance(target, int) or (isinstance(target, (list, tuple)) and len(target) == 1):
-                resize = _first(target)
-            elif isinstance(target, (list, tuple)) and len(target) == 2:
-                squash = (int(target[0]), int(target[1]))
-            else:
-                raise _unknown_step(step, f"has size {target!r}")
-            interpolation = _interpolation_name(step.interpolation)
+            self._resize(step)
         elif kind == "CenterCrop":
-            if crop is not None or normalized:
+            if self.crop is not None or self.normalized:
                 raise _unknown_step(step, "comes after another crop or the normalization")
             cs = step.size
-            crop = _side_pair(tuple(cs) if isinstance(cs, (list, tuple)) and len(cs) == 2 else _first(cs),
-                              "CenterCrop.size")
+            self.crop = _side_pair(tuple(cs) if isinstance(cs, (list, tuple)) and len(cs) == 2
+                                   else _first(cs), "CenterCrop.size")
         elif kind in ("ToTensor", "MaybeToTensor"):
-            scale = 255.0
+            self.scale = 255.0
         elif kind in ("PILToTensor", "ToImage", "ToImageTensor", "MaybePILToTensor", "ToPureTensor"):
             pass
         elif kind in ("ConvertImageDtype", "ToDtype"):
@@ -381,34 +374,60 @@ def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
             if isinstance(dtype, dict):
                 dtype = next(iter(dtype.values()))
             if getattr(step, "scale", True) and dtype is not None and dtype.is_floating_point:
-                scale = 255.0
+                self.scale = 255.0
         elif kind == "Normalize":
-            if normalized:
+            if self.normalized:
                 raise _unknown_step(step, "normalizes a second time")
-            mean, std = _three(step.mean, "Normalize.mean"), _three(step.std, "Normalize.std")
-            normalized = True
+            self.mean, self.std = _three(step.mean, "Normalize.mean"), _three(step.std, "Normalize.std")
+            self.normalized = True
         else:
             raise _unknown_step(step, "is not one xcam can read (random, a Lambda, or unknown)")
-    if squash is not None and crop is None:
-        size: int | tuple[int, int] = squash
-    elif squash is not None:
-        raise InputError("preprocess: a Resize to (height, width) followed by a CenterCrop is not "
-                         "supported; pass xcam.models.Preprocess(...)")
-    elif crop is not None:
-        size = crop
-    elif resize is not None:
-        raise InputError(
-            f"preprocess: Resize({resize}) without a CenterCrop keeps each image's aspect ratio, so "
-            "images of different shapes give inputs of different sizes; add a CenterCrop, or pass "
-            "xcam.models.Preprocess(size=..., resize=None) to squash")
-    else:
-        raise InputError(
-            "preprocess: the transform neither resizes nor crops, so xcam cannot tell the model's "
-            "input size; add Resize + CenterCrop, or pass xcam.models.Preprocess(..., size=...)")
-    if isinstance(size, tuple) and size[0] == size[1]:
-        size = size[0]
+
+    def _resize(self, step: Any) -> None:
+        if self.resize is not None or self.squash is not None or self.crop is not None or self.normalized:
+            raise _unknown_step(step, "comes after another resize, a crop or the normalization")
+        if getattr(step, "max_size", None) is not None:
+            raise _unknown_step(step, "bounds the longer side (max_size)")
+        target = step.size
+        if isinstance(target, int) or (isinstance(target, (list, tuple)) and len(target) == 1):
+            self.resize = _first(target)
+        elif isinstance(target, (list, tuple)) and len(target) == 2:
+            self.squash = (int(target[0]), int(target[1]))
+        else:
+            raise _unknown_step(step, f"has size {target!r}")
+        self.interpolation = _interpolation_name(step.interpolation)
+
+    def size(self) -> int | tuple[int, int]:
+        """The model input's size: the crop, or the squash; raises when the steps fix none."""
+        if self.squash is not None and self.crop is None:
+            size: int | tuple[int, int] = self.squash
+        elif self.squash is not None:
+            raise InputError("preprocess: a Resize to (height, width) followed by a CenterCrop is not "
+                             "supported; pass xcam.models.Preprocess(...)")
+        elif self.crop is not None:
+            size = self.crop
+        elif self.resize is not None:
+            raise InputError(
+                f"preprocess: Resize({self.resize}) without a CenterCrop keeps each image's aspect ratio, "
+                "so images of different shapes give inputs of different sizes; add a CenterCrop, or pass "
+                "xcam.models.Preprocess(size=..., resize=None) to squash")
+        else:
+            raise InputError(
+                "preprocess: the transform neither resizes nor crops, so xcam cannot tell the model's "
+                "input size; add Resize + CenterCrop, or pass xcam.models.Preprocess(..., size=...)")
+        if isinstance(size, tuple) and size[0] == size[1]:
+            size = size[0]
+        return size
+
+
+def _from_compose(transform: Any, steps: list[Any] | None = None) -> Preprocess:
+    state = _ComposeSteps()
+    for step in _flatten(list(steps if steps is not None else transform.transforms)):
+        state.read(step)
+    size = state.size()
     # Normalize sees pixels / scale: mean and std are in those units
-    return Preprocess(mean, std, scale, size, "torchvision", resize=resize, interpolation=interpolation)
+    return Preprocess(state.mean, state.std, state.scale, size, "torchvision", resize=state.resize,
+                      interpolation=state.interpolation)
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -419,32 +438,32 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+def _hf_resize(proc: Any, kind: str) -> tuple[int | None, tuple[int, int] | None, tuple[int, int] | None]:
+    """``(resize, crop, squash)`` of a Hugging Face processor's ``size`` (before its center crop)."""
+    size_spec = getattr(proc, "size", None)
+    if not getattr(proc, "do_resize", True) or size_spec is None:
+        return None, None, None
+    h, w, short = _get(size_spec, "height"), _get(size_spec, "width"), _get(size_spec, "shortest_edge")
+    if _get(size_spec, "longest_edge") or _get(size_spec, "max_height") or _get(size_spec, "max_pixels"):
+        raise InputError(f"preprocess: {kind} bounds the longer side (size={size_spec!r}); inputs of "
+                         "different sizes cannot share boxes; pass xcam.models.Preprocess(...)")
+    if h and w:
+        return None, None, (int(h), int(w))
+    if not short:
+        raise InputError(f"preprocess: {kind} has size={size_spec!r}, which xcam cannot read; pass "
+                         "xcam.models.Preprocess(...)")
+    pct = getattr(proc, "crop_pct", None)
+    if pct is None:
+        return int(short), None, None
+    # ConvNeXt: resize to short / crop_pct, crop short; >= 384: squash
+    if int(short) < 384:
+        return int(int(short) / float(pct)), (int(short), int(short)), None
+    return None, None, (int(short), int(short))
+
+
 def _from_hf_processor(proc: Any) -> Preprocess:
     kind = type(proc).__name__
-    size_spec = getattr(proc, "size", None)
-    resize: int | None = None
-    crop: tuple[int, int] | None = None
-    squash: tuple[int, int] | None = None
-    rounding = "floor"
-    if getattr(proc, "do_resize", True) and size_spec is not None:
-        h, w, short = _get(size_spec, "height"), _get(size_spec, "width"), _get(size_spec, "shortest_edge")
-        if _get(size_spec, "longest_edge") or _get(size_spec, "max_height") or _get(size_spec, "max_pixels"):
-            raise InputError(f"preprocess: {kind} bounds the longer side (size={size_spec!r}); inputs of "
-                             "different sizes cannot share boxes; pass xcam.models.Preprocess(...)")
-        if h and w:
-            squash = (int(h), int(w))
-        elif short:
-            pct = getattr(proc, "crop_pct", None)
-            if pct is not None:  # ConvNeXt: resize to short / crop_pct, crop short; >= 384: squash
-                if int(short) < 384:
-                    resize, crop = int(int(short) / float(pct)), (int(short), int(short))
-                else:
-                    squash = (int(short), int(short))
-            else:
-                resize = int(short)
-        else:
-            raise InputError(f"preprocess: {kind} has size={size_spec!r}, which xcam cannot read; pass "
-                             "xcam.models.Preprocess(...)")
+    resize, crop, squash = _hf_resize(proc, kind)
     if getattr(proc, "do_center_crop", False):
         cs = getattr(proc, "crop_size", None)
         ch, cw = _get(cs, "height"), _get(cs, "width")
@@ -471,10 +490,10 @@ def _from_hf_processor(proc: Any) -> Preprocess:
     else:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     size: int | tuple[int, int] = out_size[0] if out_size[0] == out_size[1] else out_size
-    interpolation = _interpolation_name(getattr(proc, "resample", 3) if getattr(proc, "resample", None)
-                                        is not None else 3)
+    resample = getattr(proc, "resample", None)
+    interpolation = _interpolation_name(resample if resample is not None else 3)
     return Preprocess(mean, std, scale, size, "huggingface", resize=resize,
-                      interpolation=interpolation, crop_rounding=rounding)
+                      interpolation=interpolation, crop_rounding="floor")
 
 
 def _torchvision_names() -> list[str]:
