@@ -2,7 +2,7 @@
 
 ``eval_mode`` is the one context manager that runs a model in eval mode and gives it back exactly
 as it came: every module's ``training`` flag restored, and no buffer touched (eval-mode batch norm
-reads its running statistics without updating them). ``model_lock`` serialises the hook-based
+reads its running statistics without updating them). ``model_lock`` serializes the hook-based
 passes of several threads over one model: hooks are registered on the model itself, so two
 captures running at once in two threads would each record the other's tensors.
 
@@ -14,7 +14,7 @@ too, so that every part of xcam words its errors the same way.
 ``check_inputs`` validates an input batch, and with ``model=`` checks it against the model: dtype
 (float16 / bfloat16 inputs are cast up losslessly to a float32 model; anything lossy is an
 error), device, and the channel count of the first convolution. ``check_input_range`` looks for
-un-normalised pixels (one reduction and one device sync; explainers run it on their first call
+un-normalized pixels (one reduction and one device sync; explainers run it on their first call
 only).
 """
 
@@ -151,10 +151,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
                 module.training = flag
 
 
-# Normalised ImageNet inputs lie in about [-2.12, 2.64] and always hold negatives: over 400
+# Normalized ImageNet inputs lie in about [-2.12, 2.64] and always hold negatives: over 400
 # validation images (resize 256, crop 224, ImageNet mean / std) every image's minimum was <= -1.09
 # and every maximum <= 2.64, while the same images as [0, 1] pixels spanned at least 0.67.
-_RAW_MAX = 3.0  # above the largest normalised value (2.64); raw [0, 255] pixels reach far above
+_RAW_MAX = 3.0  # above the largest normalized value (2.64); raw [0, 255] pixels reach far above
 _UNIT_SPAN = 0.25  # [0, 1] photos span more than this (1 % quantile 0.75)
 
 _LOSSLESS = {
@@ -220,7 +220,7 @@ def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | Non
     if not isinstance(inputs, Tensor):
         raise InputTypeError(
             f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(inputs).__name__}; "
-            "convert images with torchvision.transforms.functional.to_tensor and normalise them "
+            "convert images with torchvision.transforms.functional.to_tensor and normalize them "
             "as the model expects (e.g. weights.transforms())"
         )
     if not inputs.dtype.is_floating_point:
@@ -276,15 +276,15 @@ def normalizes_inside(model: nn.Module) -> bool:
 
 
 def check_input_range(inputs: Tensor, name: str = "inputs", *, model: nn.Module | None = None) -> str | None:
-    """Warn (:class:`~xcam.errors.InputRangeWarning`) when ``inputs`` look un-normalised.
+    """Warn (:class:`~xcam.errors.InputRangeWarning`) when ``inputs`` look un-normalized.
 
     Two patterns, from the statistics above: no negative value and a maximum above 3 (raw pixels
     in [0, 255]); no negative value, a maximum <= 1 and a span >= 0.25 ([0, 1] pixels from
-    ``to_tensor``, not normalised). The second is expected, and not warned, for a ``model`` that
-    normalises inside (:func:`normalizes_inside`). Costs one reduction and one device sync.
+    ``to_tensor``, not normalized). The second is expected, and not warned, for a ``model`` that
+    normalizes inside (:func:`normalizes_inside`). Costs one reduction and one device sync.
 
     Returns:
-        The warning's message, or None when the inputs look normalised.
+        The warning's message, or None when the inputs look normalized.
     """
     lo_t, hi_t = torch.aminmax(inputs.detach())
     lo, hi = float(lo_t), float(hi_t)

@@ -130,7 +130,7 @@ def _token_layer(model: nn.Module, example: Tensor, calls: list[ModuleCall],
         out = _scores_or_none(model(example[:1]), output_fn)
         last = cap[taps[-1]]
         # The model's top score, and the class token of the last token layer as a fallback for
-        # heads that are all zero (torchvision zero-initialises ViT heads); squared, because the
+        # heads that are all zero (torchvision zero-initializes ViT heads); squared, because the
         # plain sum of a LayerNorm output is a constant.
         for score in (out[0].max() if isinstance(out, Tensor) else None, last[0, 0].pow(2).sum()):
             if score is None or not score.requires_grad:

@@ -65,9 +65,9 @@ class NonFiniteError(XcamError, ValueError):
 
 
 class InputRangeWarning(UserWarning):
-    """The inputs look un-normalised (raw [0, 255] pixels, or [0, 1] pixels).
+    """The inputs look un-normalized (raw [0, 255] pixels, or [0, 1] pixels).
 
-    Filter it where the model normalises inside:
+    Filter it where the model normalizes inside:
     ``warnings.filterwarnings("ignore", category=xcam.errors.InputRangeWarning)``.
     """
 

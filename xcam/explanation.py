@@ -44,7 +44,7 @@ class Explanation:
 
     Attributes:
         maps: (B, H, W) float32 at input resolution, raw (after the method's own ReLU, not
-            normalised), on the input's device.
+            normalized), on the input's device.
         low_res: (B, h, w) map at the explained layer's resolution before upsampling, or ``None``
             for methods without a layer.
         targets: (B,) class index per sample, or ``None`` when the score came from a callable or
@@ -68,7 +68,7 @@ class Explanation:
         return int(self.maps.shape[0])
 
     def normalized(self) -> Tensor:
-        """Per-sample min-max normalised maps in [0, 1] (a constant map becomes 0)."""
+        """Per-sample min-max normalized maps in [0, 1] (a constant map becomes 0)."""
         from .postprocess import normalize
 
         return normalize(self.maps)

@@ -194,7 +194,7 @@ def to_nchw(tensor: Tensor, input_size: tuple[int, int]) -> Tensor:
     """View a layer's output as a (B, C, h, w) feature map.
 
     - (B, C, h, w) is returned as it is;
-    - channels-last (B, h, w, C) (Swin's stages) is permuted; it is recognised when only the
+    - channels-last (B, h, w, C) (Swin's stages) is permuted; it is recognized when only the
       (h, w) reading divides the input size by a power of two;
     - tokens (B, N, D) (ViT) lose their class / prefix tokens, the ``N - prefix`` patch tokens
       form an h x w grid with the input's aspect ratio.

@@ -1,4 +1,4 @@
-"""Upsampling and normalisation of maps; never in place."""
+"""Upsampling and normalization of maps; never in place."""
 
 from __future__ import annotations
 

@@ -425,13 +425,18 @@ class UnitScore(Target):
 
     reads_layer: ClassVar[bool] = True
 
-    def __init__(self, unit: UnitTarget, batch_size: int, output_fn: OutputFn | None = None) -> None:
+    def __init__(self, unit: UnitTarget, batch_size: int, output_fn: OutputFn | None = None,
+                 tap: Tap | None = None, model: nn.Module | None = None) -> None:
         super().__init__(batch_size, output_fn)
         self.unit = unit
+        # resolved once, by resolve(..., model=) or the first taps(model)
+        self.tap, self.model = tap, model
 
     def taps(self, model: nn.Module) -> list[Tap]:
-        """See :meth:`Target.taps`: the unit's layer."""
-        return [resolve_layer(model, self.unit.layer)]  # type: ignore[arg-type]
+        """See :meth:`Target.taps`: the unit's layer, resolved once against ``model``."""
+        if self.tap is None or model is not self.model:
+            self.tap, self.model = resolve_layer(model, self.unit.layer), model  # type: ignore[arg-type]
+        return [self.tap]
 
     def evaluate(
         self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
@@ -439,17 +444,21 @@ class UnitScore(Target):
         """See :meth:`Target.evaluate`: the unit's activation in ``capture``."""
         if capture is None:
             raise TargetError(f"unit target at layer {self.unit.layer!r} needs the pass's capture")
-        activation = capture[resolve_layer(capture.model, self.unit.layer)]  # type: ignore[arg-type]
+        tap = self.taps(capture.model)[0]
+        activation = capture[tap]
         if size is not None:
             activation = to_nchw(activation, size)
         return None, self.unit.score(activation)
 
     def resized(self, batch_size: int) -> Target:
         """See :meth:`Target.resized`."""
-        return UnitScore(self.unit, batch_size, self.output_fn)
+        return UnitScore(self.unit, batch_size, self.output_fn, self.tap, self.model)
 
 
-def resolve(targets: Targets | Target, batch_size: int, output_fn: OutputFn | None = None) -> Target:
+def resolve(
+    targets: Targets | Target, batch_size: int, output_fn: OutputFn | None = None,
+    model: nn.Module | None = None,
+) -> Target:
     """Turn the ``targets=`` of an explainer call into one :class:`Target` (see the module doc).
 
     Nothing is checked against a model output yet: a wrong class or length is reported when the
@@ -460,11 +469,13 @@ def resolve(targets: Targets | Target, batch_size: int, output_fn: OutputFn | No
             target, or an already resolved :class:`Target` (returned as it is).
         batch_size: B.
         output_fn: the explainer's ``output=``.
+        model: the explained model; a unit target's layer is then resolved here, once per call.
     """
     if isinstance(targets, Target):
         return targets
     if isinstance(targets, UnitTarget):
-        return UnitScore(targets, batch_size, output_fn)
+        tap = None if model is None else resolve_layer(model, targets.layer)  # type: ignore[arg-type]
+        return UnitScore(targets, batch_size, output_fn, tap, model)
     if callable(targets) and not isinstance(targets, Tensor):
         return CallableTarget(targets, batch_size, output_fn)
     return ClassTarget(targets, batch_size, output_fn)

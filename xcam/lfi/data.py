@@ -1,14 +1,14 @@
 """A small synthetic data set with ground-truth object masks, generated offline.
 
 Each image holds one filled shape whose *shape* decides the class (circle, square, triangle, cross,
-ring), drawn over a cluttered background of distractor strokes and blobs. Colours, positions,
+ring), drawn over a cluttered background of distractor strokes and blobs. Colors, positions,
 sizes, rotations and clutter are drawn from the same distributions for every class, so only the
 shape tells the classes apart, and the object mask says where the evidence is. Useful for training
 studies of LFI-CAM and for localization tests, with no download.
 
-The object is always lighter than the background beneath it (by ``CONTRAST`` in grey level, any
-hue); distractors can have any colour. With a random figure-ground polarity, first-order gradients
-average out over the colours and small CNNs trained from scratch stall for many epochs.
+The object is always lighter than the background beneath it (by ``CONTRAST`` in gray level, any
+hue); distractors can have any color. With a random figure-ground polarity, first-order gradients
+average out over the colors and small CNNs trained from scratch stall for many epochs.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class ShapesDataset(Dataset[Any]):
         object_scale: (min, max) shape radius as a fraction of ``size``.
         rotate: rotate each object by a random angle (default); ``False`` keeps squares, crosses
             and triangles upright, an easier task that trains in far fewer steps.
-        background: ``"gradient"`` (a random two-colour ramp, default) or ``"flat"`` (one random
-            colour, easier); pixel noise is added to both.
+        background: ``"gradient"`` (a random two-color ramp, default) or ``"flat"`` (one random
+            color, easier); pixel noise is added to both.
 
     Returns per item:
         image: (3, size, size) float32 in [0, 1];
@@ -144,7 +144,7 @@ def _uniform(gen: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
 
 
 def _shape_mask(name: str, u: Tensor, v: Tensor, r: float) -> Tensor:
-    """Mask of a shape of radius ``r`` centred at the origin, in rotated coordinates (u, v)."""
+    """Mask of a shape of radius ``r`` centered at the origin, in rotated coordinates (u, v)."""
     if name == "circle":
         return u * u + v * v <= r * r
     if name == "ring":
@@ -172,7 +172,7 @@ def _render(
 ) -> tuple[Tensor, Tensor]:
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    # Background: a random colour gradient (or one flat colour) plus pixel noise.
+    # Background: a random color gradient (or one flat color) plus pixel noise.
     c0, c1 = 0.7 * torch.rand(3, generator=gen), 0.7 * torch.rand(3, generator=gen)
     if flat:
         c1 = c0
@@ -180,7 +180,7 @@ def _render(
     ramp = ((xx * math.cos(angle) + yy * math.sin(angle)) / size).clamp(-1, 1) * 0.5 + 0.5
     image = c0[:, None, None] * (1 - ramp) + c1[:, None, None] * ramp
     image = image + 0.05 * torch.randn(3, size, size, generator=gen)
-    # Distractors: coloured blobs and strokes, independent of the class.
+    # Distractors: colored blobs and strokes, independent of the class.
     for _ in range(clutter // 2):
         cy, cx = _uniform(gen, 0, size, 2)
         rad = float(_uniform(gen, 0.03, 0.09)) * size
@@ -196,7 +196,7 @@ def _render(
         dist2 = (yy - p[0] - t * d[0]) ** 2 + (xx - p[1] - t * d[1]) ** 2
         paint = alpha * torch.rand(3, 1, 1, generator=gen) + (1 - alpha) * image
         image = torch.where(dist2 <= width * width, paint, image)
-    # The object: a filled shape, random colour, position, size and rotation, drawn on top.
+    # The object: a filled shape, random color, position, size and rotation, drawn on top.
     r = float(_uniform(gen, *scale)) * size
     margin = 1.25 * r
     cy = float(_uniform(gen, margin, size - margin))
@@ -207,15 +207,15 @@ def _render(
     u = (xx - cx) * math.cos(theta) + (yy - cy) * math.sin(theta)
     v = -(xx - cx) * math.sin(theta) + (yy - cy) * math.cos(theta)
     mask = _shape_mask(name, u, v, r)
-    # The object is lighter than the background under it (grey level mean of RGB, by at least
-    # CONTRAST): a fixed figure-ground polarity, whatever the hues. Distractors have any colour.
+    # The object is lighter than the background under it (gray level mean of RGB, by at least
+    # CONTRAST): a fixed figure-ground polarity, whatever the hues. Distractors have any color.
     under = float(image[:, mask].mean())
-    colour = torch.rand(3, generator=gen)
+    color = torch.rand(3, generator=gen)
     target = min(1.0, under + CONTRAST)
-    if float(colour.mean()) < target:  # raise the grey level, keeping the hue's differences
-        colour = colour + (target - float(colour.mean())) * (1 - colour) / float((1 - colour).mean())
-    colour = colour.clamp(0, 1)[:, None, None]
-    image = torch.where(mask, colour, image)
+    if float(color.mean()) < target:  # raise the gray level, keeping the hue's differences
+        color = color + (target - float(color.mean())) * (1 - color) / float((1 - color).mean())
+    color = color.clamp(0, 1)[:, None, None]
+    image = torch.where(mask, color, image)
     return image.clamp(0, 1).float(), mask
 
 

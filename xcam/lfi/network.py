@@ -2,7 +2,7 @@
 
 Lee, Jeong, Wang, Lee, "LFI-CAM: Learning Feature Importance for Better Visual Explanation",
 ICCV 2021 (arXiv 2105.00937). With ``F`` (B, C, h, w) the output of the backbone's last
-convolutional stage and ``x`` the (normalised) input:
+convolutional stage and ``x`` the (normalized) input:
 
 - ``G`` = channel mean of ``x``, bilinearly resized to (h, w); ``N_k`` = per-sample min-max of
   ``F_k`` (a constant channel becomes 1, an all-zero channel 0); the FIN input is ``M = N * G``.
@@ -67,9 +67,9 @@ def fin_input(inputs: Tensor, features: Tensor) -> Tensor:
 
     ``G`` is the channel mean of ``inputs`` resized bilinearly (``align_corners=False``) to (h, w).
     """
-    grey = inputs.mean(dim=1, keepdim=True)
-    grey = F.interpolate(grey, size=features.shape[-2:], mode="bilinear", align_corners=False)
-    return channel_minmax(features) * grey.to(features.dtype)
+    gray = inputs.mean(dim=1, keepdim=True)
+    gray = F.interpolate(gray, size=features.shape[-2:], mode="bilinear", align_corners=False)
+    return channel_minmax(features) * gray.to(features.dtype)
 
 
 class AttentionMap(nn.Module):
@@ -96,7 +96,7 @@ class FeatureImportanceNetwork(nn.Module):
         relu: where the ReLU goes: ``"after_bn"`` (conv-BN-ReLU, the paper), ``"before_bn"``
             (conv-ReLU-BN), ``"hidden"`` (conv-BN-ReLU except the last block, which ends at BN, so
             the pooled values can be negative) or ``"none"``.
-        seed: seed of the Kaiming initialisation of the convolutions (``None``: global RNG).
+        seed: seed of the Kaiming initialization of the convolutions (``None``: global RNG).
 
     Shapes: (B, C, h, w) -> (B, C), each row positive and summing to 1.
     """
@@ -288,7 +288,7 @@ class Cost:
     """Parameters and FLOPs of an :class:`LFICAMNet` for one image of ``input_size``.
 
     FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`: 2 per multiply-add of
-    convolutions and matrix products; normalisation, activations and pooling are not counted.
+    convolutions and matrix products; normalization, activations and pooling are not counted.
     """
 
     input_size: tuple[int, int, int]
@@ -337,7 +337,7 @@ class LFICAMNet(nn.Module):
         width: hidden FIN channels (``None``: C, the paper). A ResNet-50 FIN of the paper's size
             adds about 151 M parameters; ``width=256`` cuts that to about 11 M.
         relu: ReLU placement in the FIN, see :class:`FeatureImportanceNetwork`.
-        seed: seed of the FIN initialisation (``None``: the global RNG).
+        seed: seed of the FIN initialization (``None``: the global RNG).
 
     Example:
         >>> net = LFICAMNet(torchvision.models.resnet18(num_classes=10), depth=2, width=128)

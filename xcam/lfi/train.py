@@ -538,7 +538,7 @@ def build_backbone(arch: str, num_classes: int, weights: str | os.PathLike[str] 
     Args:
         arch: a torchvision model name (``"resnet50"``, ``"efficientnet_b0"``, ...).
         num_classes: outputs of the head.
-        weights: ``None`` (random initialisation), a torchvision weights name (``"DEFAULT"``,
+        weights: ``None`` (random initialization), a torchvision weights name (``"DEFAULT"``,
             ``"IMAGENET1K_V1"``; downloaded by torchvision; the final Linear is replaced by a new
             one when ``num_classes`` differs), or the path of a state dict saved from the same
             architecture with ``num_classes`` outputs, or of a :func:`fit` checkpoint (its

@@ -392,7 +392,7 @@ class IncrementalModel:
         raise IncrementalUnsupported(f"node {n.format_node()} cannot be evaluated")
 
     def _call_window(self, n: fx.Node, window: Tensor) -> Tensor:
-        """A windowed op on a materialised window (its padding already applied)."""
+        """A windowed op on a materialized window (its padding already applied)."""
         if n.op == "call_module":
             m = self.modules[n.target]
             if isinstance(m, nn.Conv2d):

@@ -7,7 +7,7 @@ mode and hook lifetime; nothing survives between calls except a cached automatic
 Every call checks its inputs against the model (:func:`xcam._checks.check_inputs`: dtype, device,
 channels, empty sizes) and its result (NaN maps are an error; a constant map or a 1 x 1 layer is a
 :class:`~xcam.errors.DeadEndWarning`). The first call of each explainer instance also looks for
-un-normalised inputs (:class:`~xcam.errors.InputRangeWarning`); later calls skip that check, which
+un-normalized inputs (:class:`~xcam.errors.InputRangeWarning`); later calls skip that check, which
 costs a device sync. Model outputs are read through :func:`xcam.outputs.logits`, which the
 keyword-only ``output=`` of every explainer replaces.
 """
@@ -95,7 +95,8 @@ class Explainer(abc.ABC):
         if not getattr(self, "_range_checked", False):
             self._range_checked = True  # one device sync, on the first call only
             check_input_range(x, model=self.model)
-        explanation = self.explain(x, resolve(targets, int(x.shape[0]), self.output))
+        target = resolve(targets, int(x.shape[0]), self.output, self.model)
+        explanation = self.explain(x, target)
         self._check_result(explanation)
         return explanation
 
@@ -111,7 +112,7 @@ class Explainer(abc.ABC):
             bad = (~finite).nonzero().flatten().tolist()
             raise NonFiniteError(
                 f"{name} produced NaN or infinite maps for samples {bad[:8]}; the model's gradients "
-                "or activations overflow there: check the weights and the inputs' scale (normalised "
+                "or activations overflow there: check the weights and the inputs' scale (normalized "
                 "inputs), or explain another layer"
             )
         if low is not None and low.shape[-1] * low.shape[-2] == 1:
@@ -126,7 +127,7 @@ class Explainer(abc.ABC):
                 f"{name} returned a constant map (value {float(lo[const[0]]):.3g}) for samples "
                 f"{const[:8]}: it shows nothing. For CAM methods the weighted sum is often negative "
                 "everywhere and the ReLU removes it; try another layer or target, and check that "
-                "the inputs are normalised", DeadEndWarning,
+                "the inputs are normalized", DeadEndWarning,
             )
 
     @abc.abstractmethod

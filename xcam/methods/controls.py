@@ -2,7 +2,7 @@
 
 A metric that scores these as well as a real explainer does not measure faithfulness: a blank
 (all-zero) map carries no information at all and must score at the bottom of every localization
-metric, a random map is the floor, a centred Gaussian exposes a centre bias in the data, and the
+metric, a random map is the floor, a centered Gaussian exposes a center bias in the data, and the
 Sobel edge magnitude exposes metrics that reward image structure rather than the model's evidence
 (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, show that several methods behave
 like an edge detector). Each runs the model once, without gradients, only to report ``targets``
@@ -97,10 +97,10 @@ class RandomMap(_Control):
 
 @register_explainer("center")
 class CenterGaussian(_Control):
-    """A Gaussian centred on the image, the same for every sample (centre-bias control).
+    """A Gaussian centered on the image, the same for every sample (center-bias control).
 
     ``map[i, j] = exp( -(i - c_y)^2 / (2 (sigma H)^2) - (j - c_x)^2 / (2 (sigma W)^2) )`` with
-    ``c = ((H - 1) / 2, (W - 1) / 2)``, so the peak is 1 at the centre.
+    ``c = ((H - 1) / 2, (W - 1) / 2)``, so the peak is 1 at the center.
 
     Args:
         model: the model (run once for ``targets`` and ``scores`` only).
@@ -132,7 +132,7 @@ class SobelEdges(_Control):
     """Sobel edge magnitude of the image: ``sqrt(G_x^2 + G_y^2)`` of the channel mean.
 
     ``G_x`` and ``G_y`` are the 3x3 Sobel responses (``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` and its
-    transpose) of the grey image ``mean_c x_c``, with the border replicated (``scipy.ndimage.sobel``
+    transpose) of the gray image ``mean_c x_c``, with the border replicated (``scipy.ndimage.sobel``
     with ``mode="nearest"``), so a constant image gives 0 everywhere, borders included.
 
     Args:
@@ -141,10 +141,10 @@ class SobelEdges(_Control):
 
     def control_maps(self, inputs: Tensor) -> Tensor:
         """The (B, H, W) control maps of the class docstring; the model is not used."""
-        grey = inputs.float().mean(dim=1, keepdim=True)
+        gray = inputs.float().mean(dim=1, keepdim=True)
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=inputs.device)
         kernels = torch.stack([kx, kx.t()])[:, None]  # (2, 1, 3, 3)
-        grads = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+        grads = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
         return torch.sqrt((grads * grads).sum(dim=1))
 
 

@@ -16,7 +16,7 @@ class EigenCAM(CAMExplainer):
     """Eigen-CAM: the activations projected on their first principal component.
 
     Muhammad & Yeasin, "Eigen-CAM: Class Activation Map using Principal Components", IJCNN 2020.
-    With ``A`` the (h*w, C) matrix of the activations at ``layer``, centred over the positions
+    With ``A`` the (h*w, C) matrix of the activations at ``layer``, centered over the positions
     (``A - mean_ij A``), and ``v_1`` its first right singular vector::
 
         map = ReLU( (A - mean A) v_1 )   reshaped to (h, w)

@@ -44,7 +44,7 @@ class ScoreCAM(CAMExplainer):
       which is how the tests compare them.
     - The paper's baseline term ``f(X_b)`` (``X_b`` = the all-zero image) is not subtracted by
       default, as in the authors' code; ``subtract_baseline=True`` subtracts it (one more pass).
-    - Masks are upsampled then normalised (the paper's order; torch-cam normalises first).
+    - Masks are upsampled then normalized (the paper's order; torch-cam normalizes first).
     - For a callable or unit target the weight is that score itself (there is no softmax of it).
 
     Cost: one forward pass for the activations, then one pass without gradients per sample and

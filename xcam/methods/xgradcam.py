@@ -13,7 +13,7 @@ __all__ = ["XGradCAM"]
 
 @register_explainer("xgradcam")
 class XGradCAM(CAMExplainer):
-    """XGrad-CAM: gradients weighted by the normalised activations.
+    """XGrad-CAM: gradients weighted by the normalized activations.
 
     Fu, Hu, Dong, Guo, Gao & Li, "Axiom-based Grad-CAM: Towards Accurate Visualization and
     Explanation of CNNs", BMVC 2020. With ``g = dS^c/dF``::
