@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import XcamError
-from .methods.controls import CONTROL_NAMES
 from .metrics.base import Metric
 from .registry import EXPLAINERS, METRICS
 
@@ -132,7 +131,7 @@ def is_control(method: str) -> bool:
     """
     if method not in EXPLAINERS:
         return False
-    return bool(getattr(EXPLAINERS.get(method), "is_control", method in CONTROL_NAMES))
+    return bool(getattr(EXPLAINERS.get(method), "is_control", False))
 
 
 def format_value(value: Any, metric: str = "", digits: int = 3) -> str:
