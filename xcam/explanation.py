@@ -2,7 +2,8 @@
 
 Metrics that drive an explainer (deletion, insertion, sanity checks, robustness) take any object
 that satisfies :class:`ExplainerLike`: a callable ``(inputs, targets) -> ExplanationLike`` whose
-result has ``.maps``. They never import :mod:`xcam.methods`.
+result has ``.maps``. They never import :mod:`xcam.methods`. Likewise the LFI-CAM explainer reads
+any :class:`AttentionModel` (such as :class:`xcam.lfi.LFICAMNet`) without importing :mod:`xcam.lfi`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["Explanation", "ExplanationLike", "ExplainerLike"]
+__all__ = ["Explanation", "ExplanationLike", "ExplainerLike", "AttentionModel"]
 
 
 @runtime_checkable
@@ -35,6 +36,25 @@ class ExplainerLike(Protocol):
 
     def __call__(self, inputs: Tensor, targets: Any = None) -> ExplanationLike:
         """Explain ``inputs`` (B, C, H, W) for ``targets``."""
+        ...
+
+
+@runtime_checkable
+class AttentionModel(Protocol):
+    """A model that explains itself: ``model(x, return_attention=True) -> (logits, attention)``.
+
+    ``attention`` is (B, 1, h, w) at the layer named ``layer``; ``attention_params()`` describes
+    what produced it (recorded in the explanation). :class:`xcam.lfi.LFICAMNet` is one.
+    """
+
+    layer: str
+
+    def attention_params(self) -> dict[str, Any]:
+        """What produced the attention map, for provenance."""
+        ...
+
+    def __call__(self, inputs: Tensor, return_attention: bool = False) -> Any:
+        """The logits, or ``(logits, attention)`` with ``return_attention=True``."""
         ...
 
 

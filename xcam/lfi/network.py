@@ -435,6 +435,10 @@ class LFICAMNet(nn.Module):
         """Parameters of the backbone and its head (everything but the FIN)."""
         return list(self.backbone.parameters())
 
+    def attention_params(self) -> dict[str, Any]:
+        """What produced the attention map (for :class:`~xcam.explanation.AttentionModel`)."""
+        return {"layer": self.layer, "depth": self.fin.depth, "width": self.fin.width}
+
     def config(self) -> dict[str, Any]:
         """Constructor settings and provenance, stored in checkpoints (plain Python values)."""
         linears = [m for m in self.backbone.modules() if isinstance(m, nn.Linear)]

@@ -9,8 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import eval_mode
 from ..errors import InputTypeError, TargetError
-from ..explanation import Explanation
-from ..lfi.network import LFICAMNet
+from ..explanation import AttentionModel, Explanation
 from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Target
@@ -45,12 +44,12 @@ class LFICAM(Explainer):
 
     needs_gradients: ClassVar[bool] = False
     needs_layer: ClassVar[bool] = False
-    model_type: ClassVar[type[nn.Module]] = LFICAMNet
-    """The kind of model this explainer accepts (LFICAMNet, not an arbitrary classifier)."""
+    model_type: ClassVar[type] = AttentionModel
+    """The kind of model this explainer accepts (an LFICAMNet, not an arbitrary classifier)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
-        if not isinstance(model, LFICAMNet):
+        if not isinstance(model, AttentionModel):
             raise InputTypeError(
                 f"model: LFICAM reads the attention map of an xcam.lfi.LFICAMNet, got "
                 f"{type(model).__name__}; wrap the classifier with net = xcam.lfi.LFICAMNet(model) and "
@@ -65,8 +64,8 @@ class LFICAM(Explainer):
                 "LFICAM's map is class-agnostic and does not explain units; pass targets=None, a "
                 "class index per sample, or a callable on the logits"
             )
-        net = cast(LFICAMNet, self.model)
-        with torch.no_grad(), eval_mode(net):
+        net = cast(AttentionModel, self.model)
+        with torch.no_grad(), eval_mode(self.model):
             logits, attention = net(inputs, return_attention=True)
             indices, scores = target.with_output(None).evaluate(logits)
         low_res = attention[:, 0].float()
@@ -75,5 +74,4 @@ class LFICAM(Explainer):
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
-        net = cast(LFICAMNet, self.model)
-        return {"layer": net.layer, "depth": net.fin.depth, "width": net.fin.width}
+        return cast(AttentionModel, self.model).attention_params()
