@@ -150,3 +150,31 @@ def test_stochastic_methods_are_reproducible_with_a_seed(name):
     _, a = make(name)
     _, b = make(name)
     assert torch.equal(run(a, X).maps, run(b, X).maps)
+
+
+def test_controls_are_a_class_flag():
+    """Controls are found by their ``is_control`` flag, not by a list of names (issue 14)."""
+    from xcam.methods.controls import CONTROL_NAMES
+    from xcam.registry import list_controls
+
+    assert sorted(CONTROL_NAMES) == list_controls() == ["blank", "center", "edges", "random"]
+    assert not any(EXPLAINERS.get(n).is_control for n in xcam.list_explainers() if n not in CONTROL_NAMES)
+
+
+def test_explainers_satisfy_the_protocol_metrics_use():
+    """Every registered explainer is an ExplainerLike (what metrics take, without xcam.methods)."""
+    from xcam.explanation import ExplainerLike, Explanation, ExplanationLike
+
+    for name in xcam.list_explainers():
+        assert issubclass(EXPLAINERS.get(name), ExplainerLike), name
+    maps = torch.zeros(1, 2, 2)
+    assert isinstance(Explanation(maps, None, None, torch.zeros(1), None, "x"), ExplanationLike)
+
+
+def test_one_did_you_mean_hint():
+    """Every name suggestion in xcam comes from xcam._checks.did_you_mean."""
+    from xcam._checks import did_you_mean
+
+    assert did_you_mean("gradcma", ["gradcam", "scorecam"]) == "; did you mean 'gradcam'?"
+    assert did_you_mean("zzz", ["gradcam"]) == ""
+    assert did_you_mean("layr4", ["layer4"], cutoff=0.5) == "; did you mean 'layer4'?"
