@@ -257,15 +257,9 @@ class CAMExplainer(Explainer):
     def finish(self, inputs: Tensor, low_res: Tensor, lp: LayerPass) -> Explanation:
         """Upsample the (B, h, w) map to the input size and build the :class:`Explanation`."""
         low_res = low_res.float()
-        return Explanation(
-            maps=upsample(low_res, tuple(inputs.shape[-2:])),  # type: ignore[arg-type]
-            low_res=low_res,
-            targets=lp.indices,
-            scores=lp.scores,
-            layer=self._tap.label if self._tap else None,
-            method=self.name,
-            params=self.params(),
-        )
+        maps = upsample(low_res, (int(inputs.shape[-2]), int(inputs.shape[-1])))
+        return self.make_explanation(maps, lp.indices, lp.scores, low_res=low_res,
+                                     layer=self._tap.label if self._tap else None)
 
     def explain(self, inputs: Tensor, target: Target) -> Explanation:
         """Run :meth:`run`, select the channels and build the map with :meth:`low_res`."""
