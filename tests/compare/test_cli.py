@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from xcam.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from xcam.registry import METRICS
 
 from .conftest import write_images
 
@@ -38,7 +39,8 @@ def test_help_everywhere(command, capsys):
 def test_compare_writes_outputs_and_exit_codes(tmp_path, dataset, capsys):
     assert main(compare_args(dataset, tmp_path / "ok")) == EXIT_OK
     out = capsys.readouterr().out
-    assert "gradcam" in out and "centre point" in out and "pointing_game ↑" in out
+    center = METRICS.get("pointing_game").baseline_label
+    assert "gradcam" in out and center in out and "pointing_game ↑" in out
     for name in ("table.csv", "summary.csv", "timing.csv", "summary.json", "report.html"):
         assert (tmp_path / "ok" / name).exists()
     with open(tmp_path / "ok" / "table.csv") as handle:

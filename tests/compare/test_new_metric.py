@@ -56,8 +56,8 @@ def toy(monkeypatch):
 def test_a_registered_metric_reaches_table_summary_and_report(toy, tmp_path, dataset, capsys):
     out = tmp_path / "out"
     result = compare(tiny(), dataset / "boxes.csv", ["gradcam"], ["pointing_game", NAME], out=out,
-                     preprocess=Preprocess.named("unit", 32), method_kwargs={"gradcam": {"layer": "features"}},
-                     grid_images=0)
+                     preprocess=Preprocess.named("unit", 32),
+                     method_kwargs={"gradcam": {"layer": "features"}}, grid_images=0)
     rows = [r for r in result.table() if r["metric"] == NAME]
     assert len(rows) == 6 * 5  # every image (it needs maps only: im5 without a box too) x 5 methods
     values = {(r["index"], r["method"]): r["value"] for r in rows}
