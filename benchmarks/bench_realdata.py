@@ -93,15 +93,20 @@ def main(quick: bool = False) -> str:
 def _cell(row: dict | None, metric: str) -> str:
     if row is None or row["mean"] != row["mean"]:
         return "–"
-    scale = 100 if metric in ("average_drop", "increase_in_confidence") else 1
+    from xcam.registry import METRICS as REGISTERED
+
+    scale = 100 if REGISTERED.get(metric).unit == "%" else 1
     text = f"{scale * row['mean']:.1f}" if scale == 100 else f"{row['mean']:.3f}"
     return f"**{text}**" if row["best"] else text
 
 
 def _run(quick: bool, title: str, out: str, limit: int, methods: list[str],
          metrics: tuple[str, ...]) -> str:
-    from xcam.compare import CENTRE, compare
+    from xcam.compare import compare
     from xcam.models import load_model, preprocessing
+    from xcam.registry import METRICS as REGISTERED
+
+    center = REGISTERED.get("pointing_game").baseline_label  # the baseline row's method name
 
     n_images = limit
     folder = Path(__file__).parent / "results" / out  # quick mode: its first 6 images
@@ -135,7 +140,7 @@ def _run(quick: bool, title: str, out: str, limit: int, methods: list[str],
     cols = ["method", COLUMN_TITLES["pointing_game"], COLUMN_TITLES["small"],
             *(COLUMN_TITLES[c] for c in shown), "ms / image", "forward passes / image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for m in [*result.methods, CENTRE]:
+    for m in [*result.methods, center]:
         cells = [m if m not in CONTROL_NAMES else f"*{m} (control)*"]
         cells.append(_cell(summary.get((m, "pointing_game")), "pointing_game"))
         cells.append(_cell(small.get((m, "pointing_game")), "pointing_game"))
@@ -144,8 +149,8 @@ def _run(quick: bool, title: str, out: str, limit: int, methods: list[str],
         t = timing.get(m)
         cells.append(f"{1e3 * seconds[m]:.0f}" if m in seconds else "–")
         cells.append(f"{t['forward_passes_per_image']:.0f}" if t else "–")
-        if m == CENTRE:
-            cells[0] = "*centre point (baseline)*"
+        if m == center:
+            cells[0] = f"*{center} (baseline)*"
         lines.append("| " + " | ".join(cells) + " |")
 
     where = (torch.cuda.get_device_name(0) if device == "cuda"

@@ -18,7 +18,7 @@ Two parts, one command; Markdown goes to stdout and to ``benchmarks/results/stud
    and head are frozen and only the Feature Importance Network learns, on the first 800 images of
    ``../shared/data/imagenet-val-1300``; the remaining 500 are scored: top-1 accuracy of the LFI
    network vs the original, pointing game (15 px) and energy pointing game against the boxes, for
-   LFI-CAM vs Grad-CAM on the original model at the same features, and the centre-point baseline.
+   LFI-CAM vs Grad-CAM on the original model at the same features, and the center-point baseline.
    The frozen backbone's features are computed once and cached in memory; the FIN is trained on
    them with exactly :meth:`LFICAMNet.forward`'s equations (``fin_input``, ``net.fin``,
    ``net.attention``, ``net.head``). Skipped with a message when the data or the EfficientNet-Lite
@@ -50,7 +50,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from xcam.lfi import SHAPES, LFICAMNet, ShapesDataset, fin_input, fit
-from xcam.metrics import stability
 from xcam.lfi.train import _epoch_seed, lr_factor
 from xcam.methods import GradCAM
 from xcam.methods.lficam import LFICAM
@@ -61,6 +60,7 @@ from xcam.metrics import (
     insertion,
     pointing_game,
     pointing_game_baseline,
+    stability,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -415,7 +415,7 @@ def shapes_tables(res: ShapesResult) -> str:
         cells.append(f"{res.stability(family, method):.3f}" if len(models) > 1 else "–")
         lines.append("| " + " | ".join(cells) + " |")
     centre, strict = float(res.centre.nanmean()), float(res.centre_strict.nanmean())
-    lines.append(f"| *centre point (baseline)* | – | {centre:.3f} | {strict:.3f} | – | – | – | – |")
+    lines.append(f"| *center point (baseline)* | – | {centre:.3f} | {strict:.3f} | – | – | – | – |")
     main_table = "\n".join(lines)
 
     base = res.stability(BASELINE, "gradcam")
@@ -595,7 +595,7 @@ def run_posthoc(cfg: PosthocConfig, out: Path, data_dir: Path = DATA,
     rows = {
         "EfficientNet-Lite0, Grad-CAM": row(torch.cat(maps["gradcam"]), _accuracy(original, y)),
         "Lite0 + post-hoc FIN, LFI-CAM": row(torch.cat(maps["lficam"]), _accuracy(lfi_logits.argmax(1), y)),
-        "*centre point (baseline)*": row(None, None),
+        "*center point (baseline)*": row(None, None),
     }
     fin_params = sum(p.numel() for p in net.fin.parameters())
     seconds = time.perf_counter() - start

@@ -63,7 +63,7 @@ def _tiny() -> nn.Module:
 TINY = _tiny()
 X = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 RAW = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 255  # raw pixels
-UNIT = RAW / 255  # to_tensor output, not normalised
+UNIT = RAW / 255  # to_tensor output, not normalized
 
 
 class Wrap(nn.Module):
@@ -264,10 +264,10 @@ ROWS: list[tuple[str, object]] = [
     # -- inputs: value range (warned once per explainer) -----------------------------------
     ("raw [0, 255] pixels", Warns(InputRangeWarning, ["raw pixels in [0, 255]", "weights.transforms()"],
                                   call(lambda: gc(), RAW))),
-    ("raw pixels, occlusion", Warns(InputRangeWarning, ["un-normalised", "mean and std"], call(lambda: occ(), RAW))),
-    ("[0, 1] pixels", Warns(InputRangeWarning, ["[0, 1] pixels", "not normalised"], call(lambda: ig(), UNIT))),
+    ("raw pixels, occlusion", Warns(InputRangeWarning, ["unnormalized", "mean and std"], call(lambda: occ(), RAW))),
+    ("[0, 1] pixels", Warns(InputRangeWarning, ["[0, 1] pixels", "not normalized"], call(lambda: ig(), UNIT))),
     ("[0, 1] pixels, scorecam", Warns(InputRangeWarning, ["[0, 1] pixels"], call(lambda: sc(), UNIT))),
-    ("normalised inputs", Quiet(InputRangeWarning, call(lambda: gc()))),
+    ("normalized inputs", Quiet(InputRangeWarning, call(lambda: gc()))),
     ("[0, 1] pixels, model normalising inside", Quiet(InputRangeWarning, call(lambda: ig(NormalizesInside()), UNIT))),
     ("raw pixels, model normalising inside", Warns(InputRangeWarning, ["raw pixels"], call(lambda: ig(NormalizesInside()), RAW))),
     ("a blank image", Quiet(InputRangeWarning, call(lambda: ig(), torch.zeros(1, 3, 16, 16)))),

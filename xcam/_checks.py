@@ -293,14 +293,14 @@ def check_input_range(inputs: Tensor, name: str = "inputs", *, model: nn.Module 
     if hi > _RAW_MAX:
         kind = "raw pixels in [0, 255]"
     elif hi <= 1.0 and hi - lo >= _UNIT_SPAN and not (model is not None and normalizes_inside(model)):
-        kind = "[0, 1] pixels (to_tensor output) that were not normalised"
+        kind = "[0, 1] pixels (to_tensor output) that were not normalized"
     else:
         return None
     message = (
-        f"{name} look un-normalised: values in [{lo:.3g}, {hi:.3g}] with no negative value, like "
-        f"{kind}; normalise them with the model's mean and std (e.g. weights.transforms() for "
+        f"{name} look unnormalized: values in [{lo:.3g}, {hi:.3g}] with no negative value, like "
+        f"{kind}; normalize them with the model's mean and std (e.g. weights.transforms() for "
         "torchvision weights, or torchvision.transforms.Normalize(mean, std)). If the model "
-        "normalises inside (torchvision detection models take [0, 1]), silence this with "
+        "normalizes inside (torchvision detection models take [0, 1]), silence this with "
         "warnings.filterwarnings('ignore', category=xcam.errors.InputRangeWarning). "
         "xcam checks the first call of each explainer only"
     )

@@ -13,7 +13,6 @@ file read with ``weights_only=True``; :func:`preprocessing` gives the matching i
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from ._checks import did_you_mean
 from .errors import InputError, InputTypeError, XcamError
 
 __all__ = [
@@ -522,8 +522,7 @@ def _weights_enum(name: str, weights: str) -> Any:
     members = list(enum.__members__)
     key = weights.split(".")[-1]
     if key not in enum.__members__:
-        close = difflib.get_close_matches(key, members, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(key, members)
         raise InputError(
             f"weights {weights!r} is neither a file nor a weights name of {name}{hint} "
             f"(valid: {', '.join(members)}, or 'none' for random initialization, or the path "
@@ -625,8 +624,7 @@ def load_model(
 
     names = _torchvision_names()
     if name not in names:
-        close = difflib.get_close_matches(name, [*names, LITE0_NAMES[0]], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, [*names, LITE0_NAMES[0]])
         raise InputError(
             f"model {name!r} is not a torchvision classification model nor 'efficientnet_lite0'"
             f"{hint} (see torchvision.models.list_models(module=torchvision.models)); a factory "

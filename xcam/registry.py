@@ -50,6 +50,11 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what was registered (a plug-in or a test cleaning up)."""
+        self.get(name)  # an unknown name: the did-you-mean error
+        return self._items.pop(name.lower())
+
     def get(self, name: str) -> T:
         """The object registered as ``name`` (case-insensitive), with a did-you-mean hint if none."""
         _load_builtins()

@@ -63,12 +63,12 @@ def _map_array(saliency: Any, size: tuple[int, int]) -> np.ndarray:
 
 
 def overlay(image: Any, saliency: Any, alpha: float = 0.5, colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
-    """Blend a min-max normalized map, coloured with an OpenCV colormap, over an image.
+    """Blend a min-max normalized map, colored with an OpenCV colormap, over an image.
 
     Args:
         image: (3, H, W) / (H, W, 3) tensor or array (see :func:`to_image`).
         saliency: (H, W) map (resized to the image if needed).
-        alpha: weight of the coloured map, in [0, 1].
+        alpha: weight of the colored map, in [0, 1].
         colormap: an OpenCV colormap constant.
 
     Returns:

@@ -78,7 +78,7 @@ def test_every_family_has_a_row_with_its_metrics_in_range(
     # the accuracy column is the mean of the models' accuracies
     accs = [m.accuracy for m in res.of("baseline")]
     assert base[1].startswith(f"{sum(accs) / len(accs):.3f}")
-    centre = _cells(table, "*centre point (baseline)*")
+    centre = _cells(table, "*center point (baseline)*")
     assert float(centre[2]) == pytest.approx(float(res.centre.nanmean()), abs=5e-4)
     assert float(centre[3]) == pytest.approx(float(res.centre_strict.nanmean()), abs=5e-4)
     assert float(centre[3]) <= float(centre[2])  # 0 px is stricter than 2 px
@@ -245,4 +245,4 @@ def test_posthoc_on_a_small_fake_data_set(tmp_path: Path) -> None:
     again = study.run_posthoc(cfg, out, data_dir=data, progress=False)
     assert isinstance(again, study.PosthocResult) and again.resumed
     assert study.posthoc_table(again) == study.posthoc_table(res)
-    assert "| *centre point (baseline)* | – |" in study.posthoc_table(res)
+    assert "| *center point (baseline)* | – |" in study.posthoc_table(res)

@@ -73,7 +73,7 @@ def _center_point(gt: object, size: tuple[int, int] | None = None,
 
 
 @metric("pointing_game", higher_is_better=True, family="localization", version=2,
-        label="Pointing game", baseline=_center_point, baseline_label="centre point")
+        label="Pointing game", baseline=_center_point, baseline_label="center point")
 def pointing_game(maps: Tensor, gt: object, tolerance: float = 15) -> Tensor:
     """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016).
 
