@@ -8,7 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 import xcam
-from tests.methods import reference as ref
+from tests import reference as ref
 from xcam.methods import EigenCAM, GradCAM, HiResCAM, LayerCAM, XGradCAM
 
 

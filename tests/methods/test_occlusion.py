@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import xcam
-from tests.methods import reference as ref
+from tests import reference as ref
 from xcam.errors import InputError, InputTypeError
 from xcam.methods import Occlusion
 from xcam.targets import channel

@@ -10,7 +10,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from tests.methods import reference as ref
+from tests import reference as ref
 from xcam.methods import ScoreCAM
 
 

@@ -7,7 +7,7 @@ import torch
 from scipy.stats import spearmanr
 
 import xcam
-from tests.methods import reference as ref
+from tests import reference as ref
 from xcam.errors import InputError, InputTypeError
 from xcam.methods import GradCAM, InputGradient, SmoothGrad, VarGrad
 from xcam.targets import channel

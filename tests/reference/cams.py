@@ -6,38 +6,17 @@ Deliberately naive: per-sample forward passes, explicit loops over channels and 
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _features_and_grad(model: nn.Module, module: nn.Module, x: Tensor, cls: int,
-                       use_input: bool = False) -> tuple[Tensor, Tensor]:
-    store: dict[str, Tensor] = {}
-
-    if use_input:
-        def pre(mod, args):
-            t = args[0].detach().clone().requires_grad_(True)
-            store["f"] = t
-            return (t,)
-        handle = module.register_forward_pre_hook(pre)
-    else:
-        def hook(mod, args, out):
-            t = out.detach().clone().requires_grad_(True)
-            store["f"] = t
-            return t
-        handle = module.register_forward_hook(hook)
-    try:
-        model.eval()
-        with torch.enable_grad():
-            out = model(x[None])
-            (g,) = torch.autograd.grad(out[0, cls], store["f"])
-    finally:
-        handle.remove()
-    return store["f"].detach()[0], g[0]
+from .capture import features_and_grad
 
 
 def gradcam(model, module, x: Tensor, cls: int, use_input: bool = False) -> Tensor:
-    f, g = _features_and_grad(model, module, x, cls, use_input)
+    f, g = features_and_grad(model, module, x, cls, use_input)
     c, h, w = f.shape
     out = torch.zeros(h, w, dtype=torch.float64)
     for k in range(c):
@@ -47,7 +26,7 @@ def gradcam(model, module, x: Tensor, cls: int, use_input: bool = False) -> Tens
 
 
 def gradcampp(model, module, x: Tensor, cls: int, use_input: bool = False) -> Tensor:
-    f, g = _features_and_grad(model, module, x, cls, use_input)
+    f, g = features_and_grad(model, module, x, cls, use_input)
     f, g = f.double(), g.double()
     c, h, w = f.shape
     out = torch.zeros(h, w, dtype=torch.float64)
@@ -77,4 +56,75 @@ def cam(model, pool: nn.Module, linear: nn.Linear, x: Tensor, cls: int) -> Tenso
     out = torch.zeros(f.shape[1:], dtype=torch.float64)
     for k in range(f.shape[0]):
         out += float(linear.weight[cls, k].detach()) * f[k]
+    return out.clamp(min=0)
+
+
+def layercam(model, module, x, cls) -> Tensor:
+    f, g = features_and_grad(model, module, x, cls)
+    c, h, w = f.shape
+    out = torch.zeros(h, w, dtype=torch.float64)
+    for k in range(c):
+        for i in range(h):
+            for j in range(w):
+                out[i, j] += max(float(g[k, i, j]), 0.0) * float(f[k, i, j])
+    return out.clamp(min=0)
+
+
+def hirescam(model, module, x, cls) -> Tensor:
+    f, g = features_and_grad(model, module, x, cls)
+    c, h, w = f.shape
+    out = torch.zeros(h, w, dtype=torch.float64)
+    for k in range(c):
+        for i in range(h):
+            for j in range(w):
+                out[i, j] += float(g[k, i, j]) * float(f[k, i, j])
+    return out.clamp(min=0)
+
+
+def xgradcam(model, module, x, cls) -> Tensor:
+    f, g = features_and_grad(model, module, x, cls)
+    c, h, w = f.shape
+    out = torch.zeros(h, w, dtype=torch.float64)
+    for k in range(c):
+        total = float(f[k].sum())
+        if total == 0:
+            continue
+        wk = sum(float(f[k, i, j]) / total * float(g[k, i, j]) for i in range(h) for j in range(w))
+        out += wk * f[k]
+    return out.clamp(min=0)
+
+
+def eigencam(model, module, x) -> Tensor:
+    """First principal component by power iteration on the covariance (no SVD)."""
+    f, _ = features_and_grad(model, module, x, 0)
+    c, h, w = f.shape
+    a = f.reshape(c, h * w).t()
+    a = a - a.mean(0, keepdim=True)
+    cov = a.t() @ a
+    v = torch.ones(c, dtype=torch.float64) / math.sqrt(c)
+    for _ in range(2000):
+        v = cov @ v
+        v = v / v.norm()
+    if v.sum() < 0:
+        v = -v
+    return (a @ v).clamp(min=0).reshape(h, w)
+
+
+def scorecam(model, module, x, cls, channels=None, subtract_baseline=False) -> Tensor:
+    """Score-CAM for one image: a forward pass per feature map."""
+    f, _ = features_and_grad(model, module, x, cls)
+    ks = range(f.shape[0]) if channels is None else channels
+    size = x.shape[-2:]
+
+    def prob(img: Tensor) -> float:
+        with torch.no_grad():
+            return float(torch.softmax(model(img[None]).double(), 1)[0, cls])
+
+    p0 = prob(torch.zeros_like(x)) if subtract_baseline else 0.0
+    out = torch.zeros(f.shape[1:], dtype=torch.float64)
+    for k in ks:
+        up = F.interpolate(f[k][None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+        lo, hi = float(up.min()), float(up.max())
+        mask = (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
+        out += (prob(x * mask) - p0) * f[k]
     return out.clamp(min=0)
