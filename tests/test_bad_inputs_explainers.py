@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.errors import (
     DeadEndWarning,
     DisconnectedError,
@@ -56,7 +56,7 @@ from xcam.targets import class_scores
 def _tiny() -> nn.Module:
     torch.manual_seed(0)
     model = TinyNet()
-    _randomize_bn(model, torch.Generator().manual_seed(1))
+    randomize_bn(model, torch.Generator().manual_seed(1))
     return model.eval()
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.methods import CAMExplainer
 from xcam.registry import EXPLAINERS
 from xcam.targets import channel
@@ -41,7 +41,7 @@ def make(name: str) -> tuple[nn.Module, object]:
     else:
         torch.manual_seed(0)
         model = TinyNet()
-        _randomize_bn(model, torch.Generator().manual_seed(1))
+        randomize_bn(model, torch.Generator().manual_seed(1))
     model.eval()
     cls = EXPLAINERS.get(name)
     kwargs = {}

@@ -53,7 +53,7 @@ class StateNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
+def randomize_bn(model: nn.Module, seed: int) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -65,14 +65,14 @@ def _randomize_bn(model: nn.Module, seed: int) -> nn.Module:
 
 def _state_net() -> nn.Module:
     torch.manual_seed(0)
-    return _randomize_bn(StateNet(), 1)
+    return randomize_bn(StateNet(), 1)
 
 
 def _lfi_net() -> nn.Module:
-    from tests.lfi.nets import tiny_efficientnet
+    from tests.nets import tiny_efficientnet
     from xcam.lfi import LFICAMNet
 
-    return _randomize_bn(LFICAMNet(tiny_efficientnet(num_classes=N_CLASSES, seed=0), depth=2,
+    return randomize_bn(LFICAMNet(tiny_efficientnet(num_classes=N_CLASSES, seed=0), depth=2,
                                    width=8, seed=0), 1)
 
 

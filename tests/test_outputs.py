@@ -18,7 +18,7 @@ from torchvision.models.googlenet import GoogLeNetOutputs
 from torchvision.models.inception import InceptionOutputs
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.errors import OutputError
 from xcam.outputs import logits
 from xcam.registry import EXPLAINERS
@@ -115,7 +115,7 @@ FAST = {"smoothgrad": {"n_samples": 3}, "vargrad": {"n_samples": 3}, "smoothgrad
 def _tiny() -> nn.Module:
     torch.manual_seed(0)
     model = TinyNet()
-    _randomize_bn(model, torch.Generator().manual_seed(1))
+    randomize_bn(model, torch.Generator().manual_seed(1))
     return model.eval()
 
 

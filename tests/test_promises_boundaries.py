@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 from torch import Tensor, nn
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.errors import TargetError
 from xcam.metrics import (
     average_drop,
@@ -246,7 +246,7 @@ def _make(name: str) -> tuple[nn.Module, object]:
     else:
         torch.manual_seed(0)
         model = TinyNet()
-        _randomize_bn(model, torch.Generator().manual_seed(1))
+        randomize_bn(model, torch.Generator().manual_seed(1))
         model.eval()
     kwargs: dict[str, object] = {}
     small = {"smoothgrad": {"n_samples": 2}, "vargrad": {"n_samples": 2},

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.methods import InputGradient
 from xcam.metrics import model_parameter_randomization
 from xcam.metrics.sanity import _reinitialize
@@ -123,7 +123,7 @@ def test_approximate_occlusion_keeps_the_centre_of_each_grown_region():
 def test_incremental_occlusion_uses_each_samples_own_baseline():
     torch.manual_seed(0)
     model = TinyNet()
-    _randomize_bn(model, torch.Generator().manual_seed(1))
+    randomize_bn(model, torch.Generator().manual_seed(1))
     model.eval()
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(3, 3, 16, 16, generator=gen)

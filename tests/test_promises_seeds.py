@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 import xcam
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.methods.smooth_gradcampp import noise_sigma
 from xcam.metrics import faithfulness_correlation, model_parameter_randomization, random_logit
 
@@ -32,7 +32,7 @@ def _one_thread() -> Iterator[None]:
 def tiny() -> nn.Module:
     torch.manual_seed(0)
     model = TinyNet()
-    _randomize_bn(model, torch.Generator().manual_seed(1))
+    randomize_bn(model, torch.Generator().manual_seed(1))
     return model.eval()
 
 

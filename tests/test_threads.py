@@ -14,7 +14,7 @@ import threading
 import pytest
 import torch
 
-from tests.conftest import TinyNet, _randomize_bn
+from tests.nets import TinyNet, randomize_bn
 from xcam.methods import GradCAM, GradCAMPlusPlus, InputGradient, Occlusion
 
 ROUNDS = 12
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
     model = TinyNet()
-    _randomize_bn(model, torch.Generator().manual_seed(1))
+    randomize_bn(model, torch.Generator().manual_seed(1))
     model.train()  # the flags must come back in train mode
     return model
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from .nets import tiny
+from tests.nets import tiny
 
 # 6 images of 40 x 48 (H x W); boxes in the files' pixels. im0 has two boxes, im5 none.
 BOXES = {

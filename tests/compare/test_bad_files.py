@@ -19,11 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.nets import tiny
 from xcam.cli import EXIT_PARTIAL, main
 from xcam.compare import compare
 from xcam.models import Preprocess
-
-from .nets import tiny
 
 PREP = Preprocess.named("unit", 32)
 GOOD = ("good1.png", "good2.jpg", "good3.png")
@@ -134,7 +133,7 @@ def test_explain_prints_one_line_per_bad_file_and_writes_the_rest(tmp_path, caps
     data = tmp_path / "data"
     write_bad_folder(data)
     names = [*GOOD[:1], *BAD, *CONVERTED[:2]]
-    code = main(["explain", *[str(data / n) for n in names], "--model", "tests.compare.nets:tiny",
+    code = main(["explain", *[str(data / n) for n in names], "--model", "tests.nets:tiny",
                  "--image-size", "32", "--preprocess", "unit", "--methods", "gradcam", "--layer",
                  "features", "--out", str(tmp_path / "maps"), "--no-progress"])
     err = capsys.readouterr().err

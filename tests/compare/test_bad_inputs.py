@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.nets import tiny
 from xcam.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from xcam.compare import CompareError, RunFolderError, compare
 from xcam.data import ImageLoadError, load_images, read_manifest
@@ -25,10 +26,9 @@ from xcam.models import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from xcam.report import OutputExistsError, csv_cell
 
 from .conftest import write_images
-from .nets import tiny
 
 PREP = Preprocess.named("unit", 32)
-TINY = ["--model", "tests.compare.nets:tiny", "--image-size", "32", "--preprocess", "unit"]
+TINY = ["--model", "tests.nets:tiny", "--image-size", "32", "--preprocess", "unit"]
 ARR = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
 
 
@@ -177,7 +177,7 @@ def _same_names(env):
 
 
 def _cli_no_preprocess(env):
-    code = env.cli("explain", str(env.data / "im0.png"), "--model", "tests.compare.nets:tiny", "--image-size",
+    code = env.cli("explain", str(env.data / "im0.png"), "--model", "tests.nets:tiny", "--image-size",
                    "32", "--methods", "gradcam", "--layer", "features", "--out", str(env.tmp / "m"),
                    "--no-progress")
     err = env.capsys.readouterr().err
@@ -399,7 +399,7 @@ ROWS = [
                                      "--out", str(env.tmp / "r")),
                  exits(EXIT_ERROR, "none.csv", "does not exist"), id="cli-compare-missing-data"),
     pytest.param(lambda env: env.cli("explain", str(env.data / "im0.png"), "--model",
-                                     "tests.compare.nets:tiny", "--preprocess", "imagenette"),
+                                     "tests.nets:tiny", "--preprocess", "imagenette"),
                  exits(EXIT_USAGE, "--preprocess", "imagenet"), id="cli-bad-preprocess"),
     pytest.param(_same_names, EQUAL, id="cli-explain-same-names"),
     pytest.param(_cli_no_preprocess, EQUAL, id="cli-no-preprocess-warns"),

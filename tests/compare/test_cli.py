@@ -15,7 +15,7 @@ from xcam.registry import METRICS
 from .conftest import write_images
 
 ROOT = Path(__file__).parents[2]
-TINY = ["--model", "tests.compare.nets:tiny", "--image-size", "32", "--preprocess", "unit"]
+TINY = ["--model", "tests.nets:tiny", "--image-size", "32", "--preprocess", "unit"]
 
 
 def compare_args(dataset: Path, out: Path, *extra: str) -> list[str]:
@@ -57,7 +57,7 @@ def test_usage_and_errors(tmp_path, dataset, capsys):
     assert main(compare_args(dataset, tmp_path, "--metric-arg", "deletion")) == EXIT_USAGE
     assert "NAME.ARGUMENT=VALUE" in capsys.readouterr().err
     args = compare_args(dataset, tmp_path)
-    args[args.index("tests.compare.nets:tiny")] = "resnt18"
+    args[args.index("tests.nets:tiny")] = "resnt18"
     assert main(args) == EXIT_ERROR
     assert "did you mean 'resnet18'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as err:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.nets import tiny
 from xcam.compare import CompareError, ResumeError, compare, sanity_layers
 from xcam.data import read_manifest
 from xcam.methods import GradCAM
@@ -28,7 +29,7 @@ from xcam.models import Preprocess
 from xcam.registry import METRICS as REGISTERED
 
 from .conftest import BOXES, write_images, write_manifest
-from .nets import Counting, counting_gradcam, tiny
+from .counting import Counting, counting_gradcam
 
 ROOT = Path(__file__).parents[2]
 PREP = Preprocess.named("unit", 32)
@@ -166,7 +167,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, dataset, model):
         "import sys; sys.path.insert(0, {root!r})\n"
         "import torch; torch.set_num_threads(1)\n"
         "from tests.compare.test_compare import run\n"
-        "from tests.compare.nets import tiny, counting_gradcam\n"
+        "from tests.nets import tiny\nfrom tests.compare.counting import counting_gradcam\n"
         "run(tiny(), {csv!r}, {out!r}, methods={{'gradcam': counting_gradcam}}, "
         "metrics=['pointing_game'], controls=False)\n"
     ).format(root=str(ROOT), csv=str(dataset / "boxes.csv"), out=str(out))

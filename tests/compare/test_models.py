@@ -51,7 +51,7 @@ def test_failed_download_says_where_to_put_the_file(monkeypatch):
 
 
 def test_factory_by_import_path():
-    model = load_model("tests.compare.nets:tiny", num_classes=3)
+    model = load_model("tests.nets:tiny", num_classes=3)
     assert model.fc.out_features == 3
     with pytest.raises(ValueError, match="cannot be imported"):
         load_model("no_such_module:build")

@@ -12,13 +12,12 @@ import json
 import pytest
 import torch
 
+from tests.nets import tiny
 from xcam.cli import EXIT_OK, main
 from xcam.compare import compare
 from xcam.metrics.base import PerImage, metric
 from xcam.models import Preprocess
 from xcam.registry import METRICS
-
-from .nets import tiny
 
 NAME = "toy_peak_share"
 
@@ -87,7 +86,7 @@ def test_a_registered_metric_reaches_table_summary_and_report(toy, tmp_path, dat
 
 
 def test_the_cli_shows_a_registered_metric(toy, tmp_path, dataset, capsys):
-    args = ["compare", str(dataset / "boxes.csv"), "--model", "tests.compare.nets:tiny", "--image-size",
+    args = ["compare", str(dataset / "boxes.csv"), "--model", "tests.nets:tiny", "--image-size",
             "32", "--preprocess", "unit", "--methods", "gradcam", "--method-arg", "gradcam.layer=features",
             "--metrics", NAME, "--no-controls", "--limit", "2", "--out", str(tmp_path / "cli"),
             "--no-progress", "--no-report"]

@@ -21,8 +21,9 @@ HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
+    from tests.nets import tiny
+
     from .conftest import BOXES, LABELS, write_images, write_manifest
-    from .nets import tiny
 
     folder = tmp_path_factory.mktemp("data")
     write_images(folder)

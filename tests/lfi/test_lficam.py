@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import xcam
+from tests.nets import randomize_bn, small_resnet
 from xcam.errors import InputTypeError, TargetError
 from xcam.lfi import LFICAMNet
 from xcam.methods import LFICAM
-
-from .nets import randomize_bn, small_resnet
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +84,8 @@ def test_after_training_the_map_points_at_the_object() -> None:
     on 12 % of the image after 8 epochs; 0.12 would be a map that ignores the object)."""
     from torch.utils.data import TensorDataset
 
+    from tests.nets import tiny_efficientnet
     from xcam.lfi import ShapesDataset, fit
-
-    from .nets import tiny_efficientnet
 
     train = TensorDataset(*ShapesDataset(1024, size=64, seed=0, rotate=False).tensors())
     images, labels, masks = ShapesDataset(256, size=64, seed=1, rotate=False).tensors()

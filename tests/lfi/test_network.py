@@ -9,10 +9,9 @@ import torchvision
 from torch import nn
 
 import xcam
+from tests.nets import randomize_bn, small_resnet, tiny_efficientnet
 from xcam.errors import InputError, InputTypeError
 from xcam.lfi import FeatureImportanceNetwork, LFICAMNet, channel_minmax, fin_input
-
-from .nets import randomize_bn, small_resnet, tiny_efficientnet
 
 
 @pytest.fixture(scope="module")

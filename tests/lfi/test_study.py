@@ -17,9 +17,8 @@ from torch import nn
 
 import xcam
 from benchmarks import study_lfi as study
+from tests.nets import small_resnet
 from xcam.lfi import LFICAMNet, fit
-
-from .nets import small_resnet
 
 TINY = study.ShapesConfig(image_size=32, n_train=24, n_test=8, epochs=1, fin_depth=2, fin_width=8,
                           steps=2, tolerance=2.0, settings=study.SETTINGS[:2])

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from tests.nets import small_resnet, tiny_efficientnet
 from xcam.errors import InputError, InputTypeError
 from xcam.lfi import (
     History,
@@ -19,8 +20,6 @@ from xcam.lfi import (
     write_image_folder,
 )
 from xcam.lfi.train import lr_factor
-
-from .nets import small_resnet, tiny_efficientnet
 
 DATA = ShapesDataset(48, size=32, seed=0)
 

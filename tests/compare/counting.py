@@ -1,38 +1,9 @@
-"""Tiny models that the ``xcam`` command can build by name (``tests.compare.nets:tiny``)."""
+"""A Grad-CAM wrapper that counts, sleeps and fails on request (resume and failure tests)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-
-class Tiny(nn.Module):
-    """Conv -> BN -> ReLU -> pool -> conv -> ReLU -> GAP -> Linear; weights fixed by a seed."""
-
-    def __init__(self, num_classes: int = 5, width: int = 8) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2 * width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def tiny(num_classes: int = 5) -> nn.Module:
-    """The same weights on every call (seeded; the caller's RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Tiny(num_classes)
-        gen = torch.Generator().manual_seed(1)
-        bn = model.features[1]
-        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.1)
-        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
-    return model.eval()
 
 
 class Counting:
