@@ -146,11 +146,11 @@ def test_wilcoxon_one_zero_at_50_pairs_leaves_the_exact_method():
 
 # ---------------------------------------------------------------- pointing game: centre baseline
 
-@pytest.mark.parametrize("size, centre", [((8, 8), (4, 4)), ((6, 10), (3, 5)), ((7, 9), (3, 4)),
+@pytest.mark.parametrize("size, center", [((8, 8), (4, 4)), ((6, 10), (3, 5)), ((7, 9), (3, 4)),
                                           ((2, 2), (1, 1))])
-def test_pointing_game_baseline_centre_pixel_on_even_and_odd_sizes(size, centre):
+def test_pointing_game_baseline_center_pixel_on_even_and_odd_sizes(size, center):
     h, w = size
-    cy, cx = centre
+    cy, cx = center
     # one box per pixel of the 3x3 neighbourhood of the centre: with tolerance 0 only the centre
     # pixel (H // 2, W // 2) hits
     boxes, want = [], []
@@ -172,7 +172,7 @@ def test_pointing_game_baseline_centre_pixel_on_even_and_odd_sizes(size, centre)
         assert pointing_game_baseline(diag, tolerance=1.5, size=size).tolist() == [1.0]
 
 
-def test_pointing_game_baseline_box_touching_the_centre_from_above_left():
+def test_pointing_game_baseline_box_touching_the_center_from_above_left():
     # 8x8: the four middle pixels are rows/cols 3..4; the baseline points at (4, 4), so a box
     # ending at row 4 / col 4 (exclusive) touches the middle but misses at tolerance 0
     touching = [[(0, 0, 4, 4)], [(4, 4, 8, 8)], [(0, 4, 4, 8)], [(4, 0, 8, 4)]]

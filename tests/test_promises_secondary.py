@@ -96,7 +96,7 @@ def _reference_maps(model: ThreeConvs, x: Tensor, targets: list[int], window: in
     return maps
 
 
-def test_approximate_occlusion_keeps_the_centre_of_each_grown_region():
+def test_approximate_occlusion_keeps_the_center_of_each_grown_region():
     torch.manual_seed(3)
     model = ThreeConvs().eval()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
@@ -223,7 +223,7 @@ def _owned_by(name: str, params: dict[str, Tensor]) -> list[str]:
     return [k for k in params if name == "" or k.startswith(name + ".")]
 
 
-def test_randomisation_changes_parameters_of_modules_without_reset_parameters():
+def test_randomization_changes_parameters_of_modules_without_reset_parameters():
     torch.manual_seed(0)
     model = _trained_like(ScaledNet(), seed=1)
     assert not hasattr(LayerScale, "reset_parameters") and not hasattr(PositionEmbedding,
@@ -248,7 +248,7 @@ def test_randomisation_changes_parameters_of_modules_without_reset_parameters():
     assert (res.spearman[:, 1] < 0.999).all()
 
 
-def test_randomisation_reaches_a_vit_position_embedding_and_class_token():
+def test_randomization_reaches_a_vit_position_embedding_and_class_token():
     from torchvision.models import VisionTransformer
 
     torch.manual_seed(0)
@@ -268,7 +268,7 @@ def test_randomisation_reaches_a_vit_position_embedding_and_class_token():
         assert not torch.equal(value, original[key].detach()), key
 
 
-def test_randomisation_reinitialises_modules_that_have_reset_parameters():
+def test_randomization_reinitialises_modules_that_have_reset_parameters():
     # the other branch: Conv2d / Linear are redrawn from their init (not shuffled)
     torch.manual_seed(0)
     model = _trained_like(ScaledNet(), seed=1)
@@ -282,7 +282,7 @@ def test_randomisation_reinitialises_modules_that_have_reset_parameters():
     assert F.mse_loss(fc, model.fc.weight.detach()) > 0.1
 
 
-def test_randomisation_of_a_named_block_reaches_every_parameter_inside_it():
+def test_randomization_of_a_named_block_reaches_every_parameter_inside_it():
     torch.manual_seed(0)
     model = nn.Sequential()
     model.add_module("body", _trained_like(ScaledNet(), seed=1))
@@ -300,7 +300,7 @@ def test_randomisation_of_a_named_block_reaches_every_parameter_inside_it():
         assert not torch.equal(before[key], after[key]), key
 
 
-def test_randomisation_redraws_constant_parameters_and_attention_weights():
+def test_randomization_redraws_constant_parameters_and_attention_weights():
     """Untrained layer scales (1e-6 * ones) and class tokens (zeros) would survive a shuffle: they
     are redrawn around their value; multi-head attention is re-initialised (not shuffled)."""
     from torchvision.models import VisionTransformer

@@ -135,7 +135,7 @@ def test_pointing_game_constant_map_is_a_miss_and_empty_gt_is_nan():
     assert math.isnan(out[0]) and out[1] == 1.0
 
 
-def test_pointing_game_baseline_points_at_the_centre():
+def test_pointing_game_baseline_points_at_the_center():
     near_centre = box_mask(18, 18, 22, 22)
     corner = box_mask(0, 0, 3, 3)
     gt = torch.cat([near_centre, corner])

@@ -75,7 +75,7 @@ class ConvMap:
         return self.model.conv(x)[:, 0]
 
 
-def test_randomisation_cascades_from_the_output_on_one_copy():
+def test_randomization_cascades_from_the_output_on_one_copy():
     torch.manual_seed(0)
     model = TwoLayer().eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -118,7 +118,7 @@ def test_a_model_blind_explainer_fails_the_check():
     assert torch.allclose(res.spearman, torch.ones(2, 2))
 
 
-def test_randomisation_with_a_registered_explainer(net, images):
+def test_randomization_with_a_registered_explainer(net, images):
     gradcam = xcam.create("gradcam", net, layer="conv2")
     res = model_parameter_randomization(net, gradcam, images, None, layers=["fc", "conv2"],
                                         seed=0)
