@@ -91,8 +91,8 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
     # the page's script ran after load: every picture decoded, one metrics row per method
     assert attrs["data-images"] == attrs["data-images-ok"] == str(3 * 7 + 2)
-    assert attrs["data-metric-rows"] == "5"
-    assert "rendered: 20 of 20 pictures, 5 metric rows" in dom.stdout
+    assert attrs["data-metric-rows"] == "6"  # 2 methods + 4 controls
+    assert "rendered: 23 of 23 pictures, 6 metric rows" in dom.stdout
     shot = tmp_path / "shot.png"
     done = subprocess.run([CHROMIUM, *HEADLESS, "--window-size=1200,900", f"--screenshot={shot}", url],
                           capture_output=True, text=True, timeout=120)
