@@ -39,3 +39,29 @@ def ablationcam(model: nn.Module, module: nn.Module, x: Tensor, cls: int) -> Ten
             handle.remove()
         result += (y - yk) / y * f[0, k].double()
     return result.clamp(min=0)
+
+
+def shapleycam(model: nn.Module, module: nn.Module, x: Tensor, score) -> Tensor:
+    """ShapleyCAM (Cai et al. 2025): w_k = mean_ij (g - 1/2 H F)_k, with torch.autograd.functional.
+
+    ``score(output) -> (1,)`` is the explained score of the one-image output; ``S(F)`` reruns the
+    model with ``module``'s output replaced by ``F``.
+    """
+    f, _ = _record(model, module, x)
+
+    def s_of_f(feat: Tensor) -> Tensor:
+        handle = module.register_forward_hook(lambda m, a, o: feat)
+        try:
+            return score(model(x[None]))[0]
+        finally:
+            handle.remove()
+
+    with torch.enable_grad():
+        _, g = torch.autograd.functional.vjp(s_of_f, f.clone())
+        _, hf = torch.autograd.functional.hvp(s_of_f, f.clone(), f.clone())
+    c = f.shape[1]
+    result = torch.zeros(f.shape[2:], dtype=torch.float64)
+    for k in range(c):
+        wk = float((g[0, k].double() - 0.5 * hf[0, k].double()).mean())
+        result += wk * f[0, k].double()
+    return result.clamp(min=0)
