@@ -46,3 +46,29 @@ def drise(detector: nn.Module, x: Tensor, box: Tensor, label: int, masks: Tensor
                     best = max(best, inter / union * float(s))
             total += best * mask.double()
     return total / masks.shape[0]
+
+
+def polycam(model: nn.Module, modules: list[tuple[nn.Module, bool]], x: Tensor, cls: int) -> Tensor:
+    """Poly-CAM (Englebert et al., 2024) from its recursion, one layer and one channel at a time.
+
+    ``A_l = ReLU(sum_k mean(dS/dF_k) F_k)``; ``S_L = A_L``;
+    ``S_l = ReLU(A_l / max(Up(Down(A_l)), 1e-12) * Up(S_{l+1}))``; (H, W) float64. ``modules``:
+    ``(module, use_input)`` pairs, finest first (``use_input``: the module's input, not its output).
+    """
+    from .capture import features_and_grad
+
+    def resize(m: Tensor, size: tuple[int, ...]) -> Tensor:
+        return F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+    cams = []
+    for module, use_input in modules:
+        feat, grad = features_and_grad(model, module, x, cls, use_input)
+        cam = torch.zeros(feat.shape[-2:], dtype=torch.float64)
+        for k in range(feat.shape[0]):
+            cam += grad[k].mean() * feat[k]
+        cams.append(torch.relu(cam))
+    s = cams[-1]
+    for a in reversed(cams[:-1]):
+        norm = resize(resize(a, tuple(s.shape)), tuple(a.shape)).clamp(min=1e-12)
+        s = torch.relu(a / norm * resize(s, tuple(a.shape)))
+    return resize(s, tuple(x.shape[-2:]))
