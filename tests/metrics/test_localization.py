@@ -19,6 +19,7 @@ from xcam.metrics import (
     relevance_mass,
     relevance_rank,
 )
+from xcam.metrics.base import MetricInputs
 
 H = W = 40
 
@@ -422,3 +423,33 @@ def test_max_box_acc_warns_for_thresholds_below_0():
     with pytest.warns(UserWarning, match=r"thresholds below 0 .*whole\s+image"):
         r = max_box_acc(m, [[(0, 0, 8, 8)]], thresholds=[-0.1])
     assert r.value == 1.0  # every pixel kept: the whole image is the box
+
+
+def test_pointing_game_small_object_subset():
+    # 10 x 10 images; boxes (x0, y0, x1, y1), exclusive ends: 4 %, 25 %, 80 % and two boxes of
+    # 16 % each (their union, 32 %, is what counts)
+    boxes = [[(2, 2, 4, 4)], [(0, 0, 5, 5)], [(0, 0, 10, 8)], [(0, 0, 4, 4), (6, 6, 10, 10)]]
+    maps = torch.zeros(4, 10, 10)
+    maps[0, 3, 3] = 1.0  # hit
+    maps[1, 9, 9] = 1.0  # miss
+    maps[2, 1, 1] = 1.0  # hit, but the object fills 80 % of the image
+    maps[3, 8, 8] = 1.0  # hit
+    full = pointing_game(maps, boxes, tolerance=0)
+    assert full.tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert pointing_game(maps, boxes, tolerance=0, max_box_fraction=None).tolist() == full.tolist()
+    small = pointing_game(maps, boxes, tolerance=0, max_box_fraction=0.3)
+    assert small[:2].tolist() == [1.0, 0.0] and small[2:].isnan().all()  # 32 % union > 30 %
+    at = pointing_game(maps, boxes, tolerance=0, max_box_fraction=0.32)  # at most the share: kept
+    assert at[3] == 1.0 and at[2].isnan()
+    assert float(small.nanmean()) == 0.5 and float(full.mean()) == 0.75
+    masks = boxes_to_masks(boxes, (10, 10))
+    assert torch.equal(pointing_game(maps, masks, 0, 0.3).isnan(), small.isnan())
+    # the center baseline scores the same subset
+    base = pointing_game_baseline(boxes, tolerance=0, size=(10, 10), max_box_fraction=0.3)
+    assert base[:2].tolist() == [0.0, 0.0] and base[2:].isnan().all()
+    assert pointing_game.baseline_scores(
+        MetricInputs(ground_truth=boxes, image_size=(10, 10)), tolerance=0,
+        max_box_fraction=0.3)[2:].isnan().all()
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(InputError, match="max_box_fraction"):
+            pointing_game(maps, boxes, max_box_fraction=bad)
