@@ -72,3 +72,42 @@ def polycam(model: nn.Module, modules: list[tuple[nn.Module, bool]], x: Tensor, 
         norm = resize(resize(a, tuple(s.shape)), tuple(a.shape)).clamp(min=1e-12)
         s = torch.relu(a / norm * resize(s, tuple(a.shape)))
     return resize(s, tuple(x.shape[-2:]))
+
+
+def opticam(model: nn.Module, module: nn.Module, x: Tensor, cls: int, steps: int, lr: float,
+            use_input: bool = False) -> Tensor:
+    """Opti-CAM (Zhang et al., 2024) for one (C, H, W) image, written plainly; (H, W).
+
+    ``u`` starts at 0; each Adam step maximizes ``f(x * n(Up(sum_k softmax(u)_k F_k)))[cls]``;
+    ``n`` is min-max normalization.
+    """
+    store: dict[str, Tensor] = {}
+
+    def keep(t: Tensor) -> None:
+        store["f"] = t.detach().clone()
+
+    if use_input:
+        handle = module.register_forward_pre_hook(lambda m, args: keep(args[0]))
+    else:
+        handle = module.register_forward_hook(lambda m, args, out: keep(out))
+    model.eval()
+    with torch.no_grad():
+        model(x[None])
+    handle.remove()
+    feat = store["f"][0]
+
+    def saliency(u: Tensor) -> Tensor:
+        s = (torch.softmax(u, dim=0)[:, None, None] * feat).sum(0)
+        s = F.interpolate(s[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+        return (s - s.min()) / (s.max() - s.min())
+
+    u = torch.zeros(feat.shape[0], requires_grad=True)
+    opt = torch.optim.Adam([u], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = -model((x * saliency(u))[None])[0, cls]
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        return saliency(u)
