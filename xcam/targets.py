@@ -10,7 +10,8 @@ Accepted everywhere ``targets=`` appears:
 - a callable ``f(output) -> Tensor (B,)``: any score computed from the model output, which it
   receives as the model returned it (a dict, a list of detections, ...);
 - a unit of the network, :func:`channel` or :func:`neuron`: the score is that unit's activation
-  (the Smooth Grad-CAM++ paper explains feature maps and neurons as well as classes).
+  (the Smooth Grad-CAM++ paper explains feature maps and neurons as well as classes);
+- :class:`finer`: Finer-CAM's score, a class minus its most similar classes (any method).
 
 :func:`resolve` turns any of these into one :class:`Target` object, once per explainer call (as
 zennit's ``Attributor`` resolves its ``attr_output``): it knows the taps it reads, scores a model
@@ -58,6 +59,8 @@ __all__ = [
     "as_indices",
     "segmentation",
     "detection",
+    "finer",
+    "FinerTarget",
 ]
 
 
@@ -158,7 +161,7 @@ def as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor
         return torch.tensor([int(t) for t in targets], dtype=torch.long, device=device)
     raise TargetError(
         "targets must be None, an int, a sequence, numpy array or LongTensor of ints, a callable, "
-        f"or xcam.targets.channel/neuron; got {type(targets).__name__}"
+        f"xcam.targets.channel/neuron or finer; got {type(targets).__name__}"
     )
 
 
@@ -473,6 +476,8 @@ def resolve(
     """
     if isinstance(targets, Target):
         return targets
+    if isinstance(targets, finer):
+        return FinerTarget(targets, batch_size, output_fn)
     if isinstance(targets, UnitTarget):
         tap = None if model is None else resolve_layer(model, targets.layer)  # type: ignore[arg-type]
         return UnitScore(targets, batch_size, output_fn, tap, model)
@@ -611,3 +616,127 @@ class detection:  # noqa: N801 - used like a function: targets=detection(label=3
                 best = idx[ious.argmax()]
             scores.append(det["scores"][best])
         return torch.stack(scores)
+
+
+class finer:  # noqa: N801 - used like a function: targets=finer(c, alpha=1.0, k=1)
+    """Finer-CAM's score: class ``c`` minus ``alpha`` times the mean of its ``k`` most similar classes.
+
+    Zhang, Wang, Mai & Chao, "Finer-CAM: Spotting the Difference Reveals Finer Details for Visual
+    Explanation", CVPR 2025. With ``S`` the class scores (logits) and ``N_k(c)`` the ``k`` classes
+    with the highest scores other than ``c`` on the clean input::
+
+        S_finer = S_c - alpha * mean_{j in N_k(c)} S_j
+
+    Any explainer then explains what sets ``c`` apart from the classes it is confused with
+    (``alpha = 0`` gives the plain class score). The comparison classes are chosen once, on the
+    clean pass, and kept for every modified copy (occlusion, Score-CAM, Ablation-CAM), as class
+    targets keep their class.
+
+    Differences from pytorch-grad-cam's ``FinerCAM`` / ``FinerWeightedTarget``: it ranks classes by
+    the closeness of their logit to ``c``'s (``|S_j - S_c|``; the same classes when ``c`` is the
+    top class) and weighs the differences by the comparison classes' softmax probabilities
+    (differentiated too): ``sum_j p_j (S_c - alpha S_j) / sum_j p_j``. With ``k = 1`` the two
+    scores coincide; with ``k > 1`` they are ranked alike but not equal.
+
+    Args:
+        c: the explained class, or None for each sample's top class.
+        alpha: weight of the comparison classes (>= 0).
+        k: number of comparison classes (>= 1, fewer than the number of classes).
+
+    Example:
+        >>> xcam.GradCAM(model, "layer4")(x, targets=xcam.targets.finer(281, alpha=1.0, k=3))
+    """
+
+    def __init__(self, c: int | None = None, alpha: float = 1.0, k: int = 1) -> None:
+        if c is not None and (not isinstance(c, Integral) or isinstance(c, bool) or int(c) < 0):
+            raise TargetError(f"finer: c must be a class index >= 0 or None (the top class), got {c!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+            raise TargetError(f"finer: alpha must be a number >= 0, got {alpha!r}")
+        if not isinstance(k, Integral) or isinstance(k, bool) or int(k) < 1:
+            raise TargetError(f"finer: k must be an int >= 1 (comparison classes), got {k!r}")
+        self.c: int | None = None if c is None else int(c)
+        self.alpha: float = float(alpha)
+        self.k: int = int(k)
+
+    def __repr__(self) -> str:
+        return f"finer(c={self.c!r}, alpha={self.alpha!r}, k={self.k!r})"
+
+    def choose(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """``(classes, comparisons)``: (B,) explained classes and (B, k) comparison classes."""
+        b, n = scores.shape
+        if self.k >= n:
+            raise TargetError(f"finer: k={self.k} comparison classes need more than {self.k} classes; "
+                              f"the model has {n}: lower k")
+        values = scores.detach()
+        if self.c is None:
+            classes = values.argmax(dim=1)
+        else:
+            if self.c >= n:
+                raise TargetError(f"finer: class {self.c} is out of range for a model with {n} outputs "
+                                  f"(valid: 0..{n - 1})")
+            classes = torch.full((b,), self.c, dtype=torch.long, device=scores.device)
+        others = values.scatter(1, classes[:, None], float("-inf"))
+        return classes, others.topk(self.k, dim=1).indices
+
+    def score(self, scores: Tensor, classes: Tensor, comparisons: Tensor) -> Tensor:
+        """(B,) Finer scores on (B, K) class scores for fixed classes and comparisons."""
+        own = scores.gather(1, classes[:, None])[:, 0]
+        return own - self.alpha * scores.gather(1, comparisons).mean(dim=1)
+
+    def __call__(self, output: object) -> Tensor:
+        """(B,) scores, the comparison classes chosen on this very output (a plain callable)."""
+        scores = logits(output)
+        return self.score(scores, *self.choose(scores))
+
+
+class FinerTarget(Target):
+    """A :class:`finer` target resolved for a call: scores a class against its similar classes.
+
+    The comparison classes come from the first batch it scores (the clean pass);
+    :meth:`fixed` keeps them, and the explained classes, for every modified copy.
+    """
+
+    def __init__(self, spec: finer, batch_size: int, output_fn: OutputFn | None = None,
+                 chosen: tuple[Tensor, Tensor] | None = None) -> None:
+        super().__init__(batch_size, output_fn)
+        self.spec = spec
+        self.chosen = chosen
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """See :meth:`Target.evaluate`: the Finer score, checked for shape and NaN."""
+        scores = logits(output, self.output_fn)
+        if scores.dim() != 2 or scores.shape[0] != self.batch_size:
+            raise TargetError(
+                f"finer targets need a model output of shape (B, classes) = ({self.batch_size}, K), "
+                f"got {tuple(scores.shape)}; pass output=lambda out: ... that returns the class scores"
+            )
+        _check_finite(scores, f"the model output ({tuple(scores.shape)})")
+        chosen = self.chosen if self.chosen is not None else self.spec.choose(scores)
+        self._last = chosen
+        return None, self.spec.score(scores, *chosen)
+
+    def raw_score(self, output: object, capture: Capture | None = None) -> object:
+        """See :meth:`Target.raw_score`: any batch size (fixed classes when the size matches)."""
+        scores = logits(output, self.output_fn)
+        chosen = self.chosen
+        if chosen is None or chosen[0].shape[0] != scores.shape[0]:
+            chosen = self.spec.choose(scores)
+        return self.spec.score(scores, *chosen)
+
+    def fixed(self, indices: Tensor | None) -> Target:
+        """See :meth:`Target.fixed`: the classes of the last (clean) pass, kept."""
+        chosen = self.chosen or self._last
+        return FinerTarget(self.spec, self.batch_size, self.output_fn, chosen)
+
+    def follow(self, rows: Tensor) -> Target:
+        """See :meth:`Target.follow`: fixed classes follow their samples."""
+        chosen = None if self.chosen is None else (self.chosen[0][rows], self.chosen[1][rows])
+        return FinerTarget(self.spec, int(rows.shape[0]), self.output_fn, chosen)
+
+    def resized(self, batch_size: int) -> Target:
+        """See :meth:`Target.resized` (fixed classes are kept when the size is the same)."""
+        keep = self.chosen is not None and self.chosen[0].shape[0] == batch_size
+        return FinerTarget(self.spec, batch_size, self.output_fn, self.chosen if keep else None)
