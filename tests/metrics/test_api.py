@@ -195,6 +195,9 @@ def _inputs(metric: object, good: bool) -> tuple[MetricInputs, list[int]]:
     w = _weights()
     model, seen = _counted(RegionLogit(w.expand(1, 3, SIDE, SIDE).clone(), scale=0.01))
     maps = (w if good else -w)[:, 0].expand(2, SIDE, SIDE).clone()
+    if needs == {"maps"} and not good:
+        # a maps-only metric of |map| (sparseness, complexity) scores w and -w alike: noise is poor
+        maps = torch.rand(2, SIDE, SIDE, generator=torch.Generator().manual_seed(6))
     if getattr(metric, "multi_model", False):
         other = maps + 0.01 if good else torch.rand(2, SIDE, SIDE,
                                                     generator=torch.Generator().manual_seed(5))
