@@ -122,6 +122,7 @@ class AblationCAM(CAMExplainer):
         progress: ``True`` always shows a progress bar, ``False`` never, ``None`` after 2 s.
         channels_last: memory format of the ablated batches (see :class:`~xcam.methods.ScoreCAM`).
         output: see :class:`~xcam.methods.Explainer`.
+        eigen_smooth: see :class:`~xcam.methods.CAMExplainer`.
 
     Example:
         >>> explanation = AblationCAM(model, layer="layer4", batch_size=64)(x, targets=281)
@@ -139,8 +140,10 @@ class AblationCAM(CAMExplainer):
         channels_last: bool | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output)
+        super().__init__(model, layer=layer, channels=channels, output=output,
+                         eigen_smooth=eigen_smooth)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.channels_last = check_channels_last(channels_last)
         self.progress = progress

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,12 +41,45 @@ from ..outputs import OutputFn
 from ..postprocess import upsample
 from ..targets import Target, Targets, resolve
 
-__all__ = ["Explainer", "CAMExplainer", "check_inputs", "LayerPass", "weighted_sum"]
+__all__ = ["Explainer", "CAMExplainer", "check_inputs", "LayerPass", "weighted_sum", "eigen_smooth"]
+
+
+# Set by CAMExplainer.__call__ when eigen_smooth=True: weighted_sum then projects, and records
+# that it ran (a list it appends to), so that a method without per-channel weights is refused.
+_EIGEN_SMOOTH: ContextVar[list[bool] | None] = ContextVar("xcam_eigen_smooth", default=None)
 
 
 def weighted_sum(weights: Tensor, features: Tensor) -> Tensor:
-    """``ReLU( sum_k w_k F_k )``: (B, C) weights and (B, C, h, w) features -> (B, h, w)."""
+    """``ReLU( sum_k w_k F_k )``: (B, C) weights and (B, C, h, w) features -> (B, h, w).
+
+    Inside a call of a CAM explainer built with ``eigen_smooth=True``, the sum is replaced by
+    :func:`eigen_smooth` of the weighted features.
+    """
+    smoothing = _EIGEN_SMOOTH.get()
+    if smoothing is not None:
+        smoothing.append(True)
+        return eigen_smooth(weights[:, :, None, None] * features)
     return torch.relu(torch.einsum("bc,bchw->bhw", weights, features))
+
+
+def eigen_smooth(weighted: Tensor) -> Tensor:
+    """``ReLU`` of the weighted features' projection on their first principal component.
+
+    pytorch-grad-cam's ``eigen_smooth=True``: with ``A`` the (h*w, C) matrix of the weighted
+    features ``w_k F_k`` of one sample, centered over the positions, and ``v_1`` its first right
+    singular vector, the map is ``ReLU( (A - mean A) v_1 )``. The sign of ``v_1`` is arbitrary;
+    xcam takes the one whose projection correlates positively with the unsmoothed sum
+    ``sum_k w_k F_k`` (pytorch-grad-cam keeps LAPACK's sign, so its map can be the ReLU of the
+    opposite projection). (B, C, h, w) -> (B, h, w).
+    """
+    b, c, h, w = weighted.shape
+    a = weighted.reshape(b, c, h * w).transpose(1, 2)
+    a = a - a.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(a, full_matrices=False)
+    projection = torch.einsum("bpc,bc->bp", a, vh[:, 0, :])
+    plain = a.sum(dim=2)
+    sign = torch.where((projection * plain).sum(dim=1) < 0, -1.0, 1.0).to(projection.dtype)
+    return torch.relu(projection * sign[:, None]).reshape(b, h, w)
 
 
 class Explainer(abc.ABC):
@@ -185,6 +219,10 @@ class CAMExplainer(Explainer):
             automatically (announced with a warning).
         channels: restrict the weighted sum to these feature maps (indices into C).
         output: keyword-only; reads the class scores in the model output (see :class:`Explainer`).
+        eigen_smooth: keyword-only; replace ``ReLU( sum_k w_k F_k )`` by the ReLU of the weighted
+            features' projection on their first principal component (pytorch-grad-cam's option,
+            see :func:`eigen_smooth`). Methods whose map is not a per-channel weighted sum
+            (HiResCAM, LayerCAM) refuse it with an :class:`~xcam.errors.InputError`.
     """
 
     def __init__(
@@ -194,8 +232,12 @@ class CAMExplainer(Explainer):
         channels: Sequence[int] | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
     ) -> None:
         super().__init__(model, output=output)
+        if not isinstance(eigen_smooth, bool):
+            raise InputTypeError(f"eigen_smooth must be True or False, got {eigen_smooth!r}")
+        self.eigen_smooth = eigen_smooth
         self.layer = layer
         self._tap: Tap | None = None if layer is None else resolve_layer(model, layer)
         if channels is not None:
@@ -212,7 +254,27 @@ class CAMExplainer(Explainer):
         out: dict[str, Any] = {"layer": self._tap.label if self._tap else self.layer}
         if self.channels is not None:
             out["channels"] = self.channels
+        if getattr(self, "eigen_smooth", False):
+            out["eigen_smooth"] = True
         return out
+
+    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
+        """See :meth:`Explainer.__call__`; with ``eigen_smooth`` the weighted sums are projected."""
+        if not getattr(self, "eigen_smooth", False):
+            return super().__call__(inputs, targets)
+        used: list[bool] = []
+        token = _EIGEN_SMOOTH.set(used)
+        try:
+            explanation = super().__call__(inputs, targets)
+        finally:
+            _EIGEN_SMOOTH.reset(token)
+        if not used:
+            raise InputError(
+                f"{type(self).__name__} does not build its map as a per-channel weighted sum "
+                "sum_k w_k F_k, so eigen_smooth=True has nothing to project; use eigen_smooth=False, "
+                "or a method with channel weights (gradcam, gradcampp, xgradcam, ...)"
+            )
+        return explanation
 
     def tap(self, inputs: Tensor) -> Tap:
         """The explained layer; chosen automatically on the first call when ``layer=None``."""
