@@ -39,12 +39,14 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .explanation import Explanation as Explanation
     from .layers import list_layers as list_layers
     from .layers import resolve_layer as resolve_layer
+    from .methods.ablationcam import AblationCAM as AblationCAM
     from .methods.cam import CAM as CAM
     from .methods.captum_adapter import CaptumAttribution as CaptumAttribution
     from .methods.controls import BlankMap as BlankMap
     from .methods.controls import CenterGaussian as CenterGaussian
     from .methods.controls import RandomMap as RandomMap
     from .methods.controls import SobelEdges as SobelEdges
+    from .methods.drise import DRISE as DRISE
     from .methods.eigencam import EigenCAM as EigenCAM
     from .methods.gradcam import GradCAM as GradCAM
     from .methods.gradcampp import GradCAMPlusPlus as GradCAMPlusPlus
@@ -53,7 +55,11 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.layercam import LayerCAM as LayerCAM
     from .methods.lficam import LFICAM as LFICAM
     from .methods.occlusion import Occlusion as Occlusion
+    from .methods.opticam import OptiCAM as OptiCAM
+    from .methods.polycam import PolyCAM as PolyCAM
+    from .methods.rise import RISE as RISE
     from .methods.scorecam import ScoreCAM as ScoreCAM
+    from .methods.shapleycam import ShapleyCAM as ShapleyCAM
     from .methods.smooth_gradcampp import SmoothGradCAMPlusPlus as SmoothGradCAMPlusPlus
     from .methods.smoothgrad import SmoothGrad as SmoothGrad
     from .methods.smoothgrad import VarGrad as VarGrad
@@ -90,6 +96,12 @@ _EXPORTS = {
     "Preprocess": "xcam.models",
     "CAM": "xcam.methods",
     "GradCAM": "xcam.methods",
+    "AblationCAM": "xcam.methods",
+    "ShapleyCAM": "xcam.methods",
+    "PolyCAM": "xcam.methods",
+    "OptiCAM": "xcam.methods",
+    "RISE": "xcam.methods",
+    "DRISE": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",
     "SmoothGradCAMPlusPlus": "xcam.methods",
     "LFICAM": "xcam.methods",
