@@ -116,8 +116,8 @@ def _is_bool(value: object) -> bool:
     if isinstance(value, bool):
         return True
     dtype = getattr(value, "dtype", None)
-    return type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0 \
-        and getattr(dtype, "kind", "") == "b"
+    return (type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0
+            and getattr(dtype, "kind", "") == "b")
 
 
 def as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor:
@@ -163,9 +163,6 @@ def as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor
         "targets must be None, an int, a sequence, numpy array or LongTensor of ints, a callable, "
         f"xcam.targets.channel/neuron or finer; got {type(targets).__name__}"
     )
-
-
-_as_indices = as_indices  # the name xcam.metrics imported before issue 14; use as_indices
 
 
 def _check_finite(values: Tensor, what: str) -> None:
