@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from tests.nets import TinyNet, randomize_bn
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for tiny models (OpenMP barriers stall when other jobs hold the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ not matter.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -44,13 +43,7 @@ from xcam.metrics import (
 from xcam.metrics.stats import wilcoxon
 from xcam.registry import EXPLAINERS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 
 # ---------------------------------------------------------------- MaxBoxAcc: IoU == level counts

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,13 +18,7 @@ from xcam.methods import InputGradient
 from xcam.metrics import model_parameter_randomization
 from xcam.metrics.sanity import _reinitialize
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 
 # ---------------------------------------------------------------- approximate occlusion

@@ -8,8 +8,6 @@ the wrong value, reuses one seed for every step, or reads torch's global RNG ins
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -19,13 +17,7 @@ from tests.nets import TinyNet, randomize_bn
 from xcam.methods.smooth_gradcampp import noise_sigma
 from xcam.metrics import faithfulness_correlation, model_parameter_randomization, random_logit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
 
 @pytest.fixture
