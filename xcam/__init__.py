@@ -28,14 +28,15 @@ from .capture import Capture, capture  # noqa: E402
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDEs
     from .autolayer import find_gap_head as find_gap_head
-    from .data import LoadedImages as LoadedImages
-    from .data import load_images as load_images
     from .errors import DeadEndWarning as DeadEndWarning
     from .errors import DisconnectedError as DisconnectedError
     from .errors import InputRangeWarning as InputRangeWarning
     from .errors import NonFiniteError as NonFiniteError
     from .errors import OutputError as OutputError
     from .errors import XcamError as XcamError
+    from .evaluation.data import LoadedImages as LoadedImages
+    from .evaluation.data import load_images as load_images
+    from .evaluation.models import Preprocess as Preprocess
     from .explanation import Explanation as Explanation
     from .layers import list_layers as list_layers
     from .layers import resolve_layer as resolve_layer
@@ -64,7 +65,6 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.smoothgrad import SmoothGrad as SmoothGrad
     from .methods.smoothgrad import VarGrad as VarGrad
     from .methods.xgradcam import XGradCAM as XGradCAM
-    from .models import Preprocess as Preprocess
     from .postprocess import normalize as normalize
     from .postprocess import upsample as upsample
     from .registry import create as create
@@ -91,9 +91,9 @@ _EXPORTS = {
     "NonFiniteError": "xcam.errors",
     "InputRangeWarning": "xcam.errors",
     "DeadEndWarning": "xcam.errors",
-    "load_images": "xcam.data",
-    "LoadedImages": "xcam.data",
-    "Preprocess": "xcam.models",
+    "load_images": "xcam.evaluation.data",
+    "LoadedImages": "xcam.evaluation.data",
+    "Preprocess": "xcam.evaluation.models",
     "CAM": "xcam.methods",
     "GradCAM": "xcam.methods",
     "AblationCAM": "xcam.methods",
@@ -120,8 +120,9 @@ _EXPORTS = {
     "CenterGaussian": "xcam.methods",
     "SobelEdges": "xcam.methods",
 }
-_SUBMODULES = {"methods", "metrics", "targets", "viz", "layers", "autolayer", "errors", "lfi", "registry",
-               "postprocess", "explanation", "outputs", "compare", "cli", "data", "report", "models"}
+_SUBMODULES = {"evaluation", "methods", "metrics", "targets", "viz", "layers", "autolayer", "errors",
+               "lfi", "registry", "postprocess", "explanation", "outputs", "compare", "cli", "data",
+               "report", "models"}
 
 __all__ = sorted(_EXPORTS) + ["Capture", "capture", "__version__"]
 

@@ -75,8 +75,8 @@ def _names(text: str, kind: str) -> list[str]:
     ``all``: every registered one (for methods: less the controls, which compare adds, and explainers that
     need a network of their own, such as LFI-CAM's).
     """
+    from ..evaluation.report import is_control
     from ..registry import EXPLAINERS, list_explainers, list_metrics
-    from ..report import is_control
 
     if text.strip().lower() == "all":
         if kind == "method":
@@ -109,7 +109,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(model, preprocess, device) from the model options."""
     import torch
 
-    from ..models import Preprocess, load_model, preprocessing
+    from ..evaluation.models import Preprocess, load_model, preprocessing
 
     factory = ":" in args.model
     weights = args.weights
@@ -193,8 +193,8 @@ def _overlay_stems(paths: list[str]) -> list[str]:
 
 def _explainers(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """The explainers of ``--methods``, with ``--method-arg`` and ``--layer`` applied."""
+    from ..evaluation.report import is_control
     from ..registry import create
-    from ..report import is_control
 
     method_kwargs = _kwargs(args.method_arg, "method")
     explainers = {}
@@ -217,7 +217,7 @@ class _Categories:
 
     def name(self, target: int, n_classes: int) -> str:
         if self.names is None:
-            from ..models import imagenet_categories
+            from ..evaluation.models import imagenet_categories
 
             self.names = imagenet_categories() if n_classes == 1000 else []
         return self.names[target] if target < len(self.names) else f"class {target}"
@@ -245,8 +245,8 @@ def _explain_image(args: argparse.Namespace, path: str, stem: Path, model: Any, 
     """Explain one image with every explainer and write ``{stem}_{method}.png``; returns the failures."""
     import torch
 
-    from ..data import ImageLoadError, load_images
     from ..errors import XcamError
+    from ..evaluation.data import ImageLoadError, load_images
     from ..outputs import logits
 
     try:
@@ -298,7 +298,7 @@ def _write_overlay(dest: Path, image: Any, exp: Any, method: str, alpha: float) 
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..compare import compare
+    from ..evaluation.compare import compare
 
     _out_folder(args.out)
     model, prep, device = _model(args)

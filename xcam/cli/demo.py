@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models import efficientnet_lite0, imagenet_categories, lite0_preprocess
+from ..evaluation.models import efficientnet_lite0, imagenet_categories, lite0_preprocess
 
 __all__ = ["PHOTOS", "load_photos", "run_demo"]
 
