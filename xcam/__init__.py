@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 try:
     __version__ = version("xcam")
@@ -27,6 +27,21 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from .capture import Capture, capture  # noqa: E402
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDEs
+    from torch import nn
+
+    from . import autolayer as autolayer
+    from . import errors as errors
+    from . import explanation as explanation
+    from . import layers as layers
+    from . import lfi as lfi
+    from . import methods as methods
+    from . import metrics as metrics
+    from . import outputs as outputs
+    from . import postprocess as postprocess
+    from . import registry as _registry
+    from . import registry as registry
+    from . import targets as targets
+    from . import viz as viz
     from .autolayer import find_gap_head as find_gap_head
     from .errors import DeadEndWarning as DeadEndWarning
     from .errors import DisconnectedError as DisconnectedError
@@ -41,8 +56,10 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .layers import list_layers as list_layers
     from .layers import resolve_layer as resolve_layer
     from .methods.ablationcam import AblationCAM as AblationCAM
+    from .methods.base import Explainer
     from .methods.cam import CAM as CAM
     from .methods.captum_adapter import CaptumAttribution as CaptumAttribution
+    from .methods.captum_adapter import CaptumGradientShap, CaptumIntegratedGradients, CaptumSaliency
     from .methods.controls import BlankMap as BlankMap
     from .methods.controls import CenterGaussian as CenterGaussian
     from .methods.controls import RandomMap as RandomMap
@@ -67,11 +84,74 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.xgradcam import XGradCAM as XGradCAM
     from .postprocess import normalize as normalize
     from .postprocess import upsample as upsample
-    from .registry import create as create
     from .registry import list_explainers as list_explainers
     from .registry import list_metrics as list_metrics
     from .registry import register_explainer as register_explainer
     from .registry import register_metric as register_metric
+
+    # `create` typed per registered name (tests/test_typing.py keeps this list in sync with the
+    # registry); any other spelling (aliases, plug-ins) types as an Explainer.
+    @overload
+    def create(name: Literal["ablationcam"], model: nn.Module, **kwargs: Any) -> AblationCAM: ...
+    @overload
+    def create(name: Literal["blank"], model: nn.Module, **kwargs: Any) -> BlankMap: ...
+    @overload
+    def create(name: Literal["cam"], model: nn.Module, **kwargs: Any) -> CAM: ...
+    @overload
+    def create(name: Literal["center"], model: nn.Module, **kwargs: Any) -> CenterGaussian: ...
+    @overload
+    def create(name: Literal["edges"], model: nn.Module, **kwargs: Any) -> SobelEdges: ...
+    @overload
+    def create(name: Literal["eigencam"], model: nn.Module, **kwargs: Any) -> EigenCAM: ...
+    @overload
+    def create(name: Literal["gradcam"], model: nn.Module, **kwargs: Any) -> GradCAM: ...
+    @overload
+    def create(name: Literal["gradcampp"], model: nn.Module, **kwargs: Any) -> GradCAMPlusPlus: ...
+    @overload
+    def create(name: Literal["gradient"], model: nn.Module, **kwargs: Any) -> InputGradient: ...
+    @overload
+    def create(name: Literal["gradient_shap"], model: nn.Module, **kwargs: Any) -> CaptumGradientShap: ...
+    @overload
+    def create(name: Literal["hirescam"], model: nn.Module, **kwargs: Any) -> HiResCAM: ...
+    @overload
+    def create(
+        name: Literal["integrated_gradients"], model: nn.Module, **kwargs: Any
+    ) -> CaptumIntegratedGradients: ...
+    @overload
+    def create(name: Literal["layercam"], model: nn.Module, **kwargs: Any) -> LayerCAM: ...
+    @overload
+    def create(name: Literal["lficam"], model: nn.Module, **kwargs: Any) -> LFICAM: ...
+    @overload
+    def create(name: Literal["occlusion"], model: nn.Module, **kwargs: Any) -> Occlusion: ...
+    @overload
+    def create(name: Literal["opticam"], model: nn.Module, **kwargs: Any) -> OptiCAM: ...
+    @overload
+    def create(name: Literal["polycam"], model: nn.Module, **kwargs: Any) -> PolyCAM: ...
+    @overload
+    def create(name: Literal["random"], model: nn.Module, **kwargs: Any) -> RandomMap: ...
+    @overload
+    def create(name: Literal["rise"], model: nn.Module, **kwargs: Any) -> RISE: ...
+    @overload
+    def create(name: Literal["saliency"], model: nn.Module, **kwargs: Any) -> CaptumSaliency: ...
+    @overload
+    def create(name: Literal["scorecam"], model: nn.Module, **kwargs: Any) -> ScoreCAM: ...
+    @overload
+    def create(name: Literal["shapleycam"], model: nn.Module, **kwargs: Any) -> ShapleyCAM: ...
+    @overload
+    def create(name: Literal["smoothgrad"], model: nn.Module, **kwargs: Any) -> SmoothGrad: ...
+    @overload
+    def create(
+        name: Literal["smoothgradcampp"], model: nn.Module, **kwargs: Any
+    ) -> SmoothGradCAMPlusPlus: ...
+    @overload
+    def create(name: Literal["vargrad"], model: nn.Module, **kwargs: Any) -> VarGrad: ...
+    @overload
+    def create(name: Literal["xgradcam"], model: nn.Module, **kwargs: Any) -> XGradCAM: ...
+    @overload
+    def create(name: str, model: nn.Module, **kwargs: Any) -> Explainer: ...
+    def create(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
+        """Build the explainer registered as ``name`` (see :func:`xcam.registry.create`)."""
+        return cast(Explainer, _registry.create(name, model, **kwargs))
 
 _EXPORTS = {
     "Explanation": "xcam.explanation",

@@ -2,14 +2,22 @@
 
 The registry drives the contract tests: a class registered here is picked up by them without any
 test being edited.
+
+Names are looked up leniently, so that names from other libraries work: case, ``-``, ``_``, spaces
+and dots are ignored and ``++`` / ``PlusPlus`` read as ``pp`` (``"Grad-CAM++"``,
+``"GradCAMPlusPlus"`` and torch-cam's ``"GradCAMpp"`` are all ``"gradcampp"``); a registered
+class's own name works too (``"InputGradient"`` is ``"gradient"``); and :data:`PEER_ALIASES` maps
+the few peer names that differ (captum's ``LayerGradCam``). :meth:`Registry.canonical` says which
+registered name a spelling means. Peer methods xcam does not implement get an error that says what
+to use instead (:data:`NOT_IMPLEMENTED`).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ._checks import did_you_mean
 from .errors import InputError
 
 __all__ = [
@@ -22,9 +30,62 @@ __all__ = [
     "list_explainers",
     "list_metrics",
     "list_controls",
+    "squash",
+    "PEER_ALIASES",
+    "NOT_IMPLEMENTED",
 ]
 
 T = TypeVar("T")
+
+#: peer names (squashed, see :func:`squash`) whose xcam name is not just a respelling
+PEER_ALIASES: dict[str, str] = {
+    "layergradcam": "gradcam",  # captum.attr.LayerGradCam
+    "vanillagradient": "gradient",
+    "ig": "integrated_gradients",
+    "pointinggamebalanced": "pointing_game",
+    "modelparameterrandomisation": "model_parameter_randomization",  # Quantus's British spelling
+    "modelparameterrandomization": "model_parameter_randomization",
+    "relevancemassaccuracy": "relevance_mass",  # Quantus
+    "relevancerankaccuracy": "relevance_rank",  # Quantus
+    "faithfulnesscorrelation": "faithfulness_correlation",
+    "maxsensitivity": "max_sensitivity",
+    "randomlogit": "random_logit",
+    "averagedrop": "average_drop",
+    "increaseinconfidence": "increase_in_confidence",
+    "roadmorf": "road_morf",
+    "roadlerf": "road_lerf",
+    "road": "road_morf",  # Quantus ROAD and pytorch-grad-cam ROADMostRelevantFirst
+    "roadmostrelevantfirst": "road_morf",
+    "roadleastrelevantfirst": "road_lerf",
+}
+
+#: peer methods xcam does not implement (squashed name -> what to use instead)
+NOT_IMPLEMENTED: dict[str, str] = {
+    "finercam": "Finer-CAM is a target in xcam, usable with every method: "
+                "targets=xcam.targets.finer(...)",
+    "eigengradcam": "not implemented; eigencam or gradcam with eigen_smooth=True are close",
+    "gradcamelementwise": "not implemented; hirescam (element-wise gradient x activation) is close",
+    "fullgrad": "not implemented",
+    "kpcacam": "not implemented; eigencam is the linear-PCA variant",
+    "sscam": "not implemented; scorecam is the un-smoothed variant",
+    "iscam": "not implemented; scorecam is the un-smoothed variant",
+    "noisetunnel": "captum's NoiseTunnel is smoothgrad (nt_type='smoothgrad') or vargrad "
+                   "(nt_type='vargrad') here",
+    "guidedbackprop": "not implemented",
+    "randomcam": "pytorch-grad-cam's RandomCAM (random channel weights) is not implemented; xcam's "
+                 "controls are 'random' (a random map), 'blank', 'center' and 'edges'",
+    "drise": "xcam.DRISE(detector) explains detectors (box targets); it is built directly, not "
+             "by name",
+    "guidedgradcam": "not implemented",
+}
+
+
+def squash(name: str) -> str:
+    """The lookup key of a name: lower case, no ``-_ .``, ``++`` and ``plusplus`` as ``pp``."""
+    key = name.lower().replace("++", "pp").replace("plusplus", "pp")
+    for ch in "-_ .":
+        key = key.replace(ch, "")
+    return key
 
 
 class Registry(Generic[T]):
@@ -52,20 +113,55 @@ class Registry(Generic[T]):
 
     def unregister(self, name: str) -> T:
         """Remove ``name`` and return what was registered (a plug-in or a test cleaning up)."""
-        self.get(name)  # an unknown name: the did-you-mean error
-        return self._items.pop(name.lower())
+        return self._items.pop(self.canonical(name))
+
+    def _spellings(self) -> dict[str, str]:
+        """Squashed spelling -> registered name: the names, the classes' names, the peer aliases."""
+        out: dict[str, str] = {}
+        ambiguous: set[str] = set()
+        for key, obj in self._items.items():
+            cls_name = getattr(obj, "__name__", None)
+            if isinstance(obj, type) and cls_name:
+                sq = squash(cls_name)
+                if out.get(sq, key) != key:
+                    ambiguous.add(sq)
+                out.setdefault(sq, key)
+        for sq in ambiguous:
+            out.pop(sq, None)
+        out.update({alias: key for alias, key in PEER_ALIASES.items() if key in self._items})
+        out.update({squash(key): key for key in self._items})
+        return out
+
+    def canonical(self, name: str) -> str:
+        """The registered name that ``name`` means (``"Grad-CAM++"`` -> ``"gradcampp"``).
+
+        Raises:
+            InputError: no registered name matches; the message suggests the closest one, or says
+                what to use instead for a peer method xcam does not implement.
+        """
+        _load_builtins()
+        if not isinstance(name, str):
+            raise InputError(f"{self.kind} name must be a str, got {type(name).__name__} ({name!r})")
+        key = name.lower()
+        if key in self._items:
+            return key
+        spellings = self._spellings()
+        sq = squash(name)
+        if sq in spellings:
+            return spellings[sq]
+        if sq in NOT_IMPLEMENTED:
+            raise InputError(f"{self.kind} {name!r}: {NOT_IMPLEMENTED[sq]} "
+                             f"(see xcam.list_{self.kind}s())")
+        close = difflib.get_close_matches(sq, list(spellings), n=1, cutoff=0.6)
+        hint = f"; did you mean {spellings[close[0]]!r}?" if close else ""
+        raise InputError(
+            f"unknown {self.kind} {name!r}{hint} "
+            f"(see xcam.list_{self.kind}s() for the {len(self._items)} available)"
+        )
 
     def get(self, name: str) -> T:
-        """The object registered as ``name`` (case-insensitive), with a did-you-mean hint if none."""
-        _load_builtins()
-        key = name.lower()
-        if key not in self._items:
-            hint = did_you_mean(key, self._items)
-            raise InputError(
-                f"unknown {self.kind} {name!r}{hint} "
-                f"(see xcam.list_{self.kind}s() for the {len(self._items)} available)"
-            )
-        return self._items[key]
+        """The object registered as ``name`` (any spelling :meth:`canonical` accepts)."""
+        return self._items[self.canonical(name)]
 
     def names(self) -> list[str]:
         """Every registered name, sorted."""
@@ -73,8 +169,13 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        _load_builtins()
-        return isinstance(name, str) and name.lower() in self._items
+        if not isinstance(name, str):
+            return False
+        try:
+            self.canonical(name)
+        except InputError:
+            return False
+        return True
 
 
 EXPLAINERS: Registry[type] = Registry("explainer")
