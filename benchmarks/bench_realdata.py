@@ -60,8 +60,11 @@ COLUMN_TITLES = {
 
 def _methods() -> list[str]:
     import xcam
+    from xcam.registry import EXPLAINERS
 
-    return [m for m in xcam.list_explainers() if m != "lficam" and m not in CONTROL_NAMES]
+    # classifier explainers only: those with a model_type flag need a model of their own kind
+    return [m for m in xcam.list_explainers()
+            if EXPLAINERS.get(m).model_type is None and m not in CONTROL_NAMES]
 
 
 def _runs(quick: bool) -> list[dict]:

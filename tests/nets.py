@@ -92,3 +92,25 @@ def tiny_efficientnet(num_classes: int = 4, seed: int = 0, dropout: float = 0.2,
                MBConvConfig(4, 3, 2, 24, 32, 1)]
     return EfficientNet(setting, dropout=dropout, last_channel=64, num_classes=num_classes,
                         stochastic_depth_prob=stochastic_depth_prob)
+
+
+def tiny_detector(size: int = 32, seed: int = 0) -> nn.Module:
+    """fasterrcnn_mobilenet_v3_large_fpn with random weights, resized to ``size`` px, few proposals.
+
+    For the detector explainers (``model_type`` :class:`xcam.explanation.Detector`) in the
+    registry-driven suites. Every box above score 0 is kept, and the heads get larger random
+    weights than torchvision's init (std 0.01 / 0.001 makes the proposals the anchors themselves),
+    so that the detections depend on the image.
+    """
+    torch.manual_seed(seed)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, num_classes=5, box_score_thresh=0.0, min_size=size,
+        max_size=size, rpn_pre_nms_top_n_test=20, rpn_post_nms_top_n_test=10, box_detections_per_img=20,
+    )
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for module, std in [(model.roi_heads.box_predictor.cls_score, 0.5),
+                            (model.roi_heads.box_predictor.bbox_pred, 0.05),
+                            (model.rpn.head.cls_logits, 0.3), (model.rpn.head.bbox_pred, 0.05)]:
+            module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
+    return model.eval()

@@ -1,7 +1,9 @@
 """The contract every registered explainer keeps; parametrised over the registry.
 
 A new explainer is picked up here without editing this file. Explainers that need a special kind
-of model (LFI-CAM needs its own network) get it from ``SPECIAL_MODELS``.
+of model get it from ``SPECIAL_MODELS``, keyed by their ``model_type`` flag (LFI-CAM its own
+network; detector explainers such as D-RISE a tiny torchvision detector, and their own contract
+below: detections, not class scores).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import torch
 from torch import nn
 
 import xcam
-from tests.nets import TinyNet, randomize_bn
+from tests.nets import TinyNet, randomize_bn, tiny_detector
+from xcam.explanation import AttentionModel, Detector
 from xcam.methods import CAMExplainer
 from xcam.registry import EXPLAINERS
-from xcam.targets import channel
+from xcam.targets import channel, detection
 
 
 def _lficam_model() -> nn.Module:
@@ -31,22 +34,26 @@ def _lficam_model() -> nn.Module:
     return LFICAMNet(backbone, depth=1).eval()
 
 
-SPECIAL_MODELS = {"lficam": _lficam_model}
-NAMES = xcam.list_explainers()
+SPECIAL_MODELS = {AttentionModel: _lficam_model, Detector: tiny_detector}
+ALL_NAMES = xcam.list_explainers()
+DETECTORS = [n for n in ALL_NAMES if EXPLAINERS.get(n).model_type is Detector]
+NAMES = [n for n in ALL_NAMES if n not in DETECTORS]  # explainers of class scores
 
 
 def make(name: str) -> tuple[nn.Module, object]:
-    if name in SPECIAL_MODELS:
-        model = SPECIAL_MODELS[name]()
+    cls = EXPLAINERS.get(name)
+    if cls.model_type is not None:
+        model = SPECIAL_MODELS[cls.model_type]()
     else:
         torch.manual_seed(0)
         model = TinyNet()
         randomize_bn(model, torch.Generator().manual_seed(1))
     model.eval()
-    cls = EXPLAINERS.get(name)
     kwargs = {}
     if "seed" in inspect.signature(cls).parameters:
         kwargs["seed"] = 0
+    if cls.model_type is Detector and "n_masks" in inspect.signature(cls).parameters:
+        kwargs["n_masks"] = 4  # a detector pass is costly: few masks
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model, xcam.create(name, model, **kwargs)
@@ -145,7 +152,7 @@ def test_cam_family_accepts_unit_targets(name):
     assert torch.allclose(exp.scores, cap["pool:input"][:, 3].sum((1, 2)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not EXPLAINERS.get(n).deterministic])
+@pytest.mark.parametrize("name", [n for n in ALL_NAMES if not EXPLAINERS.get(n).deterministic])
 def test_stochastic_methods_are_reproducible_with_a_seed(name):
     _, a = make(name)
     _, b = make(name)
@@ -165,7 +172,7 @@ def test_explainers_satisfy_the_protocol_metrics_use():
     """Every registered explainer is an ExplainerLike (what metrics take, without xcam.methods)."""
     from xcam.explanation import ExplainerLike, Explanation, ExplanationLike
 
-    for name in xcam.list_explainers():
+    for name in ALL_NAMES:
         assert issubclass(EXPLAINERS.get(name), ExplainerLike), name
     maps = torch.zeros(1, 2, 2)
     assert isinstance(Explanation(maps, None, None, torch.zeros(1), None, "x"), ExplanationLike)
@@ -178,3 +185,59 @@ def test_one_did_you_mean_hint():
     assert did_you_mean("gradcma", ["gradcam", "scorecam"]) == "; did you mean 'gradcam'?"
     assert did_you_mean("zzz", ["gradcam"]) == ""
     assert did_you_mean("layr4", ["layer4"], cutoff=0.5) == "; did you mean 'layer4'?"
+
+
+# ---- detector explainers (model_type Detector): detections, not class scores -----------------
+
+XD = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # pixels in [0, 1]
+
+
+def _top(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    with torch.no_grad():
+        dets = model(list(x))
+    k = [int(d["scores"].argmax()) for d in dets]
+    labels = [int(d["labels"][i]) for d, i in zip(dets, k)]
+    return torch.stack([d["boxes"][i] for d, i in zip(dets, k)]), labels
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_shapes_targets_and_batch(name):
+    model, explainer = make(name)
+    boxes, labels = _top(model, XD)
+    exp = run(explainer, XD)  # targets=None: each image's top detection
+    assert exp.maps.shape == (2, 32, 32) and exp.maps.dtype == torch.float32
+    assert torch.isfinite(exp.maps).all() and exp.maps.abs().sum() > 0
+    assert exp.method == name and exp.targets.tolist() == labels
+    assert exp.scores.shape == (2,) and not exp.scores.requires_grad
+    # the same detections named explicitly give the same maps; each sample alone gives its row
+    explicit = run(explainer, XD, targets=boxes)
+    assert explicit.targets is None  # a box-only target
+    named = run(explainer, XD, targets=detection(label=labels[1], box=boxes[1]))
+    alone = run(explainer, XD[1:], targets=detection(label=labels[1], box=boxes[1]))
+    assert torch.allclose(named.maps[1], exp.maps[1], atol=1e-6)
+    assert torch.allclose(alone.maps[0], named.maps[1], atol=1e-6)
+    assert run(explainer, XD[:1]).maps.shape == (1, 32, 32)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_leaves_model_as_it_was_and_no_hook_after_an_exception(name):
+    model, explainer = make(name)
+    model.train()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    n_hooks = hooks(model)
+    run(explainer, XD, targets=1)
+    assert hooks(model) == n_hooks
+    assert [m.training for m in model.modules()] == flags
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert all(torch.equal(p.grad, torch.full_like(p, 3.0)) for p in model.parameters())
+    for bad in ([0, 99], lambda out: out, [1.0, 2.0, 3.0]):
+        with pytest.raises(ValueError):
+            run(explainer, XD, targets=bad)
+        assert hooks(model) == n_hooks
+    with pytest.raises(TypeError, match="detector"):  # a classifier is refused with the fix
+        run(xcam.create(name, TinyNet().eval()), XD)

@@ -236,6 +236,10 @@ def _make(name: str) -> tuple[nn.Module, object]:
         backbone = torchvision.models.resnet18(num_classes=5)
         backbone.maxpool = nn.Identity()
         model: nn.Module = LFICAMNet(backbone, depth=1).eval()
+    elif EXPLAINERS.get(name).model_type is not None:  # a detector explainer (model_type flag)
+        from tests.nets import tiny_detector
+
+        model = tiny_detector()
     else:
         torch.manual_seed(0)
         model = TinyNet()

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["Explanation", "ExplanationLike", "ExplainerLike", "AttentionModel"]
+__all__ = ["Explanation", "ExplanationLike", "ExplainerLike", "AttentionModel", "Detector"]
 
 
 @runtime_checkable
@@ -55,6 +55,21 @@ class AttentionModel(Protocol):
 
     def __call__(self, inputs: Tensor, return_attention: bool = False) -> Any:
         """The logits, or ``(logits, attention)`` with ``return_attention=True``."""
+        ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An object detector: ``model(list of (C, H, W) images) -> list of dicts``, one per image.
+
+    Each dict holds ``boxes`` (K, 4) as (x1, y1, x2, y2) pixels, ``labels`` (K,) and ``scores``
+    (K,), as torchvision's detection models return in eval mode. Explainers of detectors declare
+    it as their ``model_type`` (:class:`xcam.methods.DRISE`); the test suites, ``compare`` and the
+    coverage table read that flag to give them a detector, or to leave them out for classifiers.
+    """
+
+    def __call__(self, images: list[Tensor]) -> Any:
+        """The detections of each image."""
         ...
 
 

@@ -105,6 +105,10 @@ class Explainer(abc.ABC):
     is_control: ClassVar[bool] = False
     """True for the controls (maps that ignore the model: blank, random, center, edges); the
     evaluation lists them with :func:`xcam.registry.list_controls` instead of by name."""
+    model_type: ClassVar[type | None] = None
+    """The kind of model the explainer needs, or ``None`` for any classifier (class scores out):
+    :class:`~xcam.explanation.AttentionModel` for LFI-CAM, :class:`~xcam.explanation.Detector`
+    for D-RISE. The test suites, ``compare --methods all`` and the coverage table read it."""
 
     def __init__(self, model: nn.Module, *, output: OutputFn | None = None) -> None:
         if not isinstance(model, nn.Module):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,10 @@ from torchvision.ops import box_iou
 
 from .._checks import check_inputs, check_number, check_positive_int, check_seed, eval_mode, make_generator
 from ..errors import InputError, InputTypeError, TargetError
-from ..explanation import Explanation
+from ..explanation import Detector, Explanation
+from ..registry import register_explainer
+from ..targets import detection
+from .base import Explainer
 from .rise import rise_cells, rise_grids, rise_masks
 
 __all__ = ["DRISE", "detection_similarity"]
@@ -58,7 +61,8 @@ def detection_similarity(target_box: Tensor, target_label: int | None,
     return best
 
 
-class DRISE:
+@register_explainer("drise")
+class DRISE(Explainer):
     """D-RISE: the saliency of a pixel for one detection, from detections under random masks.
 
     Petsiuk, Jain, Manjunatha, Lee, Ordonez & Saenko, "Black-box Explanation of Object Detectors
@@ -76,12 +80,16 @@ class DRISE:
     agree, else 0.
 
     Works with torchvision detectors (``model(list of (C, H, W) images) -> list of dicts`` with
-    ``boxes``, ``labels``, ``scores``, in eval mode) and with any model of that interface. The
-    images are passed as the detector expects them (torchvision's normalize inside: pixels in
-    [0, 1]); masked pixels become 0.
+    ``boxes``, ``labels``, ``scores``, in eval mode) and with any model of that interface
+    (:class:`~xcam.explanation.Detector`, its ``model_type`` flag). The images are passed as the
+    detector expects them (torchvision's normalize inside: pixels in [0, 1]); masked pixels
+    become 0. Registered as ``"drise"``; its targets are detections, not classes:
 
-    It is not registered with :func:`xcam.create`: its targets are boxes, not classes, so the
-    classifier contract (``explainer(inputs, targets)``, class scores) does not apply to it.
+    - ``targets=None``: each image's top-scoring detection on the clean image (its box and label);
+    - an ``int``, one int per image, or :func:`xcam.targets.detection` ``(label=c)``: the top
+      detection of that class on the clean image;
+    - :func:`xcam.targets.detection` ``(label, box)``, or float boxes (4,) / (B, 4) as
+      (x1, y1, x2, y2) with ``labels`` (``None``: a box-only target, any class).
 
     Args:
         model: the detector.
@@ -92,7 +100,10 @@ class DRISE:
         seed: seed of the masks (drawn on the input's device; bit-identical for a seed).
     """
 
-    name = "drise"
+    needs_gradients = False
+    needs_layer = False
+    deterministic = False
+    model_type: ClassVar[type | None] = Detector
 
     def __init__(
         self,
@@ -103,9 +114,7 @@ class DRISE:
         batch_size: int = 16,
         seed: int | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        super().__init__(model)
         self.n_masks = check_positive_int("n_masks", n_masks)
         self.p = check_number("p", p)
         if not 0 < self.p <= 1:
@@ -121,6 +130,10 @@ class DRISE:
         """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         return {"n_masks": self.n_masks, "p": self.p, "cell_size": self.cell_size,
                 "batch_size": self.batch_size, "seed": self.seed}
+
+    def forward_passes(self, batch_size: int) -> int:
+        """Images run through the detector for a batch of ``batch_size``: ``B * (N + 1)``."""
+        return batch_size * (self.n_masks + 1)
 
     def _cell(self, size: tuple[int, int]) -> tuple[int, int]:
         if self.cell_size is None:
@@ -144,9 +157,78 @@ class DRISE:
             )
         return list(out)
 
-    def __call__(self, inputs: Tensor, boxes: Tensor | Sequence[float],
+    def _clean(self, x: Tensor) -> list[Mapping[str, Tensor]]:
+        """The detections of the clean images; a model that does not take a list is no detector."""
+        try:
+            return self._detect(x)
+        except (TypeError, AttributeError) as err:
+            raise InputTypeError(
+                f"model: D-RISE explains object detectors (model(list of images) -> list of dicts, "
+                f"such as torchvision's fasterrcnn_resnet50_fpn); {type(self.model).__name__} raised "
+                f"{type(err).__name__} on a list of images. For a classifier use RISE (xcam.create('rise', "
+                "model))"
+            ) from err
+
+    def _targets(self, targets: object, labels: object, dets: list[Mapping[str, Tensor]],
+                 b: int, device: torch.device) -> tuple[Tensor, list[int | None]]:
+        """(B, 4) boxes and B labels (None: any class) from ``targets`` (see the class doc)."""
+        if isinstance(targets, detection):
+            if labels is not None:
+                raise TargetError("labels: pass the class inside targets=detection(label, box), not both")
+            if targets.box is not None:
+                return self._targets(targets.box, targets.label, dets, b, device)
+            return self._top(None if targets.label is None else [int(targets.label)] * b, dets, device)
+        if callable(targets) and not isinstance(targets, Tensor):
+            raise TargetError(
+                "targets: D-RISE explains a detection, not a score function; pass None (the top "
+                "detection), labels, xcam.targets.detection(label, box) or float boxes (B, 4)"
+            )
+        if targets is None:
+            return self._top(None if labels is None else self._labels(labels, b), dets, device)
+        value = torch.as_tensor(targets)
+        if not value.dtype.is_floating_point:  # ints: one class per image (or one for all)
+            if labels is not None:
+                raise TargetError("labels: targets already holds the classes; pass boxes as floats")
+            return self._top(self._labels(targets, b), dets, device)
+        box = value.to(device=device, dtype=torch.float32)
+        if box.dim() == 1:
+            box = box[None].expand(b, -1)
+        if box.shape != (b, 4):
+            raise TargetError(
+                f"boxes must be (4,) or ({b}, 4) (x1, y1, x2, y2), got shape {tuple(box.shape)}"
+            )
+        return box, [None] * b if labels is None else self._labels(labels, b)
+
+    @staticmethod
+    def _labels(labels: object, b: int) -> list[int | None]:
+        lab = torch.as_tensor(labels).reshape(-1)
+        if lab.dtype.is_floating_point or lab.dtype == torch.bool or lab.numel() not in (1, b):
+            raise TargetError(f"labels must be None, an int or {b} ints (one per image), got {labels!r}")
+        return [int(v) for v in lab.expand(b).tolist()]
+
+    @staticmethod
+    def _top(labels: list[int | None] | None, dets: list[Mapping[str, Tensor]],
+             device: torch.device) -> tuple[Tensor, list[int | None]]:
+        """Each image's top-scoring detection (of its label, when given): its box and label."""
+        boxes: list[Tensor] = []
+        found: list[int | None] = []
+        for i, d in enumerate(dets):
+            label = None if labels is None else labels[i]
+            keep = torch.ones_like(d["scores"], dtype=torch.bool) if label is None else d["labels"] == label
+            if not bool(keep.any()):
+                raise TargetError(
+                    f"targets: image {i} has no detection{'' if label is None else f' of label {label}'} "
+                    "to explain; pass its box (targets=xcam.targets.detection(label, box)) or lower "
+                    "the detector's box_score_thresh"
+                )
+            k = int(torch.where(keep, d["scores"], torch.finfo(d["scores"].dtype).min).argmax())
+            boxes.append(d["boxes"][k].float())
+            found.append(int(d["labels"][k]))
+        return torch.stack(boxes).to(device), found
+
+    def __call__(self, inputs: Tensor, targets: object = None,
                  labels: int | Sequence[int] | Tensor | None = None) -> Explanation:
-        """Explain the detection ``boxes`` (B, 4) or (4,) (x1, y1, x2, y2), of class ``labels``.
+        """Explain one detection per image of ``inputs`` (B, C, H, W) (see the class doc).
 
         Returns:
             An :class:`~xcam.explanation.Explanation`: maps (B, H, W); ``targets`` the labels
@@ -155,29 +237,28 @@ class DRISE:
         """
         x = check_inputs(inputs)
         b, _, height, width = x.shape
-        box = torch.as_tensor(boxes, dtype=torch.float32, device=x.device)
-        if box.dim() == 1:
-            box = box[None].expand(b, -1)
-        if box.shape != (b, 4):
-            raise TargetError(
-                f"boxes must be (4,) or ({b}, 4) (x1, y1, x2, y2), got shape {tuple(box.shape)}"
-            )
-        label_list: list[int | None]
-        if labels is None:
-            label_list = [None] * b
-        else:
-            lab = torch.as_tensor(labels).reshape(-1)
-            if lab.dtype.is_floating_point or lab.dtype == torch.bool or lab.numel() not in (1, b):
-                raise TargetError(f"labels must be None, an int or {b} ints (one per image), got {labels!r}")
-            label_list = [int(v) for v in lab.expand(b).tolist()]
         size = (int(height), int(width))
+        with torch.no_grad(), eval_mode(self.model):
+            dets = self._clean(x)
+            box, label_list = self._targets(targets, labels, dets, b, x.device)
+            clean = torch.stack([detection_similarity(box[i], label_list[i], d)
+                                 for i, d in enumerate(dets)]).float()
+        explanation = self._explain(x, box, label_list, clean, size)
+        self._check_result(explanation)
+        return explanation
+
+    def explain(self, inputs: Tensor, target: Any) -> Explanation:
+        """Not used: D-RISE's targets are detections (see :meth:`__call__`)."""
+        raise TargetError("D-RISE takes detection targets: call the explainer, explainer(inputs, targets)")
+
+    def _explain(self, x: Tensor, box: Tensor, label_list: list[int | None], clean: Tensor,
+                 size: tuple[int, int]) -> Explanation:
+        b = int(x.shape[0])
         cell = self._cell(size)
         grids, shifts = rise_grids(self.n_masks, size, cell, self.p, make_generator(self.seed, x.device))
-        total = x.new_zeros((b, height * width), dtype=torch.float32)
+        total = x.new_zeros((b, size[0] * size[1]), dtype=torch.float32)
         per_batch = max(1, self.batch_size // b)
         with torch.no_grad(), eval_mode(self.model):
-            clean = torch.stack([detection_similarity(box[i], label_list[i], d)
-                                 for i, d in enumerate(self._detect(x))]).float()
             for m0 in range(0, self.n_masks, per_batch):
                 m1 = min(self.n_masks, m0 + per_batch)
                 masks = rise_masks(grids[m0:m1], shifts[m0:m1], size, cell)
@@ -187,7 +268,7 @@ class DRISE:
                 weights = torch.stack([detection_similarity(box[r % b], label_list[r % b], d)
                                        for r, d in enumerate(dets)]).float()
                 total += weights.reshape(m, b).T @ masks.reshape(m, -1).float()
-        maps = (total / self.n_masks).reshape(b, height, width)
-        targets = None if labels is None else torch.tensor(label_list, device=x.device)
-        return Explanation(maps=maps, low_res=None, targets=targets, scores=clean, layer=None,
-                           method=self.name, params=self.params())
+        maps = (total / self.n_masks).reshape(b, *size)
+        known = all(v is not None for v in label_list)
+        targets = torch.tensor(label_list, device=x.device) if known else None
+        return self.make_explanation(maps, targets, clean)
