@@ -74,8 +74,6 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "guidedbackprop": "not implemented",
     "randomcam": "pytorch-grad-cam's RandomCAM (random channel weights) is not implemented; xcam's "
                  "controls are 'random' (a random map), 'blank', 'center' and 'edges'",
-    "drise": "xcam.DRISE(detector) explains detectors (box targets); it is built directly, not "
-             "by name",
     "guidedgradcam": "not implemented",
 }
 
