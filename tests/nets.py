@@ -114,3 +114,24 @@ def tiny_detector(size: int = 32, seed: int = 0) -> nn.Module:
                             (model.rpn.head.cls_logits, 0.3), (model.rpn.head.bbox_pred, 0.05)]:
             module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
     return model.eval()
+
+
+def tiny_vit(num_classes: int = 5, seed: int = 0, *, image_size: int = 32, patch_size: int = 8,
+             num_layers: int = 2, dropout: float = 0.0) -> nn.Module:
+    """A torchvision VisionTransformer a few thousand parameters large (two blocks, two heads).
+
+    At 32 x 32 it has a 4 x 4 patch grid and a class token (17 tokens); non-zero class token and
+    positional embeddings, so the tokens differ from the first block on. The model of the registry suites
+    for explainers whose ``model_type`` is :class:`xcam.methods.ViTModel`.
+    """
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=num_layers,
+                                  num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=num_classes,
+                                  dropout=dropout, attention_dropout=dropout)
+        nn.init.normal_(model.class_token, std=0.5)
+        nn.init.normal_(model.heads.head.weight, std=0.5)
+        nn.init.normal_(model.heads.head.bias, std=0.1)
+    return model.eval()

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 import xcam
-from tests.nets import TinyNet, randomize_bn, tiny_detector
+from tests.nets import TinyNet, randomize_bn, tiny_detector, tiny_vit
 from xcam.explanation import AttentionModel, Detector
-from xcam.methods import CAMExplainer
+from xcam.methods import CAMExplainer, ViTModel
 from xcam.registry import EXPLAINERS
 from xcam.targets import channel, detection
 
@@ -34,7 +34,7 @@ def _lficam_model() -> nn.Module:
     return LFICAMNet(backbone, depth=1).eval()
 
 
-SPECIAL_MODELS = {AttentionModel: _lficam_model, Detector: tiny_detector}
+SPECIAL_MODELS = {AttentionModel: _lficam_model, Detector: tiny_detector, ViTModel: tiny_vit}
 ALL_NAMES = xcam.list_explainers()
 DETECTORS = [n for n in ALL_NAMES if EXPLAINERS.get(n).model_type is Detector]
 NAMES = [n for n in ALL_NAMES if n not in DETECTORS]  # explainers of class scores

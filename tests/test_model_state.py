@@ -21,6 +21,7 @@ from torch import nn
 
 import xcam
 from xcam.explanation import AttentionModel, Detector
+from xcam.methods import ViTModel
 from xcam.registry import EXPLAINERS, METRICS
 
 N_CLASSES = 5
@@ -78,8 +79,15 @@ def _detector() -> nn.Module:
     return tiny_detector()
 
 
+def _vit_net() -> nn.Module:
+    from tests.nets import tiny_vit
+
+    return tiny_vit(num_classes=N_CLASSES, dropout=0.3)  # dropout in every block
+
+
 # The model each explainer's ``model_type`` flag asks for (None: a classifier).
-SPECIAL_MODELS: dict[type, Callable[[], nn.Module]] = {AttentionModel: _lfi_net, Detector: _detector}
+SPECIAL_MODELS: dict[type, Callable[[], nn.Module]] = {AttentionModel: _lfi_net, Detector: _detector,
+                                                       ViTModel: _vit_net}
 
 
 def _set_state(model: nn.Module, state: str) -> None:

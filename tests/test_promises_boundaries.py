@@ -25,6 +25,7 @@ from torch import Tensor, nn
 import xcam
 from tests.nets import TinyNet, randomize_bn
 from xcam.errors import TargetError
+from xcam.methods import ViTModel
 from xcam.metrics import (
     average_drop,
     deletion,
@@ -236,6 +237,10 @@ def _make(name: str) -> tuple[nn.Module, object]:
         backbone = torchvision.models.resnet18(num_classes=5)
         backbone.maxpool = nn.Identity()
         model: nn.Module = LFICAMNet(backbone, depth=1).eval()
+    elif EXPLAINERS.get(name).model_type is ViTModel:
+        from tests.nets import tiny_vit
+
+        model = tiny_vit()  # the ViT-native explainers' model_type
     elif EXPLAINERS.get(name).model_type is not None:  # a detector explainer (model_type flag)
         from tests.nets import tiny_detector
 

@@ -1,0 +1,220 @@
+"""ViT-native explainers (issue 13, item 4): rollout, Chefer et al.'s relevance, LeGrad.
+
+Each equals the slow reference of ``tests/reference/vit.py`` (hand-written forward passes, loops,
+float64; relative difference < 1e-4) on a two-block torchvision ViT and on a real-sized ViT-B/16
+(random weights, 64 px), and runs on timm and Hugging Face ViTs whose attention is fused by
+default. The capture leaves every flag, forward and hook of the model as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import xcam
+from tests.nets import tiny_vit
+from tests.reference import vit as ref
+from xcam.methods._attention import ViTModel, find_vit
+from xcam.methods.rollout import AttentionRollout, rollout
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# The real-sized model: torchvision ViT-B/16 (random weights, a fixed seed, 64 px: a 4 x 4 grid).
+
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().flatten(), b.detach().double().flatten()
+    assert float(b.amax() - b.amin()) > 0  # a constant (e.g. all-zero) map would prove nothing
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+def quiet(explainer, x, targets=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer(x, targets)
+
+
+@pytest.fixture(scope="module")
+def vit_b16() -> nn.Module:
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = torchvision.models.vit_b_16(image_size=64).eval()
+        nn.init.normal_(model.heads.head.weight, std=0.05)  # torchvision zeroes it: no gradient
+    return model
+
+
+X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def _timm(name: str = "vit_tiny_patch16_224", **kw) -> nn.Module:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, img_size=32, depth=2, num_classes=5, **kw).eval()
+
+
+def _hf(implementation: str = "sdpa") -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=32, num_labels=5,
+                                 attn_implementation=implementation)
+    return transformers.ViTForImageClassification(cfg).eval()
+
+
+# -- the attention capture -----------------------------------------------------------------------
+def _model_state(model: nn.Module) -> list[object]:
+    state: list[object] = []
+    for m in model.modules():
+        state += [sorted(m.__dict__.get(k, None) is not None for k in ("forward",)),
+                  getattr(m, "fused_attn", None), len(m._forward_hooks), len(m._forward_pre_hooks)]
+        cfg = getattr(m, "config", None)
+        if cfg is not None and hasattr(cfg, "_attn_implementation"):
+            state.append(cfg._attn_implementation)
+    return state
+
+
+@pytest.mark.parametrize("family", ["torchvision", "timm", "huggingface"])
+def test_capture_computes_attention_and_restores_the_model(family):
+    model = {"torchvision": tiny_vit, "timm": _timm, "huggingface": _hf}[family]()
+    forward = {"torchvision": ref.torchvision_forward, "timm": ref.timm_forward,
+               "huggingface": ref.huggingface_forward}[family]
+    if family == "huggingface":  # the reference reads HF's own eager attention of the same weights
+        eager = _hf("eager")
+        eager.load_state_dict(model.state_dict())
+        reference = forward(eager)
+    else:
+        reference = forward(model)
+    before = _model_state(model)
+    requires = [p.requires_grad for p in model.parameters()]
+    layout = find_vit(model)
+    assert layout is not None and layout.family == family and isinstance(model, ViTModel)
+    from xcam.methods._attention import record
+
+    with torch.no_grad(), record(layout, [0, 1], tokens=True) as rec:
+        logits = model(X[:1])
+        during = _model_state(model)
+    expected_logits, attns, outs = reference(X[:1])
+    assert during != before  # fused paths were switched off for the pass
+    assert _model_state(model) == before
+    assert [p.requires_grad for p in model.parameters()] == requires
+    got = rec.all_attentions()
+    assert all(rel(g, e) < 1e-5 for g, e in zip(got, attns))
+    assert all(rel(g, e) < 1e-5 for g, e in zip(rec.tokens, outs))
+    out = logits if isinstance(logits, torch.Tensor) else logits.logits
+    assert rel(out, expected_logits) < 1e-5
+    assert torch.allclose(got[0].sum(-1), torch.ones(()), atol=1e-5)  # rows are probabilities
+
+
+def test_restored_after_an_exception():
+    model = _timm()
+    n_hooks = sum(len(m._forward_hooks) for m in model.modules())
+    explainer = AttentionRollout(model)
+    with pytest.raises(ValueError):
+        quiet(explainer, X, targets=[0, 99])
+    assert all(b.attn.fused_attn for b in model.blocks)
+    assert sum(len(m._forward_hooks) for m in model.modules()) == n_hooks
+
+
+def test_cnn_is_refused_with_the_fix():
+    from tests.nets import TinyNet
+
+    assert not isinstance(TinyNet(), ViTModel)
+    for name in ("rollout", "chefer", "legrad"):
+        if name in xcam.list_explainers():
+            with pytest.raises(TypeError, match="vision transformers.*GradCAM"):
+                xcam.create(name, TinyNet())
+
+
+#: method -> (explainer on a model, reference(forward, x, cls, prefix, layout)) for the other families
+REFERENCES: dict = {
+    "rollout": (AttentionRollout, lambda f, x, c, p, lay: ref.rollout(f, x, p)),
+}
+
+
+# -- rollout -------------------------------------------------------------------------------------
+def test_rollout_of_identity_attention_is_uniform():
+    eye = torch.eye(5).expand(2, 3, 5, 5)
+    joint = rollout([eye, eye, eye])
+    assert torch.equal(joint, torch.eye(5).expand(2, 5, 5))
+    assert torch.equal(joint[:, 0, 1:], torch.zeros(2, 4))  # the same value on every patch
+    uniform = torch.full((1, 2, 5, 5), 0.2)
+    # (U + I)/2 twice = (3U + I)/4: every patch gets 3 / (4 N) from the class token
+    assert torch.allclose(rollout([uniform, uniform])[0, 0, 1:], torch.full((4,), 3 / 20))
+
+
+def test_rollout_uniform_attention_in_a_model():
+    model = tiny_vit()
+    d = model.hidden_dim
+    with torch.no_grad():
+        for blk in model.encoder.layers:  # Q = K = 0: every token attends uniformly
+            blk.self_attention.in_proj_weight[: 2 * d].zero_()
+            blk.self_attention.in_proj_bias[: 2 * d].zero_()
+    exp = quiet(AttentionRollout(model), X)
+    assert torch.allclose(exp.low_res, torch.full_like(exp.low_res, 3 / (4 * 17)), atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion,ratio", [("mean", 0.0), ("max", 0.0), ("min", 0.0), ("mean", 0.5),
+                                          ("max", 0.9)])
+def test_rollout_equals_reference(fusion, ratio):
+    model = tiny_vit()
+    exp = quiet(AttentionRollout(model, head_fusion=fusion, discard_ratio=ratio), X)
+    for b in range(2):
+        expected = ref.rollout(ref.torchvision_forward(model), X[b:b + 1], 1, fusion, ratio)
+        assert rel(exp.low_res[b].flatten(), expected) < 1e-4
+    assert exp.params["head_fusion"] == fusion and exp.maps.shape == (2, 32, 32)
+
+
+def test_rollout_discard_changes_the_map():
+    model = tiny_vit()
+    a = quiet(AttentionRollout(model), X).low_res
+    b = quiet(AttentionRollout(model, discard_ratio=0.8), X).low_res
+    assert rel(a, b) > 1e-2
+
+
+def test_rollout_bad_arguments():
+    with pytest.raises(ValueError, match="head_fusion"):
+        AttentionRollout(tiny_vit(), head_fusion="median")
+    with pytest.raises(ValueError, match="discard_ratio"):
+        AttentionRollout(tiny_vit(), discard_ratio=1.0)
+    with pytest.raises(ValueError, match="blocks"):
+        AttentionRollout(tiny_vit(), blocks=[5])
+
+
+def test_vit_b16_rollout_equals_reference(vit_b16):
+    got = quiet(AttentionRollout(vit_b16), X64).low_res.flatten()
+    assert rel(got, ref.rollout(ref.torchvision_forward(vit_b16), X64, 1)) < 1e-4
+
+
+# -- timm and Hugging Face ViTs, fused attention by default ----------------------------------------
+@pytest.mark.parametrize("method", sorted(REFERENCES))
+@pytest.mark.parametrize("family", ["timm", "timm-distilled", "huggingface"])
+def test_other_families_equal_reference(family, method):
+    if family == "huggingface":
+        model = _hf()
+        eager = _hf("eager")
+        eager.load_state_dict(model.state_dict())
+        forward, prefix = ref.huggingface_forward(eager), 1
+    else:
+        distilled = family == "timm-distilled"
+        model = _timm("deit_tiny_distilled_patch16_224" if distilled else "vit_tiny_patch16_224",
+                      **({} if distilled else {"patch_size": 8}))
+        forward, prefix = ref.timm_forward(model), model.num_prefix_tokens
+    make, reference = REFERENCES[method]
+    x = X[:1]
+    cls = int(forward(x)[0].argmax())
+    exp = quiet(make(model), x, targets=cls)
+    assert exp.maps.shape == (1, 32, 32) and torch.isfinite(exp.maps).all()
+    assert rel(exp.low_res.flatten(), reference(forward, x, cls, prefix, find_vit(model))) < 1e-4
+
+
+def test_registered_with_the_model_type_flag():
+    for name in REFERENCES:
+        cls = xcam.registry.EXPLAINERS.get(name.split("-")[0])
+        assert cls.model_type is ViTModel and not cls.needs_layer
