@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.opticam import OptiCAM as OptiCAM
     from .methods.polycam import PolyCAM as PolyCAM
     from .methods.rise import RISE as RISE
+    from .methods.rollout import AttentionRollout as AttentionRollout
     from .methods.scorecam import ScoreCAM as ScoreCAM
     from .methods.shapleycam import ShapleyCAM as ShapleyCAM
     from .methods.smooth_gradcampp import SmoothGradCAMPlusPlus as SmoothGradCAMPlusPlus
@@ -134,6 +135,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     @overload
     def create(name: Literal["rise"], model: nn.Module, **kwargs: Any) -> RISE: ...
     @overload
+    def create(name: Literal["rollout"], model: nn.Module, **kwargs: Any) -> AttentionRollout: ...
+    @overload
     def create(name: Literal["saliency"], model: nn.Module, **kwargs: Any) -> CaptumSaliency: ...
     @overload
     def create(name: Literal["scorecam"], model: nn.Module, **kwargs: Any) -> ScoreCAM: ...
@@ -184,6 +187,7 @@ _EXPORTS = {
     "OptiCAM": "xcam.methods",
     "RISE": "xcam.methods",
     "DRISE": "xcam.methods",
+    "AttentionRollout": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",
     "SmoothGradCAMPlusPlus": "xcam.methods",
     "LFICAM": "xcam.methods",
