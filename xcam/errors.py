@@ -18,6 +18,7 @@ __all__ = [
     "OutputError",
     "DisconnectedError",
     "NonFiniteError",
+    "MissingDependencyError",
     "InputRangeWarning",
     "DeadEndWarning",
     "warn",
@@ -62,6 +63,10 @@ class DisconnectedError(XcamError, ValueError):
 
 class NonFiniteError(XcamError, ValueError):
     """The model returned NaN or infinite values (NaN weights, an overflow)."""
+
+
+class MissingDependencyError(XcamError, ImportError):
+    """An optional package a feature needs is not installed (the message names the pip command)."""
 
 
 class InputRangeWarning(UserWarning):

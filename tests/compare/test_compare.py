@@ -105,7 +105,10 @@ def test_ranks_best_and_paired_test(done):
     for metric in METRICS:
         cells = [r for r in rows if r["metric"] == metric and r["method"] != CENTER]
         higher = cells[0]["higher_is_better"]
-        ordered = sorted(cells, key=lambda r: -r["mean"] if higher else r["mean"])
+        ranked = [r for r in cells if not r["control"]]  # controls are shown, never ranked
+        assert [r["method"] for r in ranked] == ["gradcam"]
+        assert all(r["rank"] is None and not r["best"] for r in cells if r["control"])
+        ordered = sorted(ranked, key=lambda r: -r["mean"] if higher else r["mean"])
         assert ordered[0]["rank"] == 1 and [r for r in cells if r["best"]][0]["mean"] == ordered[0]["mean"]
         assert all(a["rank"] <= b["rank"] for a, b in zip(ordered, ordered[1:]))
         best = [r for r in cells if r["best"]][0]["method"]

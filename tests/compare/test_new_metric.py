@@ -68,7 +68,8 @@ def test_a_registered_metric_reaches_table_summary_and_report(toy, tmp_path, dat
     row = summary[("gradcam", NAME)]
     assert row["higher_is_better"] is False and row["n"] == 6
     assert row["mean"] == pytest.approx(sum(values[(i, "gradcam")] for i in range(6)) / 6)
-    assert summary[("blank", NAME)]["rank"] == 5  # lower is better: the blank map's 1.0 is last
+    assert summary[("blank", NAME)]["mean"] == 1.0 and summary[("blank", NAME)]["rank"] is None  # a control
+    assert summary[("gradcam", NAME)]["rank"] == 1
     floor = summary[("toy floor", NAME)]
     assert floor["mean"] == pytest.approx(0.25) and floor["n"] == 5 and floor["rank"] is None
     assert ("center point", NAME) not in summary and ("toy floor", "pointing_game") not in summary
@@ -79,7 +80,8 @@ def test_a_registered_metric_reaches_table_summary_and_report(toy, tmp_path, dat
     page = (out / "report.html").read_text()
     assert "Toy peak share (%) ↓" in page
     assert "toy floor (baseline)" in page and "25.0" in page  # the baseline row, in %
-    assert "Toy peak share curves" in page and 'alt="toy peak share curves"' in page
+    assert "Toy peak share curves" in page
+    assert f'class="chart" role="img" id="curve-{NAME}"' in page  # an inline SVG chart
     assert "Toy peak share in %." in page
     assert f'data-metric="{NAME}" data-value="1.0">100.0' in page  # the blank map, in %
 

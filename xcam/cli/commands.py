@@ -321,7 +321,7 @@ def _compare(args: argparse.Namespace) -> int:
         seed=args.seed, device=device, columns=args.columns, limit=args.limit,
         grid_images=args.grid_images, sanity_images=args.sanity_images,
         progress=False if args.no_progress else None, overwrite=args.overwrite,
-        report=not args.no_report, model_name=name,
+        report=not args.no_report, model_name=name, classes=_classes(args),
     )
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return EXIT_OK
@@ -335,6 +335,16 @@ def _compare(args: argparse.Namespace) -> int:
               f"{errors[0]['image'] or errors[0]['method']}: {errors[0]['error']}", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _classes(args: argparse.Namespace) -> Any:
+    """``--classes FILE``, else the names the model's weights state (torchvision, Lite0), else None."""
+    from ..evaluation.models import model_class_names
+
+    if args.classes:
+        return args.classes
+    weights = None if ":" in args.model and args.weights == "DEFAULT" else args.weights
+    return model_class_names(args.model, weights)
 
 
 def _buildable(methods: list[str], model: Any) -> list[str]:
@@ -487,6 +497,9 @@ def _add_compare_parser(sub: Any) -> None:
     cmp.add_argument("--overwrite", action="store_true",
                      help="discard compare's results already in --out and replace files of the same "
                           "names as its outputs (table.csv, report.html, ...) that it did not write")
+    cmp.add_argument("--classes", default=None, metavar="FILE",
+                     help="class names for the report and tables: one per line, or a JSON list / "
+                          "object (default: the names the weights state, e.g. ImageNet's)")
     cmp.add_argument("--no-report", action="store_true", help="CSV and JSON only")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)

@@ -65,13 +65,22 @@ from torch import Tensor, nn
 
 from .. import __version__
 from .._checks import eval_mode
-from ..errors import InputError, InputTypeError, XcamError, warn
+from ..errors import InputError, InputTypeError, MissingDependencyError, XcamError, warn
 from ..methods.controls import CONTROL_NAMES
 from ..metrics.base import Metric, MetricInputs
+from ..metrics.stats import CurveBand
 from ..outputs import OutputFn, logits
 from ..registry import EXPLAINERS, METRICS
 from .data import ImageData, load_data
-from .report import LEDGER, OUTPUT_FILES, foreign_outputs, read_ledger, write_outputs
+from .report import (
+    LEDGER,
+    OUTPUT_FILES,
+    foreign_outputs,
+    is_control,
+    output_files,
+    read_ledger,
+    write_outputs,
+)
 
 __all__ = [
     "compare",
@@ -152,34 +161,72 @@ def _aggregated(metric: Metric[..., Any], items: list[dict[str, Any]],
     return out
 
 
+def _pairwise_rows(name: str, methods: list[str], vectors: dict[str, Tensor]) -> list[dict[str, Any]]:
+    """Paired Wilcoxon tests between every two of ``methods`` on metric ``name``, Holm-corrected.
+
+    The family is the ``k (k - 1) / 2`` comparisons of the ``k`` methods on this metric; ``p_holm`` is
+    the Holm-Bonferroni step-down adjustment over it (:func:`xcam.metrics.holm`). A pair with no
+    image where both are defined has NaN p-values and does not count in the family.
+    """
+    from ..metrics import holm, wilcoxon
+
+    rows: list[dict[str, Any]] = []
+    raw: list[float] = []
+    nan = float("nan")
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            try:
+                test = wilcoxon(vectors[a], vectors[b])
+                stat, p, n, diff = test.statistic, test.p_value, test.n, test.median_difference
+            except InputError:
+                stat, p, n, diff = nan, nan, 0, nan
+            rows.append({"metric": name, "method_a": a, "method_b": b, "n": n, "statistic": stat,
+                         "median_difference": diff, "p": p, "p_holm": nan})
+            raw.append(p)
+    if rows:
+        for row, adjusted in zip(rows, holm(raw).tolist()):
+            row["p_holm"] = adjusted
+    return rows
+
+
 def _ranked_rows(name: str, higher: bool, methods: list[str], vectors: dict[str, Tensor],
-                 confidence: float, n_resamples: int, seed: int) -> list[dict[str, Any]]:
-    """Summary rows of metric ``name``: per method the mean, CI, rank and paired test vs the best."""
+                 confidence: float, n_resamples: int, seed: int,
+                 pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows of metric ``name``: per method the mean, CI, rank and paired test vs the best.
+
+    Controls (:func:`xcam.report.is_control`) get a mean and CI but no rank: the best method and
+    the ranks are among the other methods only. ``p_vs_best`` is the raw paired test against the
+    best method (for a control too); ``p_holm`` its Holm-adjusted value within ``pairs``, the
+    family of comparisons between the ranked methods.
+    """
     from ..metrics import mean_ci, wilcoxon
 
     stats = {m: (vec, mean_ci(vec, confidence, n_resamples, seed=seed) if len(vec) else None)
              for m, vec in vectors.items()}
-    means = {m: s[1].mean for m, s in stats.items() if s[1] is not None and not math.isnan(s[1].mean)}
+    means = {m: s[1].mean for m, s in stats.items()
+             if s[1] is not None and not math.isnan(s[1].mean) and not is_control(m)}
     ordered = sorted(means.values(), reverse=higher)
     best = None
     if means:
         best = min(means, key=lambda m: (-means[m] if higher else means[m], methods.index(m)))
+    adjusted = {frozenset((r["method_a"], r["method_b"])): r["p_holm"] for r in pairs}
     rows = []
     nan = float("nan")
     for m in methods:
         vec, ci = stats[m]
         rank = ordered.index(means[m]) + 1 if m in means else None
         p = nan
-        if best is not None and m != best and m in means:
+        if best is not None and m != best and ci is not None and not math.isnan(ci.mean):
             try:
                 p = wilcoxon(stats[best][0], vec).p_value
             except InputError:
                 p = nan
         rows.append({
-            "method": m, "metric": name, "higher_is_better": higher,
+            "method": m, "metric": name, "higher_is_better": higher, "control": is_control(m),
             "mean": ci.mean if ci else nan, "ci_low": ci.low if ci else nan,
             "ci_high": ci.high if ci else nan, "n": ci.n if ci else 0,
             "rank": rank, "best": m == best, "p_vs_best": p,
+            "p_holm": adjusted.get(frozenset((best, m)), nan) if best is not None else nan,
         })
     return rows
 
@@ -200,6 +247,7 @@ class Comparison:
             check ``layers``, ``spearman`` and ``ssim``, per layer the mean over the images).
         provenance: versions, seeds, model, layers, hyper-parameters, data.
         out: the output folder, if any.
+        classes: the class names, index -> name, when known (``compare(classes=...)``).
     """
 
     methods: list[str]
@@ -209,6 +257,7 @@ class Comparison:
     sanity: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
+    classes: list[str] | None = None
 
     # ---- per-image table ----------------------------------------------------------------
 
@@ -299,20 +348,125 @@ class Comparison:
             The rows, as dicts.
         """
         seed = int(self.provenance.get("seed", 0) or 0)
+        vectors = self._vectors(subset)
+        indices = self._selected(subset)
+        out: list[dict[str, Any]] = []
+        for name in self.metrics:
+            metric = _metric(name)
+            pairs = _pairwise_rows(name, self.ranked_methods, vectors[name])
+            out += _ranked_rows(name, bool(metric.higher_is_better), self.methods, vectors[name],
+                                confidence, n_resamples, seed, pairs)
+            if metric.has_baseline:
+                out.append(self._baseline_row(metric, indices, confidence, n_resamples, seed))
+        return out
+
+    @property
+    def ranked_methods(self) -> list[str]:
+        """The methods that are ranked: every method but the controls, in order."""
+        return [m for m in self.methods if not is_control(m)]
+
+    def _vectors(self, subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None
+                 ) -> dict[str, dict[str, Tensor]]:
+        """``{metric: {method: (N,) float64 scores}}`` over the selected images, in index order."""
         values: dict[tuple[str, str], dict[int, float]] = {}
         for r in self.table(subset):
             values.setdefault((r["method"], r["metric"]), {})[r["index"]] = r["value"]
         indices = sorted(self._selected(subset))
-        out: list[dict[str, Any]] = []
-        for name in self.metrics:
-            metric = _metric(name)
-            vectors = {m: torch.tensor([values[(m, name)].get(i, float("nan")) for i in indices],
+        return {name: {m: torch.tensor([values.get((m, name), {}).get(i, float("nan")) for i in indices],
                                        dtype=torch.float64) for m in self.methods}
-            out += _ranked_rows(name, bool(metric.higher_is_better), self.methods, vectors,
-                                confidence, n_resamples, seed)
-            if metric.has_baseline:
-                out.append(self._baseline_row(metric, set(indices), confidence, n_resamples, seed))
+                for name in self.metrics}
+
+    def pairwise(
+        self, subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Paired tests between every two ranked methods, per metric, Holm-corrected per metric.
+
+        Rows ``{"metric", "method_a", "method_b", "n", "statistic", "median_difference", "p",
+        "p_holm"}``: the two-sided paired Wilcoxon signed-rank test (:func:`xcam.metrics.wilcoxon`)
+        over the images where both are defined (``median_difference`` of a - b), and its
+        Holm-Bonferroni adjustment (Holm 1979) over the family of the ``k (k - 1) / 2`` comparisons
+        of that metric (:func:`xcam.metrics.holm`). Controls are left out (they are not ranked).
+
+        Args:
+            subset: images to keep (see :meth:`table`).
+        """
+        vectors = self._vectors(subset)
+        return [row for name in self.metrics
+                for row in _pairwise_rows(name, self.ranked_methods, vectors[name])]
+
+    def rank_agreement(self, summary: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """How far the metrics agree on the order of the methods: Kendall's tau per metric pair.
+
+        Rows ``{"metric_a", "metric_b", "tau", "n"}``: tau-b (:func:`xcam.metrics.kendall_tau`)
+        between the ranked methods' means on the two metrics, each signed so that larger is better;
+        ``n`` methods defined on both. 1: the same order; -1: reversed; NaN with fewer than two
+        methods. Controls are left out.
+
+        Args:
+            summary: the rows of :meth:`summary`, when the caller has them already.
+        """
+        from ..metrics import kendall_tau
+
+        rows = summary if summary is not None else self.summary()
+        ranked = self.ranked_methods
+        signed: dict[str, list[float]] = {}
+        for name in self.metrics:
+            sign = 1.0 if _metric(name).higher_is_better else -1.0
+            means = {r["method"]: r["mean"] for r in rows if r["metric"] == name}
+            signed[name] = [sign * float(means.get(m, float("nan"))) for m in ranked]
+        out = []
+        for i, a in enumerate(self.metrics):
+            for b in self.metrics[i + 1:]:
+                n = sum(1 for x, y in zip(signed[a], signed[b]) if not (math.isnan(x) or math.isnan(y)))
+                tau = kendall_tau(signed[a], signed[b]) if ranked else float("nan")
+                out.append({"metric_a": a, "metric_b": b, "tau": tau, "n": n})
         return out
+
+    def class_name(self, index: int | None) -> str:
+        """The name of class ``index`` (``classes``), or ``"class {index}"`` when unknown."""
+        if index is None:
+            return "–"
+        if self.classes is not None and 0 <= index < len(self.classes):
+            return self.classes[index]
+        return f"class {index}"
+
+    def to_pandas(
+        self, what: str = "table",
+        subset: Callable[[dict[str, Any]], bool] | Iterable[int] | None = None,
+    ) -> Any:
+        """A table of the comparison as a ``pandas.DataFrame`` (pandas must be installed).
+
+        Args:
+            what: ``"table"`` (tidy, one row per image x method x metric, with the image's target
+                class and its name), ``"summary"``, ``"pairwise"``, ``"agreement"`` or ``"timing"``.
+            subset: images to keep (see :meth:`table`); not for ``"timing"``.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+            InputError: unknown ``what``.
+        """
+        kinds = ("table", "summary", "pairwise", "agreement", "timing")
+        if what not in kinds:
+            raise InputError(f"to_pandas: what must be one of {kinds}, got {what!r}")
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingDependencyError(
+                "Comparison.to_pandas needs pandas, which is not installed: pip install pandas "
+                "(or use Comparison.table(), a list of dicts)") from None
+        if what == "table":
+            targets = {img["index"]: img.get("target") for img in self.images}
+            rows = [{**r, "target": targets.get(r["index"]),
+                     "target_name": self.class_name(targets.get(r["index"]))} for r in self.table(subset)]
+        elif what == "summary":
+            rows = self.summary(subset)
+        elif what == "pairwise":
+            rows = self.pairwise(subset)
+        elif what == "agreement":
+            rows = self.rank_agreement(self.summary(subset))
+        else:
+            rows = self.timing()
+        return pd.DataFrame(rows)
 
     def _baseline_row(self, metric: Metric[..., Any], indices: set[int], confidence: float,
                       n_resamples: int, seed: int) -> dict[str, Any]:
@@ -372,11 +526,32 @@ class Comparison:
         """Mean deletion or insertion curve per method (``kind``: ``"deletion"``/``"insertion"``)."""
         out = {}
         for m in self.methods:
-            curves = [it["curves"][kind] for it in self.items
-                      if it["method"] == m and it.get("status") == "ok" and kind in it.get("curves", {})]
+            curves = self._curves(kind, m)
             if curves:
                 t = torch.tensor(curves, dtype=torch.float64)
                 out[m] = t.mean(dim=0).tolist()
+        return out
+
+    def _curves(self, kind: str, method: str, index: int | None = None) -> list[list[float]]:
+        return [it["curves"][kind] for it in self.items
+                if it["method"] == method and it.get("status") == "ok" and kind in it.get("curves", {})
+                and (index is None or it["index"] == index)]
+
+    def curve_bands(self, kind: str, confidence: float = 0.95,
+                    n_resamples: int = 2000) -> dict[str, CurveBand]:
+        """Per method, the mean curve of metric ``kind`` with a pointwise bootstrap band.
+
+        See :func:`xcam.metrics.mean_band` (seeded with the run's seed).
+        """
+        from ..metrics import mean_band
+
+        seed = int(self.provenance.get("seed", 0) or 0)
+        out = {}
+        for m in self.methods:
+            curves = self._curves(kind, m)
+            if curves:
+                out[m] = mean_band(torch.tensor(curves, dtype=torch.float64), confidence, n_resamples,
+                                   seed=seed)
         return out
 
     def to_dict(self, summary: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -833,6 +1008,7 @@ class RunConfig:
         report: write ``report.html``.
         model_name: recorded in the provenance.
         output_fn: picks (B, classes) scores from the model's output, or None.
+        classes: class names, index -> name, or None.
     """
 
     spec: dict[str, str | Callable[[nn.Module], Any]]
@@ -855,6 +1031,7 @@ class RunConfig:
     report: bool = True
     model_name: str | None = None
     output_fn: OutputFn | None = None
+    classes: list[str] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -950,6 +1127,7 @@ class _Runner:
             "probability": float(probs[target]), "n_boxes": len(loaded.boxes),
             "gt_fraction": loaded.gt_fraction() if loaded.boxes else None,
             "original_size": list(loaded.original_size), "baselines": {},
+            "boxes": [[round(float(v), 2) for v in box] for box in loaded.boxes],
         }
         for key in ("exif_orientation", "dropped_boxes"):
             if key in loaded.info:
@@ -1056,6 +1234,7 @@ def compare(
     distributed: bool | None = None,
     model_name: str | None = None,
     output: OutputFn | None = None,
+    classes: Any = None,
 ) -> Comparison:
     """Explain every image with every method, score every map with every metric.
 
@@ -1111,6 +1290,10 @@ def compare(
         output: a callable ``f(model_output) -> (B, classes) Tensor`` for models whose output
             :func:`xcam.outputs.logits` cannot read; passed on to every explainer and metric that
             takes ``output=``.
+        classes: the class names the report and tables show for the targets: a list, a names
+            file (one per line, or JSON), ``"imagenet"``, or a torchvision weights enum (its
+            ``meta["categories"]``); see :func:`xcam.models.class_names`. Not part of the run's
+            settings: a resume may add or change them.
 
     The model runs in eval mode inside (:func:`xcam._checks.eval_mode`): its training flags are
     restored on return, and its batch-norm buffers are never updated.
@@ -1144,6 +1327,9 @@ def compare(
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise RunFolderError(f"out {str(out)!r} is a file, not a folder; pass a folder (it is created "
                              "when missing)")
+    from .models import class_names
+
+    names = class_names(classes)
     preprocess, size = _resolve_preprocess(preprocess, image_size)
     spec = _parse_methods(methods, controls)
     metric_names = _parse_metrics(metrics)
@@ -1167,7 +1353,7 @@ def compare(
         device=joined if joined is not None else first, out=Path(out) if out is not None else None,
         grid_images=grid_images, thumbnail=thumbnail, sanity_images=sanity_images,
         sanity_layer_names=sanity_layer_names, max_failures=max_failures, progress=progress,
-        overwrite=overwrite, report=report, model_name=model_name, output_fn=output)
+        overwrite=overwrite, report=report, model_name=model_name, output_fn=output, classes=names)
     try:
         with eval_mode(model):  # flags restored on return; batch-norm buffers never updated
             return _run(model, dataset, cfg, ctx)
@@ -1243,7 +1429,13 @@ def _run(model: nn.Module, dataset: ImageData, cfg: RunConfig, ctx: _Dist) -> Co
         runner.close()
     images, items, sanity, layers = _gather(ctx, cfg, done, explainers, stopped)
     provenance = _provenance(model, dataset, cfg, ctx, explainers, used_kwargs, layers, items)
-    result = Comparison(cfg.labels, cfg.metrics, images, items, sanity, provenance, cfg.out)
+    result = Comparison(cfg.labels, cfg.metrics, images, items, sanity, provenance, cfg.out, cfg.classes)
+    if cfg.classes is not None:
+        beyond = sorted({t for img in images
+                         if (t := img.get("target")) is not None and t >= len(cfg.classes)})
+        if beyond and ctx.rank == 0:
+            warn(f"xcam.compare: classes names {len(cfg.classes)} classes, but target {beyond[0]} is "
+                 "beyond them (shown as 'class N'); pass the names of every output of the model")
     if ctx.rank == 0 and cfg.out is not None:
         result.write(cfg.out, report=cfg.report, overwrite=cfg.overwrite)
     n_bad = len(result.errors())
@@ -1482,7 +1674,7 @@ def _check_run_folder(folder: Path, fingerprint: dict[str, Any], overwrite: bool
             return ("folder", f"out {str(folder)!r} holds {records[0].name} but no run.json of a compare "
                               "run: xcam did not write it and will not add to it; pass overwrite=True "
                               "(CLI: --overwrite) to replace it, or another output folder")
-        foreign = foreign_outputs(folder, OUTPUT_FILES if report else OUTPUT_FILES[:4])
+        foreign = foreign_outputs(folder, output_files(report))
         if foreign:
             return ("folder", f"out: {str(foreign[0])!r} exists and was not written by xcam (or was "
                               "changed since); xcam will not replace it: pass overwrite=True (CLI: "

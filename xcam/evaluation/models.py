@@ -28,6 +28,8 @@ __all__ = [
     "efficientnet_lite0",
     "lite0_preprocess",
     "imagenet_categories",
+    "class_names",
+    "model_class_names",
     "load_model",
     "preprocessing",
     "Preprocess",
@@ -85,6 +87,101 @@ def imagenet_categories() -> list[str]:
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def class_names(classes: Any) -> list[str] | None:
+    """Class names, index -> name, from what a user passes as ``classes=`` (never downloads).
+
+    Args:
+        classes: ``None``; a sequence of names; ``"imagenet"`` (the 1,000 ImageNet names, as
+            :func:`imagenet_categories`); a torchvision weights enum member (its
+            ``meta["categories"]``); or the path of a file: a ``.json`` list of names, or a
+            ``.json`` object ``{"index": name}`` (``{"index": [wnid, name]}`` as Keras'
+            ``imagenet_class_index.json``), or text with one name per line (line ``i`` names
+            class ``i``).
+
+    Returns:
+        The names, or None for ``None``.
+
+    Raises:
+        InputError: the file cannot be read or holds no names; a JSON object leaves an index out.
+        InputTypeError: anything else.
+    """
+    if classes is None:
+        return None
+    meta = getattr(classes, "meta", None)
+    if isinstance(meta, dict) and meta.get("categories"):
+        return [str(c) for c in meta["categories"]]
+    if isinstance(classes, str) and classes.lower() == "imagenet" and not os.path.exists(classes):
+        return imagenet_categories()
+    if isinstance(classes, (str, os.PathLike)):
+        return _read_class_file(os.fspath(classes))
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes) and classes:
+        return list(classes)
+    raise InputTypeError(
+        f"classes must be a list of names, 'imagenet', a torchvision weights enum (its "
+        f"meta['categories']) or the path of a names file (one per line, or JSON), got "
+        f"{type(classes).__name__} ({str(classes)[:60]!r})")
+
+
+def _read_class_file(path: str) -> list[str]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"classes file {path!r} cannot be read ({err}); pass a text file with one "
+                         "class name per line, or a JSON list") from err
+    if path.lower().endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise InputError(f"classes file {path!r} is not valid JSON ({err})") from err
+        if isinstance(data, dict):
+            try:
+                table = {int(k): v[-1] if isinstance(v, list) else v for k, v in data.items()}
+            except ValueError:
+                raise InputError(f"classes file {path!r}: a JSON object must map class indices "
+                                 "('0', '1', ...) to names") from None
+            missing = sorted(set(range(len(table))) - set(table))
+            if missing:
+                raise InputError(f"classes file {path!r} names no class {missing[0]}; indices must "
+                                 f"run from 0 to {len(table) - 1}")
+            names = [str(table[i]) for i in range(len(table))]
+        elif isinstance(data, list):
+            names = [str(v) for v in data]
+        else:
+            raise InputError(f"classes file {path!r} must hold a JSON list or object, got "
+                             f"{type(data).__name__}")
+    else:
+        names = [line.strip() for line in text.splitlines()]
+        while names and not names[-1]:
+            names.pop()
+    if not names:
+        raise InputError(f"classes file {path!r} holds no class names")
+    return names
+
+
+def model_class_names(name: str, weights: str | os.PathLike[str] | None = None) -> list[str] | None:
+    """The class names of a model :func:`load_model` builds, when its weights state them.
+
+    EfficientNet-Lite0 with its ImageNet weights: the ImageNet names; a torchvision weights name:
+    that enum's ``meta["categories"]`` (no download); otherwise (random or local weights, a
+    factory) None.
+    """
+    if weights is None or str(weights).lower() in ("none", "random") or _is_path(weights):
+        return None
+    if name.lower() in LITE0_NAMES:
+        return imagenet_categories()
+    if ":" in name:
+        return None
+    try:
+        enum = _weights_enum(name, str(weights))
+    except (InputError, ValueError, KeyError):
+        return None
+    categories = enum.meta.get("categories") or None
+    return [str(c) for c in categories] if categories else None
 
 
 class WeightsUnavailableError(XcamError, RuntimeError):

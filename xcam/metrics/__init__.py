@@ -53,7 +53,7 @@ from .robustness import max_sensitivity
 from .sanity import RandomizationResult, cascade_layers, model_parameter_randomization, random_logit
 from .similarity import pearson, spearman, ssim
 from .stability import stability
-from .stats import MeanCI, WilcoxonResult, mean_ci, wilcoxon
+from .stats import CurveBand, MeanCI, WilcoxonResult, holm, kendall_tau, mean_band, mean_ci, wilcoxon
 
 __all__ = [
     "Metric",
@@ -89,6 +89,10 @@ __all__ = [
     "mean_ci",
     "MeanCI",
     "wilcoxon",
+    "holm",
+    "kendall_tau",
+    "mean_band",
+    "CurveBand",
     "WilcoxonResult",
     # helpers
     "boxes_to_masks",

@@ -1,6 +1,8 @@
 """Aggregation of per-sample scores.
 
-A mean with its bootstrap confidence interval, and a paired test between two methods.
+A mean with its bootstrap confidence interval (of a score, or pointwise of a curve), a paired test
+between two methods, the Holm-Bonferroni correction of a family of such tests, and Kendall's tau
+between two rankings.
 
 NaN scores (samples where a metric is undefined) are left out: by :func:`mean_ci` one at a time,
 by :func:`wilcoxon` pair by pair. Both work on tensors and need nothing beyond torch.
@@ -19,7 +21,8 @@ from .._checks import check_int, check_number, make_generator
 from ..errors import InputError, InputTypeError
 from .similarity import average_ranks
 
-__all__ = ["MeanCI", "mean_ci", "WilcoxonResult", "wilcoxon"]
+__all__ = ["MeanCI", "mean_ci", "WilcoxonResult", "wilcoxon", "holm", "kendall_tau", "CurveBand",
+           "mean_band"]
 
 
 def _scores(values: object, name: str) -> Tensor:
@@ -221,3 +224,128 @@ def wilcoxon(a: Tensor, b: Tensor, alternative: str = "two-sided") -> WilcoxonRe
     lower = float(normal.cdf(torch.tensor(z, dtype=torch.float64)))  # type: ignore[no-untyped-call]
     upper = 1.0 - lower
     return WilcoxonResult(statistic, tail_p(lower, upper), n, "asymptotic", median)
+
+
+def holm(p_values: Tensor | list[float] | tuple[float, ...]) -> Tensor:
+    """Holm-Bonferroni adjusted p-values of a family of tests (Holm 1979, step-down).
+
+    With the ``m`` defined p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value
+    of the ``i``-th (1-based) is ``min(1, max_{j <= i} (m - j + 1) p_(j))``: the running maximum
+    keeps the order of the raw values. Rejecting where the adjusted value is ``<= alpha`` controls
+    the family-wise error rate at ``alpha``. Equal to ``statsmodels``'
+    ``multipletests(p, method="holm")[1]``. NaN entries (tests that could not run) stay NaN and do
+    not count in ``m``.
+
+    Args:
+        p_values: (m,) raw p-values in [0, 1].
+
+    Returns:
+        (m,) float64 adjusted p-values, in the input's order.
+    """
+    p = _scores(p_values if isinstance(p_values, Tensor) else list(p_values), "p_values").cpu()
+    defined = ~torch.isnan(p)
+    if bool(((p[defined] < 0) | (p[defined] > 1)).any()):
+        raise InputError(f"p_values must lie in [0, 1], got {p.tolist()}")
+    out = torch.full_like(p, float("nan"))
+    values = p[defined]
+    m = int(values.numel())
+    if m == 0:
+        return out
+    order = torch.argsort(values, stable=True)
+    factors = torch.arange(m, 0, -1, dtype=torch.float64)  # m, m - 1, ..., 1
+    stepped = torch.cummax(values[order] * factors, dim=0).values.clamp(max=1.0)
+    adjusted = torch.empty_like(values)
+    adjusted[order] = stepped
+    out[defined] = adjusted
+    return out
+
+
+def kendall_tau(a: Tensor | list[float], b: Tensor | list[float]) -> float:
+    """Kendall's tau-b between two scorings of the same items (Kendall 1945, with ties).
+
+    Over the pairs ``i < j``, ``C`` are concordant (``(a_i - a_j)(b_i - b_j) > 0``) and ``D``
+    discordant (``< 0``); ``tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2))`` with ``n0 = n(n-1)/2``,
+    ``n1`` the pairs tied in ``a`` and ``n2`` the pairs tied in ``b`` (``scipy.stats.kendalltau``'s
+    default). Items where either value is NaN are left out.
+
+    Args:
+        a: (n,) scores of the items by one criterion (e.g. the methods' means on one metric,
+            signed so that larger is better).
+        b: (n,) scores by another.
+
+    Returns:
+        tau in [-1, 1]; NaN with fewer than two items, or when every item ties in ``a`` or in ``b``.
+    """
+    x, y = _scores(a if isinstance(a, Tensor) else list(a), "a").cpu(), \
+        _scores(b if isinstance(b, Tensor) else list(b), "b").cpu()
+    if x.shape != y.shape:
+        raise InputError(f"a and b must score the same items: shapes {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    keep = ~(torch.isnan(x) | torch.isnan(y))
+    x, y = x[keep], y[keep]
+    n = int(x.numel())
+    if n < 2:
+        return float("nan")
+    i, j = torch.triu_indices(n, n, offset=1)
+    dx, dy = torch.sign(x[i] - x[j]), torch.sign(y[i] - y[j])
+    s = float((dx * dy).sum())  # C - D
+    n0 = n * (n - 1) / 2
+    n1 = float((dx == 0).sum())
+    n2 = float((dy == 0).sum())
+    denominator = math.sqrt((n0 - n1) * (n0 - n2))
+    return s / denominator if denominator > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class CurveBand:
+    """Pointwise mean of curves with a percentile-bootstrap confidence band.
+
+    Attributes:
+        mean, low, high: (T,) the mean curve and the band's bounds at each step.
+        n: number of curves.
+        confidence: the band's level.
+    """
+
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    n: int
+    confidence: float
+
+
+def mean_band(curves: Tensor, confidence: float = 0.95, n_resamples: int = 2000,
+              seed: int | None = 0) -> CurveBand:
+    """Mean of ``curves`` (N, T) with a pointwise percentile-bootstrap band.
+
+    The N curves (one per image) are resampled with replacement ``n_resamples`` times; at each step
+    ``t`` the band is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
+    resampled means (Efron & Tibshirani 1993, the percentile interval), as :func:`mean_ci` for a
+    single score. A pointwise band: it holds at each step, not for the whole curve at once.
+
+    Args:
+        curves: (N, T) one curve per image, all on the same T steps.
+        confidence: level in (0, 1).
+        n_resamples: bootstrap resamples.
+        seed: seeds the resampling (bit-identical with the same seed).
+
+    Returns:
+        :class:`CurveBand`; with N = 1 the band is the curve itself.
+    """
+    if not isinstance(curves, Tensor) or curves.dim() != 2 or curves.shape[0] < 1:
+        got = tuple(curves.shape) if isinstance(curves, Tensor) else type(curves).__name__
+        raise InputError(f"curves must be an (N, T) tensor with N >= 1, got {got}")
+    level = check_number("confidence", confidence)
+    if not 0 < level < 1:
+        raise InputError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence}")
+    n_boot = check_int("n_resamples", n_resamples, 1)
+    c = curves.detach().double().cpu()
+    n = int(c.shape[0])
+    mean = c.mean(dim=0)
+    if n == 1:
+        return CurveBand(mean.tolist(), mean.tolist(), mean.tolist(), 1, level)
+    gen = make_generator(seed, torch.device("cpu"))
+    idx = torch.randint(0, n, (n_boot, n), generator=gen)
+    means = c[idx].mean(dim=1)  # (R, T)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.quantile(means, q, dim=0)
+    return CurveBand(mean.tolist(), low.tolist(), high.tolist(), n, level)
