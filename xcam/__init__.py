@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.cam import CAM as CAM
     from .methods.captum_adapter import CaptumAttribution as CaptumAttribution
     from .methods.captum_adapter import CaptumGradientShap, CaptumIntegratedGradients, CaptumSaliency
+    from .methods.chefer import CheferRelevance as CheferRelevance
     from .methods.controls import BlankMap as BlankMap
     from .methods.controls import CenterGaussian as CenterGaussian
     from .methods.controls import RandomMap as RandomMap
@@ -100,6 +101,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     def create(name: Literal["cam"], model: nn.Module, **kwargs: Any) -> CAM: ...
     @overload
     def create(name: Literal["center"], model: nn.Module, **kwargs: Any) -> CenterGaussian: ...
+    @overload
+    def create(name: Literal["chefer"], model: nn.Module, **kwargs: Any) -> CheferRelevance: ...
     @overload
     def create(name: Literal["drise"], model: nn.Module, **kwargs: Any) -> DRISE: ...
     @overload
@@ -188,6 +191,7 @@ _EXPORTS = {
     "RISE": "xcam.methods",
     "DRISE": "xcam.methods",
     "AttentionRollout": "xcam.methods",
+    "CheferRelevance": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",
     "SmoothGradCAMPlusPlus": "xcam.methods",
     "LFICAM": "xcam.methods",

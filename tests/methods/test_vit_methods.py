@@ -18,6 +18,7 @@ import xcam
 from tests.nets import tiny_vit
 from tests.reference import vit as ref
 from xcam.methods._attention import ViTModel, find_vit
+from xcam.methods.chefer import CheferRelevance
 from xcam.methods.rollout import AttentionRollout, rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -190,6 +191,33 @@ def test_rollout_bad_arguments():
 def test_vit_b16_rollout_equals_reference(vit_b16):
     got = quiet(AttentionRollout(vit_b16), X64).low_res.flatten()
     assert rel(got, ref.rollout(ref.torchvision_forward(vit_b16), X64, 1)) < 1e-4
+
+
+# -- Chefer et al. ------------------------------------------------------------------------------
+REFERENCES["chefer"] = (CheferRelevance, lambda f, x, c, p, lay: ref.chefer(f, x, c, p))
+
+
+def test_chefer_equals_reference():
+    model = tiny_vit()
+    exp = quiet(CheferRelevance(model), X, targets=[1, 3])
+    for b, cls in enumerate([1, 3]):
+        expected = ref.chefer(ref.torchvision_forward(model), X[b:b + 1], cls, 1)
+        assert rel(exp.low_res[b].flatten(), expected) < 1e-4
+    other = quiet(CheferRelevance(model), X, targets=[2, 2])
+    assert rel(other.low_res, exp.low_res) > 1e-2  # class-specific, unlike rollout
+
+
+def test_chefer_callable_target_equals_class_target():
+    model = tiny_vit()
+    a = quiet(CheferRelevance(model), X, targets=2)
+    b = quiet(CheferRelevance(model), X, targets=lambda out: out[:, 2])
+    assert torch.allclose(a.maps, b.maps)
+
+
+def test_vit_b16_chefer_equals_reference(vit_b16):
+    cls = int(vit_b16(X64).argmax())
+    got = quiet(CheferRelevance(vit_b16), X64).low_res.flatten()
+    assert rel(got, ref.chefer(ref.torchvision_forward(vit_b16), X64, cls, 1)) < 1e-4
 
 
 # -- timm and Hugging Face ViTs, fused attention by default ----------------------------------------
