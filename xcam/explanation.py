@@ -8,7 +8,7 @@ any :class:`AttentionModel` (such as :class:`xcam.lfi.LFICAMNet`) without import
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
@@ -73,7 +73,7 @@ class Detector(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     """Saliency maps for a batch, with what produced them.
 
@@ -88,6 +88,12 @@ class Explanation:
         layer: label of the explained layer (``"layer4"``, ``"avgpool:input"``), or ``None``.
         method: registered name of the explainer.
         params: the explainer's hyper-parameters, for provenance.
+
+    In a notebook an explanation shows itself as a picture of its maps (``_repr_png_``);
+    ``repr()`` gives shapes, method, layer, targets and scores, never whole tensors.
+    ``explanation[i]`` is the explanation of sample ``i``; :meth:`show` draws the maps, over the
+    images when given. :func:`xcam.viz.overlay`, :func:`xcam.viz.grid` and every metric take an
+    explanation where they take maps (metrics then also read its ``targets``).
     """
 
     maps: Tensor
@@ -107,3 +113,81 @@ class Explanation:
         from .postprocess import normalize
 
         return normalize(self.maps)
+
+    def __getitem__(self, index: int | slice) -> Explanation:
+        """The explanation of sample ``index`` (or a slice of them): maps stay (B', H, W)."""
+        if isinstance(index, bool) or not isinstance(index, (int, slice)):
+            raise TypeError(f"index an Explanation with an int or a slice, got {type(index).__name__}")
+        rows = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
+        if isinstance(index, int) and not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for an Explanation of {len(self)} maps")
+        return replace(
+            self, maps=self.maps[rows], scores=self.scores[rows],
+            low_res=None if self.low_res is None else self.low_res[rows],
+            targets=None if self.targets is None else self.targets[rows],
+        )
+
+    def __repr__(self) -> str:
+        """Shapes, method, layer, targets and scores; never whole tensors."""
+
+        def short(t: Tensor, limit: int = 8) -> str:
+            values = t.detach().flatten()[:limit].tolist()
+            text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+            return f"[{text}{', ...' if t.numel() > limit else ''}]"
+
+        m = self.maps
+        parts = [f"method={self.method!r}", f"maps=({', '.join(map(str, m.shape))}) "
+                 f"{str(m.dtype).replace('torch.', '')} {m.device}"]
+        if self.layer is not None:
+            parts.append(f"layer={self.layer!r}")
+        if self.low_res is not None:
+            parts.append(f"low_res=({', '.join(map(str, self.low_res.shape))})")
+        parts.append(f"targets={short(self.targets) if self.targets is not None else None}")
+        parts.append(f"scores={short(self.scores)}")
+        return f"Explanation({', '.join(parts)})"
+
+    def show(self, images: Any = None, *, colorbar: bool = True, max_images: int = 8,
+             path: Any = None) -> Any:
+        """Draw the maps (over ``images`` when given) with :func:`xcam.viz.grid`.
+
+        Signed maps are drawn diverging about 0 (see :mod:`xcam.viz`). Without ``images`` the maps
+        are drawn alone, each with its own color bar.
+
+        Args:
+            images: the B images explained (tensor, arrays or PIL images), or None.
+            colorbar: a color bar beside each map.
+            max_images: draw at most this many samples.
+            path: also save the figure there (drawn on its own canvas; the backend is unchanged).
+
+        Returns:
+            The matplotlib ``Figure``.
+        """
+        from . import viz
+
+        n = min(len(self), max_images)
+        title = self.method + (f" @ {self.layer}" if self.layer else "")
+        titles = self._row_titles(n)
+        if images is None:
+            return viz.show_maps(self.maps[:n], title=title, titles=titles, colorbar=colorbar,
+                                 path=path)
+        return viz.grid(list(images)[:n], {title: self.maps[:n]}, path=path, row_titles=titles,
+                        colorbar=colorbar)
+
+    def _row_titles(self, n: int) -> list[str]:
+        scores = self.scores[:n].detach().float().tolist()
+        if self.targets is None:
+            return [f"score {s:.3g}" for s in scores]
+        return [f"target {t}, score {s:.3g}" for t, s in zip(self.targets[:n].tolist(), scores)]
+
+    def _repr_png_(self) -> bytes:
+        """PNG of the maps (at most 8), for Jupyter; drawn on its own canvas, no pyplot."""
+        import io
+
+        from . import viz
+
+        n = min(len(self), 8)
+        fig = viz.show_maps(self.maps[:n], title=self.method, titles=self._row_titles(n),
+                            colorbar=True, canvas_only=True)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=72)
+        return buffer.getvalue()

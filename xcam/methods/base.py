@@ -145,7 +145,8 @@ class Explainer(abc.ABC):
         flat = maps.detach().flatten(1)
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
         finite = torch.isfinite(lo) & torch.isfinite(hi)
-        flags = torch.stack([(~finite).any(), (finite & (hi == lo)).any()]).tolist()
+        zero_score = explanation.scores.detach().reshape(-1) == 0
+        flags = torch.stack([(~finite).any(), (finite & (hi == lo)).any(), zero_score.any()]).tolist()
         if flags[0]:
             bad = (~finite).nonzero().flatten().tolist()
             raise NonFiniteError(
@@ -158,6 +159,15 @@ class Explainer(abc.ABC):
                 f"{name}: layer {explanation.layer!r} has a 1 x 1 feature map, so every map is "
                 "constant over the image; explain an earlier layer with a spatial map (see "
                 "xcam.list_layers(model, x))", DeadEndWarning,
+            )
+        elif flags[2] and not self.constant_maps:
+            zeros = zero_score.nonzero().flatten().tolist()
+            warn(
+                f"{name}: the explained score is exactly 0 for samples {zeros[:8]}: nothing to "
+                "attribute, so their maps are all zeros by definition for gradient methods "
+                "(typically a unit target whose ReLU is off on that image); explain another "
+                "channel, neuron or image",
+                DeadEndWarning,
             )
         elif flags[1] and not self.constant_maps:
             const = ((hi == lo) & finite).nonzero().flatten().tolist()

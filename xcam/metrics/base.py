@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .._checks import eval_mode
 from ..errors import InputError, InputTypeError
+from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_metric
 
@@ -247,12 +248,34 @@ class Metric(Generic[P, R]):
         return self._invoke(args, kwargs)
 
     def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        args, kwargs = self._from_explanation(args, kwargs)
         model: object = None
         if self._model_at is not None:
             model = args[self._model_at] if len(args) > self._model_at else kwargs.get("model")
         guard = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
         with guard:
             return self.fn(*args, **kwargs)
+
+    def _from_explanation(self, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Read an :class:`~xcam.explanation.Explanation` given as ``maps``.
+
+        Its maps fill ``maps``, and its targets fill ``targets`` when that is left None.
+        """
+        params = self.parameters
+        if "maps" not in params:
+            return args, kwargs
+        values = dict(zip(params, args))
+        explanation = values.get("maps", kwargs.get("maps"))
+        if not isinstance(explanation, Explanation):
+            return args, kwargs
+        fill = {"maps": explanation.maps}
+        if ("targets" in params and explanation.targets is not None
+                and values.get("targets", kwargs.get("targets")) is None):
+            fill["targets"] = explanation.targets
+        positional = [fill.get(name, value) for name, value in zip(params, args)]
+        named = {**kwargs, **{k: v for k, v in fill.items() if k not in values}}
+        return tuple(positional), named
 
     # ---- parameters -------------------------------------------------------------------------
 
