@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.gradient import InputGradient as InputGradient
     from .methods.hirescam import HiResCAM as HiResCAM
     from .methods.layercam import LayerCAM as LayerCAM
+    from .methods.legrad import LeGrad as LeGrad
     from .methods.lficam import LFICAM as LFICAM
     from .methods.occlusion import Occlusion as Occlusion
     from .methods.opticam import OptiCAM as OptiCAM
@@ -125,6 +126,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     ) -> CaptumIntegratedGradients: ...
     @overload
     def create(name: Literal["layercam"], model: nn.Module, **kwargs: Any) -> LayerCAM: ...
+    @overload
+    def create(name: Literal["legrad"], model: nn.Module, **kwargs: Any) -> LeGrad: ...
     @overload
     def create(name: Literal["lficam"], model: nn.Module, **kwargs: Any) -> LFICAM: ...
     @overload
@@ -192,6 +195,7 @@ _EXPORTS = {
     "DRISE": "xcam.methods",
     "AttentionRollout": "xcam.methods",
     "CheferRelevance": "xcam.methods",
+    "LeGrad": "xcam.methods",
     "GradCAMPlusPlus": "xcam.methods",
     "SmoothGradCAMPlusPlus": "xcam.methods",
     "LFICAM": "xcam.methods",

@@ -17,8 +17,9 @@ from torch import nn
 import xcam
 from tests.nets import tiny_vit
 from tests.reference import vit as ref
-from xcam.methods._attention import ViTModel, find_vit
+from xcam.methods._attention import ViTModel, find_vit, project
 from xcam.methods.chefer import CheferRelevance
+from xcam.methods.legrad import LeGrad
 from xcam.methods.rollout import AttentionRollout, rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -218,6 +219,69 @@ def test_vit_b16_chefer_equals_reference(vit_b16):
     cls = int(vit_b16(X64).argmax())
     got = quiet(CheferRelevance(vit_b16), X64).low_res.flatten()
     assert rel(got, ref.chefer(ref.torchvision_forward(vit_b16), X64, cls, 1)) < 1e-4
+
+
+# -- LeGrad --------------------------------------------------------------------------------------
+REFERENCES["legrad"] = (LeGrad, lambda f, x, c, p, lay: ref.legrad(
+    f, x, c, p, [0, 1], lambda z: project(lay, z, "mean")))
+REFERENCES["legrad-token"] = (lambda m: LeGrad(m, pooling="token"), lambda f, x, c, p, lay: ref.legrad(
+    f, x, c, p, [0, 1], lambda z: project(lay, z, "token")))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "token"])
+def test_legrad_equals_reference(pooling):
+    model = tiny_vit()
+    layout = find_vit(model)
+    exp = quiet(LeGrad(model, pooling=pooling), X, targets=[1, 3])
+    for b, cls in enumerate([1, 3]):
+        expected = ref.legrad(ref.torchvision_forward(model), X[b:b + 1], cls, 1, [0, 1],
+                              lambda z: project(layout, z, pooling))
+        assert rel(exp.low_res[b].flatten(), expected) < 1e-4
+
+
+def test_legrad_token_pooling_of_the_last_block_is_the_logit():
+    model = tiny_vit()
+    layout = find_vit(model)
+    logits, _, outs = ref.torchvision_forward(model)(X[:1])
+    assert torch.allclose(project(layout, outs[-1], "token"), logits, atol=1e-5)
+    assert not torch.allclose(project(layout, outs[-1], "mean"), logits, atol=1e-3)
+
+
+def test_legrad_refuses_callable_targets():
+    with pytest.raises(ValueError, match="class targets"):
+        quiet(LeGrad(tiny_vit()), X, targets=lambda out: out[:, 0])
+
+
+def test_vit_b16_legrad_equals_reference(vit_b16):
+    layout = find_vit(vit_b16)
+    cls = int(vit_b16(X64).argmax())
+    blocks = [8, 9, 10, 11]
+    got = quiet(LeGrad(vit_b16, blocks=blocks), X64).low_res.flatten()
+    expected = ref.legrad(ref.torchvision_forward(vit_b16), X64, cls, 1, blocks,
+                          lambda z: project(layout, z, "mean"))
+    assert rel(got, expected) < 1e-4
+
+
+def test_legrad_matches_torchcam_on_vit_b16(vit_b16):
+    """torch-cam's LeGrad: same blocks, image and class. Its score projection is
+    ``heads(encoder.ln(tokens.mean(1)))``, xcam's ``pooling="mean"``: equal raw maps. torch-cam
+    min-max normalizes by default (the paper's last step); xcam keeps raw values, and its
+    ``normalized()`` is that map. xcam's ``pooling="token"`` (the model's own class-token pooling)
+    is not what torch-cam computes."""
+    torchcam = pytest.importorskip("torchcam.methods")
+    layers = [vit_b16.encoder.layers[i] for i in (8, 9, 10, 11)]
+    cls = int(vit_b16(X64).argmax())
+    with torchcam.LeGrad(vit_b16, layers) as extractor:
+        scores = vit_b16(X64)
+        raw = extractor(cls, scores, normalized=False)[0]
+        scores = vit_b16(X64)
+        normed = extractor(cls, scores)[0]
+    ours = quiet(LeGrad(vit_b16, blocks=[8, 9, 10, 11]), X64, targets=cls)
+    assert rel(ours.low_res, raw) < 1e-4
+    minmax = (ours.low_res - ours.low_res.amin()) / (ours.low_res.amax() - ours.low_res.amin())
+    assert rel(minmax, normed) < 1e-4 and float(normed.amax()) == pytest.approx(1.0, abs=1e-4)
+    token = quiet(LeGrad(vit_b16, blocks=[8, 9, 10, 11], pooling="token"), X64, targets=cls)
+    assert rel(token.low_res, raw) > 1e-2  # the documented difference
 
 
 # -- timm and Hugging Face ViTs, fused attention by default ----------------------------------------
