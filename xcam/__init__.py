@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
     from .methods.legrad import LeGrad as LeGrad
     from .methods.lficam import LFICAM as LFICAM
     from .methods.occlusion import Occlusion as Occlusion
+    from .methods.onepass import explain as explain
     from .methods.opticam import OptiCAM as OptiCAM
     from .methods.polycam import PolyCAM as PolyCAM
     from .methods.rise import RISE as RISE
@@ -166,6 +167,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for type checkers and IDE
 
 _EXPORTS = {
     "Explanation": "xcam.explanation",
+    "explain": "xcam.methods.onepass",
     "normalize": "xcam.postprocess",
     "upsample": "xcam.postprocess",
     "create": "xcam.registry",

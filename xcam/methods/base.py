@@ -15,7 +15,7 @@ keyword-only ``output=`` of every explainer replaces.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -41,7 +41,10 @@ from ..outputs import OutputFn
 from ..postprocess import upsample
 from ..targets import Target, Targets, resolve
 
-__all__ = ["Explainer", "CAMExplainer", "check_inputs", "LayerPass", "weighted_sum", "eigen_smooth"]
+__all__ = [
+    "Explainer", "CAMExplainer", "check_inputs", "LayerPass", "SharedPass", "run_pass", "weighted_sum",
+    "eigen_smooth",
+]
 
 
 # Set by CAMExplainer.__call__ when eigen_smooth=True: weighted_sum then projects, and records
@@ -110,6 +113,21 @@ class Explainer(abc.ABC):
     :class:`~xcam.explanation.AttentionModel` for LFI-CAM, :class:`~xcam.explanation.Detector`
     for D-RISE. The test suites, ``compare --methods all`` and the coverage table read it."""
 
+    shares_pass: ClassVar[bool] = False
+    """Declared need: the map is a function of ONE forward pass on the clean inputs (the scores and
+    classes of the target, the features at :meth:`pass_layers`, and their gradients when
+    ``needs_gradients``), computed by :meth:`explain_pass`. :func:`xcam.explain` runs that pass once
+    for every explainer that declares it (same model, ``output`` and target). A subclass that
+    overrides :meth:`explain` without declaring ``shares_pass`` itself does not share (its
+    ``explain`` does more than the one pass)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "explain" in cls.__dict__ and "shares_pass" not in cls.__dict__:
+            cls.shares_pass = False
+        if cls.shares_pass and cls.explain_pass is Explainer.explain_pass:
+            raise TypeError(f"{cls.__name__} declares shares_pass but does not implement explain_pass")
+
     def __init__(self, model: nn.Module, *, output: OutputFn | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -130,11 +148,45 @@ class Explainer(abc.ABC):
                 f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
                 "call it outside inference_mode (and pass a tensor created outside it)"
             )
-        if not getattr(self, "_range_checked", False):
-            self._range_checked = True  # one device sync, on the first call only
-            check_input_range(x, model=self.model)
+        self.check_range_once(x)
         target = resolve(targets, int(x.shape[0]), self.output, self.model)
-        explanation = self.explain(x, target)
+        explanation = self.within_call(lambda: self.explain(x, target))
+        self._check_result(explanation)
+        return explanation
+
+    def check_range_once(self, inputs: Tensor) -> None:
+        """Look for un-normalized inputs on this explainer's first call only (one device sync)."""
+        if not getattr(self, "_range_checked", False):
+            self._range_checked = True
+            check_input_range(inputs, model=self.model)
+
+    def mark_range_checked(self) -> None:
+        """Skip the range check of the next calls (another explainer checked these inputs)."""
+        self._range_checked = True
+
+    def within_call(self, compute: Callable[[], Explanation]) -> Explanation:
+        """Run ``compute`` (the explain step of a call) inside the call's context; see CAMExplainer."""
+        return compute()
+
+    def pass_layers(self, inputs: Tensor, target: Target) -> list[Tap]:
+        """The layers whose features the shared pass records for this explainer ([] for none).
+
+        Called before the pass, so it also does any first-call set-up (the automatic layer, CAM's
+        head) and raises what :meth:`explain` would raise for this target.
+        """
+        return []
+
+    def explain_pass(self, inputs: Tensor, target: Target, shared: SharedPass) -> Explanation:
+        """The explanation from a shared pass (explainers that declare ``shares_pass``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare shares_pass")
+
+    def explain_shared(self, inputs: Tensor, target: Target, shared: SharedPass) -> Explanation:
+        """What ``self(inputs, targets)`` returns, from a pass shared with other explainers.
+
+        ``inputs`` are the checked inputs, ``target`` the resolved target and ``shared`` a
+        :class:`SharedPass` that recorded :meth:`pass_layers` (used by :func:`xcam.explain`).
+        """
+        explanation = self.within_call(lambda: self.explain_pass(inputs, target, shared))
         self._check_result(explanation)
         return explanation
 
@@ -224,8 +276,61 @@ class LayerPass:
     scores: Tensor  # (B,) detached
 
 
+@dataclass
+class SharedPass:
+    """What one forward (and backward) pass recorded for every explainer that reads it.
+
+    ``features`` and ``grads`` hold (B, C, h, w) tensors by tap (token grids and channels-last maps
+    viewed as NCHW by :func:`xcam.layers.to_nchw`), detached; ``grads`` only at the taps that were
+    differentiated.
+    """
+
+    indices: Tensor | None  # (B,) class per sample, None for callable / unit targets
+    scores: Tensor  # (B,) detached
+    features: dict[Tap, Tensor]
+    grads: dict[Tap, Tensor]
+
+    def at(self, tap: Tap) -> LayerPass:
+        """The :class:`LayerPass` of one recorded layer."""
+        return LayerPass(self.features[tap], self.grads.get(tap), self.indices, self.scores)
+
+
+def run_pass(
+    model: nn.Module, inputs: Tensor, target: Target, taps: Sequence[Tap],
+    grad_taps: Sequence[Tap] = (),
+) -> SharedPass:
+    """One forward pass recording ``taps``, and one backward pass to ``grad_taps`` (if any).
+
+    Gradients are enabled only when ``grad_taps`` is not empty; they come from one
+    :meth:`xcam.capture.Capture.gradients` call (``torch.autograd.grad``) for all of them, so every
+    tap gets the gradient a pass for it alone would give.
+    """
+    unit_taps = target.taps(model)
+    size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+    with torch.set_grad_enabled(bool(grad_taps)), capture(model, [*taps, *unit_taps]) as cap:
+        output = model(inputs)
+        for tap in taps:
+            for unit_tap in unit_taps:
+                if cap.order(unit_tap) < cap.order(tap):
+                    raise TargetError(
+                        f"unit target layer {unit_tap.label!r} runs before the explained layer "
+                        f"{tap.label!r}; choose a unit at or after the explained layer"
+                    )
+        indices, scores = target.evaluate(output, cap, size=size)
+        raw = {tap: cap[tap] for tap in taps}
+        grads = cap.gradients(scores, list(grad_taps)) if grad_taps else {}
+    return SharedPass(
+        indices, scores.detach(),
+        {tap: to_nchw(value.detach(), size) for tap, value in raw.items()},
+        {tap: to_nchw(grads[tap.label], size) for tap in grad_taps},
+    )
+
+
 class CAMExplainer(Explainer):
     """Base of the CAM family: a map ``ReLU( sum_k w_k F_k )`` over one layer's feature maps.
+
+    A subclass that only implements :meth:`low_res` shares its pass (``shares_pass``):
+    :func:`xcam.explain` gives it the features (and gradients) of a pass it shares with the others.
 
     Args:
         model: a CNN (or any model whose ``layer`` outputs (B, C, h, w)).
@@ -238,6 +343,8 @@ class CAMExplainer(Explainer):
             see :func:`eigen_smooth`). Methods whose map is not a per-channel weighted sum
             (HiResCAM, LayerCAM) refuse it with an :class:`~xcam.errors.InputError`.
     """
+
+    shares_pass = True
 
     def __init__(
         self,
@@ -272,14 +379,14 @@ class CAMExplainer(Explainer):
             out["eigen_smooth"] = True
         return out
 
-    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
-        """See :meth:`Explainer.__call__`; with ``eigen_smooth`` the weighted sums are projected."""
+    def within_call(self, compute: Callable[[], Explanation]) -> Explanation:
+        """See :meth:`Explainer.within_call`; with ``eigen_smooth`` the weighted sums are projected."""
         if not getattr(self, "eigen_smooth", False):
-            return super().__call__(inputs, targets)
+            return compute()
         used: list[bool] = []
         token = _EIGEN_SMOOTH.set(used)
         try:
-            explanation = super().__call__(inputs, targets)
+            explanation = compute()
         finally:
             _EIGEN_SMOOTH.reset(token)
         if not used:
@@ -312,23 +419,7 @@ class CAMExplainer(Explainer):
     def run(self, inputs: Tensor, target: Target, *, gradients: bool) -> LayerPass:
         """One forward pass (and a backward pass to the layer when ``gradients``)."""
         tap = self.tap(inputs)
-        unit_taps = target.taps(self.model)
-        with torch.set_grad_enabled(gradients), capture(self.model, [tap, *unit_taps]) as cap:
-            output = self.model(inputs)
-            size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-            for unit_tap in unit_taps:
-                if cap.order(unit_tap) < cap.order(tap):
-                    raise TargetError(
-                        f"unit target layer {unit_tap.label!r} runs before the explained layer "
-                        f"{tap.label!r}; choose a unit at or after the explained layer"
-                    )
-            indices, scores = target.evaluate(output, cap, size=size)
-            raw = cap[tap]
-            grads = cap.gradients(scores, tap)[tap.label] if gradients else None
-        # Token grids and channels-last maps are viewed as (B, C, h, w); gradients alike.
-        features = to_nchw(raw.detach(), size)
-        return LayerPass(features, None if grads is None else to_nchw(grads, size), indices,
-                         scores.detach())
+        return run_pass(self.model, inputs, target, [tap], [tap] if gradients else []).at(tap)
 
     def finish(self, inputs: Tensor, low_res: Tensor, lp: LayerPass) -> Explanation:
         """Upsample the (B, h, w) map to the input size and build the :class:`Explanation`."""
@@ -337,9 +428,19 @@ class CAMExplainer(Explainer):
         return self.make_explanation(maps, lp.indices, lp.scores, low_res=low_res,
                                      layer=self._tap.label if self._tap else None)
 
+    def pass_layers(self, inputs: Tensor, target: Target) -> list[Tap]:
+        """See :meth:`Explainer.pass_layers`: the explained layer."""
+        return [self.tap(inputs)]
+
     def explain(self, inputs: Tensor, target: Target) -> Explanation:
-        """Run :meth:`run`, select the channels and build the map with :meth:`low_res`."""
-        lp = self.run(inputs, target, gradients=self.needs_gradients)
+        """One :func:`run_pass` at :meth:`pass_layers`, then :meth:`explain_pass`."""
+        taps = self.pass_layers(inputs, target)
+        shared = run_pass(self.model, inputs, target, taps, taps if self.needs_gradients else [])
+        return self.explain_pass(inputs, target, shared)
+
+    def explain_pass(self, inputs: Tensor, target: Target, shared: SharedPass) -> Explanation:
+        """Select the channels at the explained layer and build the map with :meth:`low_res`."""
+        lp = shared.at(self.tap(inputs))
         features = self.select(lp.features)
         grads = None if lp.grads is None else self.select(lp.grads)
         return self.finish(inputs, self.low_res(features, grads, lp), lp)

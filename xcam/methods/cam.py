@@ -10,8 +10,7 @@ from torch import Tensor, nn
 
 from ..autolayer import GAPHead, find_gap_head
 from ..errors import HeadNotFoundError
-from ..explanation import Explanation
-from ..layers import LayerSpec, resolve_layer
+from ..layers import LayerSpec, Tap, resolve_layer
 from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Target
@@ -53,8 +52,8 @@ class CAM(CAMExplainer):
         self._requested = None if layer is None else resolve_layer(model, layer)
         self.head: GAPHead | None = None
 
-    def explain(self, inputs: Tensor, target: Target) -> Explanation:
-        """Find the GAP head on the first call, then weigh its pooled features by its weights."""
+    def pass_layers(self, inputs: Tensor, target: Target) -> list[Tap]:
+        """Find the GAP head on the first call: CAM reads the features it pools."""
         target.require_classes(
             "CAM explains classes through the classifier's weights; it takes None, an int or "
             "one class per sample. Use GradCAM for unit or callable targets"
@@ -67,7 +66,7 @@ class CAM(CAMExplainer):
                     f"pools; CAM is defined at {head.features.label!r} (pass layer=None)"
                 )
             self.head, self._tap = head, head.features
-        return super().explain(inputs, target)
+        return super().pass_layers(inputs, target)
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
         """The (B, h, w) map of the equation in the class docstring."""

@@ -6,7 +6,7 @@ metric, a random map is the floor, a centered Gaussian exposes a center bias in 
 Sobel edge magnitude exposes metrics that reward image structure rather than the model's evidence
 (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, show that several methods behave
 like an edge detector). Each runs the model once, without gradients, only to report ``targets``
-and ``scores``.
+and ``scores``; in :func:`xcam.explain` they read those of the pass they share with the others.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Target
-from ._perturb import clean_pass
-from .base import Explainer
+from .base import Explainer, SharedPass, run_pass
 
 __all__ = ["BlankMap", "RandomMap", "CenterGaussian", "SobelEdges"]
 
@@ -39,10 +38,15 @@ class _Control(Explainer):
         """(B, H, W) maps for a batch; independent of the model."""
         raise NotImplementedError
 
+    shares_pass = True
+
     def explain(self, inputs: Tensor, target: Target) -> Explanation:
         """The control's maps; the model runs once, only for ``targets`` and ``scores``."""
-        indices, scores, _ = clean_pass(self.model, inputs, target)
-        return self.make_explanation(self.control_maps(inputs), indices, scores)
+        return self.explain_pass(inputs, target, run_pass(self.model, inputs, target, []))
+
+    def explain_pass(self, inputs: Tensor, target: Target, shared: SharedPass) -> Explanation:
+        """The control's maps, with ``targets`` and ``scores`` of the (shared) clean pass."""
+        return self.make_explanation(self.control_maps(inputs), shared.indices, shared.scores)
 
 
 @register_explainer("blank")
