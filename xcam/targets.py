@@ -447,7 +447,7 @@ class UnitScore(Target):
         tap = self.taps(capture.model)[0]
         activation = capture[tap]
         if size is not None:
-            activation = to_nchw(activation, size)
+            activation = to_nchw(activation, size, tap)
         return None, self.unit.score(activation)
 
     def resized(self, batch_size: int) -> Target:

@@ -166,7 +166,7 @@ class AblationCAM(CAMExplainer):
             indices, scores = target.evaluate(output, cap, size=size)
             raw = cap[tap].detach()
         scores = scores.detach()
-        all_features = to_nchw(raw, size)
+        all_features = to_nchw(raw, size, tap)
         features = self.select(all_features)
         b, k = features.shape[:2]
         self._n_maps = k
@@ -204,7 +204,7 @@ class AblationCAM(CAMExplainer):
                         n = int(maps.shape[0])
                         samples = maps.new_full((n,), s)
                         copy = own.expand(n, *own.shape[1:]).clone()
-                        view = to_nchw(copy, size)
+                        view = to_nchw(copy, size, tap)
                         real = maps >= 0
                         view[torch.arange(n, device=raw.device)[real], picked[maps[real]]] = 0
                         replace.tensor = copy

@@ -321,8 +321,8 @@ def run_pass(
         grads = cap.gradients(scores, list(grad_taps)) if grad_taps else {}
     return SharedPass(
         indices, scores.detach(),
-        {tap: to_nchw(value.detach(), size) for tap, value in raw.items()},
-        {tap: to_nchw(grads[tap.label], size) for tap in grad_taps},
+        {tap: to_nchw(value.detach(), size, tap) for tap, value in raw.items()},
+        {tap: to_nchw(grads[tap.label], size, tap) for tap in grad_taps},
     )
 
 

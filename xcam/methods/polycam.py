@@ -130,8 +130,8 @@ class PolyCAM(Explainer):
             grads = cap.gradients(scores, taps)
         cams = []
         for tap, feat in zip(taps, raw):
-            features = to_nchw(feat, size).float()
-            weights = to_nchw(grads[tap.label], size).float().mean(dim=(2, 3))
+            features = to_nchw(feat, size, tap).float()
+            weights = to_nchw(grads[tap.label], size, tap).float().mean(dim=(2, 3))
             cams.append(torch.relu(torch.einsum("bc,bchw->bhw", weights, features)))
         low = cams[-1]
         for cam in reversed(cams[:-1]):

@@ -68,9 +68,9 @@ class ShapleyCAM(CAMExplainer):
                 hvp = None
         grads = grads.detach()
         hvp = torch.zeros_like(grads) if hvp is None else hvp.detach()
-        features = self.select(to_nchw(raw.detach(), size))
-        g = self.select(to_nchw(grads, size))
-        hf = self.select(to_nchw(hvp, size))
+        features = self.select(to_nchw(raw.detach(), size, tap))
+        g = self.select(to_nchw(grads, size, tap))
+        hf = self.select(to_nchw(hvp, size, tap))
         weights = (g - 0.5 * hf).mean(dim=(2, 3))
         lp = LayerPass(features, g, indices, scores.detach())
         return self.finish(inputs, weighted_sum(weights, features), lp)
