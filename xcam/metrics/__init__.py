@@ -16,6 +16,7 @@ Public names (stable API)::
         max_sensitivity,                                                   # robustness
         model_parameter_randomization, random_logit,                       # sanity
         stability,                                                         # across models
+        evaluate_maps, shared_metrics,                                     # shared passes
         mean_ci, wilcoxon,                                                 # statistics
         boxes_to_masks, spearman, ssim,                                    # helpers
     )
@@ -29,6 +30,7 @@ import importlib
 import pkgutil
 
 from .base import Metric, MetricInputs, PerImage, metric
+from .batched import evaluate_maps, shared_metrics
 from .faithfulness import (
     CurveResult,
     average_drop,
@@ -60,6 +62,8 @@ __all__ = [
     "MetricInputs",
     "PerImage",
     "metric",
+    "evaluate_maps",
+    "shared_metrics",
     # localization
     "pointing_game",
     "pointing_game_baseline",

@@ -8,7 +8,8 @@ read as the softmax probability (or raw score) of each sample's target class.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,6 +27,8 @@ __all__ = [
     "clean_forward",
     "target_scores",
     "batched_scores",
+    "Perturbed",
+    "score_perturbed",
     "captum_chunks",
     "captum_images",
 ]
@@ -201,3 +204,63 @@ def captum_images(n: int, batch_size: int, n_perturb: int) -> int:
         sub_batches = -(-n_perturb // per_batch)
         total += rows * (n_perturb + sub_batches)
     return total
+
+
+@dataclass(frozen=True)
+class Perturbed:
+    """The perturbed forward passes of one metric call, and how its result is read from them.
+
+    Attributes:
+        rows: how many perturbed images.
+        make_batch: row ids (r,) -> images (r, C, H, W), built with tensor ops.
+        row_targets: row ids (r,) -> the target class of each row (r,).
+        softmax: score = softmax probability (True) or the raw output (False).
+        finish: the (rows,) float32 scores -> the metric's result.
+    """
+
+    rows: int
+    make_batch: Callable[[Tensor], Tensor]
+    row_targets: Callable[[Tensor], Tensor]
+    softmax: bool
+    finish: Callable[[Tensor], Any]
+
+
+def score_perturbed(
+    model: Callable[[Tensor], Any],
+    plans: Sequence[Perturbed],
+    batch_size: int,
+    device: torch.device,
+    output_fn: OutputFn | None = None,
+) -> list[Tensor]:
+    """Score the rows of several :class:`Perturbed` plans in shared forward passes.
+
+    The plans' rows are laid end to end and run in passes of at most ``batch_size`` images (a pass
+    may hold rows of several plans, concatenated), under ``torch.no_grad()``. With one plan the
+    passes are those of :func:`batched_scores`.
+
+    Returns:
+        One (rows,) float32 tensor of target scores per plan.
+    """
+    outs = [torch.empty(p.rows, dtype=torch.float32, device=device) for p in plans]
+    starts = [0]
+    for p in plans:
+        starts.append(starts[-1] + p.rows)
+    total = starts[-1]
+    with torch.no_grad():
+        for start in range(0, total, batch_size):
+            stop = min(total, start + batch_size)
+            pieces: list[tuple[int, Tensor]] = []
+            for i in range(len(plans)):
+                lo, hi = max(start, starts[i]), min(stop, starts[i + 1])
+                if lo < hi:
+                    pieces.append((i, torch.arange(lo - starts[i], hi - starts[i], device=device)))
+            images = [plans[i].make_batch(ids) for i, ids in pieces]
+            batch = images[0] if len(images) == 1 else torch.cat(images)
+            output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+            at = 0
+            for i, ids in pieces:
+                n, lo = ids.numel(), start + at - starts[i]
+                outs[i][lo:lo + n] = target_scores(output[at:at + n], plans[i].row_targets(ids),
+                                                   plans[i].softmax)
+                at += n
+    return outs

@@ -39,6 +39,7 @@ __all__ = [
     "PerImageFn",
     "AggregateFn",
     "BaselineFn",
+    "PerturbedFn",
 ]
 
 P = ParamSpec("P")
@@ -137,6 +138,8 @@ class PerImage:
 PerImageFn = Callable[[Any], PerImage]
 AggregateFn = Callable[[Tensor, Mapping[str, Any]], Tensor]
 BaselineFn = Callable[..., Tensor]
+PerturbedFn = Callable[..., Any]
+"""``perturbed(*metric_args, **metric_kwargs) -> xcam.metrics._forward.Perturbed`` (see Metric)."""
 
 
 def _tensor_scores(result: Any) -> PerImage:
@@ -172,6 +175,11 @@ class Metric(Generic[P, R]):
         curves: :meth:`per_image` returns per-image curves (deletion / insertion style).
         curve_xlabel, curve_ylabel: axis labels for those curves.
         baseline_label: the name of the reference row :meth:`baseline_scores` gives, or None.
+        perturbed: for metrics whose model calls are forward passes of perturbed copies of the
+            inputs (deletion, insertion, average drop, increase in confidence): a function with
+            the metric's own parameters that returns those copies and how the result is read
+            from their scores, without running them, so that :func:`xcam.metrics.evaluate_maps`
+            runs the copies of several maps in shared passes; None otherwise.
         stochastic: the metric draws random numbers (it then takes ``seed=``).
         version: the definition's version, raised whenever a definition change alters scores
             (pointing game, relevance rank and MaxBoxAcc are version 2 since issue 12: fractional
@@ -202,6 +210,7 @@ class Metric(Generic[P, R]):
         aggregate: AggregateFn | None = None,
         baseline: BaselineFn | None = None,
         baseline_label: str | None = None,
+        perturbed: PerturbedFn | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -237,6 +246,7 @@ class Metric(Generic[P, R]):
         self._aggregate = aggregate
         self._baseline = baseline
         self.baseline_label = baseline_label if baseline is not None else None
+        self.perturbed = perturbed
 
     @staticmethod
     def _needs_from(params: list[str]) -> frozenset[str]:
@@ -447,6 +457,7 @@ def metric(
     aggregate: AggregateFn | None = None,
     baseline: BaselineFn | None = None,
     baseline_label: str | None = None,
+    perturbed: PerturbedFn | None = None,
 ) -> Callable[[Callable[P, R]], Metric[P, R]]:
     """Wrap a function into a :class:`Metric` and register it under ``name``.
 
@@ -461,7 +472,7 @@ def metric(
             multi_model=multi_model,
             curves=curves, curve_xlabel=curve_xlabel, curve_ylabel=curve_ylabel,
             per_image=per_image, aggregate=aggregate, baseline=baseline,
-            baseline_label=baseline_label,
+            baseline_label=baseline_label, perturbed=perturbed,
         )
         register_metric(name)(wrapped)
         return wrapped

@@ -28,6 +28,7 @@ from ..outputs import OutputFn
 from ..postprocess import normalize as min_max
 from ..targets import class_indices
 from ._forward import (
+    Perturbed,
     baseline_like,
     batched_scores,
     captum_chunks,
@@ -36,6 +37,7 @@ from ._forward import (
     model_scores,
     replace_where,
     rows_of,
+    score_perturbed,
     target_scores,
 )
 from ._inputs import check_batch_size, check_inputs_and_maps, check_model, check_output_fn
@@ -98,20 +100,18 @@ def _step_counts(n_pixels: int, steps: int, device: torch.device) -> Tensor:
     return torch.div(k * n_pixels, steps, rounding_mode="floor")
 
 
-def _curve(
-    model: Callable[[Tensor], Any],
+def _curve_plan(
     start: Tensor,
     end: float | Tensor,
     rank: Tensor,
     counts: Tensor,
     indices: Tensor,
-    batch_size: int,
-    output_fn: OutputFn | None = None,
-) -> Tensor:
-    """Softmax probabilities (B, S) of the partly moved images.
+    finish: Callable[[Tensor], Any],
+) -> Perturbed:
+    """The partly moved images: ``end``'s value at the ``counts[k]`` most relevant pixels.
 
-    Images that take ``end``'s value at the ``counts[k]`` most
-    relevant pixels and ``start``'s elsewhere, for every sample and each of the S counts.
+    ``start``'s elsewhere, for every sample and each of the S counts; ``finish`` receives the
+    (B, S) softmax probabilities of the target.
     """
     b = start.shape[0]
     s = counts.numel()
@@ -121,9 +121,14 @@ def _curve(
         moved = rank[sample] < counts[step][:, None, None]  # (r, H, W)
         return replace_where(moved, start, sample, end)
 
-    scores = batched_scores(model, make_batch, b * s, lambda ids: ids // s, indices,
-                            batch_size, softmax=True, device=start.device, output_fn=output_fn)
-    return scores.reshape(b, s)
+    return Perturbed(b * s, make_batch, lambda ids: indices[ids // s], True,
+                     lambda scores: finish(scores.reshape(b, s)))
+
+
+def _run_one(model: Callable[[Tensor], Any], plan: Perturbed, batch_size: int, device: torch.device,
+             output_fn: OutputFn | None) -> Any:
+    """The result of one metric call: its plan's rows scored in passes of ``batch_size``."""
+    return plan.finish(score_perturbed(model, [plan], batch_size, device, output_fn)[0])
 
 
 def _auc(curves: Tensor, counts: Tensor, n_pixels: int) -> tuple[Tensor, Tensor]:
@@ -137,6 +142,7 @@ def _curve_cost(n: int, p: dict[str, Any]) -> int:
 
 
 @metric("deletion", higher_is_better=False, family="faithfulness", cost=_curve_cost,
+        perturbed=lambda *a, **k: _deletion_plan(*a, **k),
         label="Deletion AUC", curves=True, per_image=_curve_per_image,
         curve_xlabel="fraction of pixels deleted", curve_ylabel="probability of the target class")
 def deletion(
@@ -175,10 +181,28 @@ def deletion(
     Returns:
         :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
     """
+    plan = _deletion_plan(model, inputs, maps, targets, steps, baseline, batch_size,
+                          clean_output=clean_output, output=output)
+    return _run_one(model, plan, batch_size, inputs.device, output)  # type: ignore[no-any-return]
+
+
+def _deletion_plan(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    steps: int = 100,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
+) -> Perturbed:
+    """The perturbed images of :func:`deletion` (its arguments) and how its result is read."""
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
     steps = check_int("steps", steps, 1)
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
@@ -186,10 +210,13 @@ def deletion(
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
-    perturbed = _curve(model, x, base, rank, counts[1:].int(), indices, batch_size, output_fn)
-    curves = torch.cat([target_scores(clean, indices, softmax=True)[:, None], perturbed], dim=1)
-    auc, fractions = _auc(curves, counts, n_pixels)
-    return CurveResult(auc, curves, fractions, "deletion", False)
+
+    def finish(perturbed: Tensor) -> CurveResult:
+        curves = torch.cat([target_scores(clean, indices, softmax=True)[:, None], perturbed], dim=1)
+        auc, fractions = _auc(curves, counts, n_pixels)
+        return CurveResult(auc, curves, fractions, "deletion", False)
+
+    return _curve_plan(x, base, rank, counts[1:].int(), indices, finish)
 
 
 def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
@@ -216,6 +243,7 @@ def gaussian_blur(inputs: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> 
 
 
 @metric("insertion", higher_is_better=True, family="faithfulness", cost=_curve_cost,
+        perturbed=lambda *a, **k: _insertion_plan(*a, **k),
         label="Insertion AUC", curves=True, per_image=_curve_per_image,
         curve_xlabel="fraction of pixels inserted", curve_ylabel="probability of the target class")
 def insertion(
@@ -255,10 +283,30 @@ def insertion(
     Returns:
         :class:`CurveResult` with ``.auc`` (B,) and ``.curves`` (B, steps + 1).
     """
+    plan = _insertion_plan(model, inputs, maps, targets, steps, batch_size,
+                           blur_kernel_size=blur_kernel_size, blur_sigma=blur_sigma,
+                           clean_output=clean_output, output=output)
+    return _run_one(model, plan, batch_size, inputs.device, output)  # type: ignore[no-any-return]
+
+
+def _insertion_plan(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    steps: int = 100,
+    batch_size: int = 64,
+    *,
+    blur_kernel_size: int = 11,
+    blur_sigma: float = 5.0,
+    clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
+) -> Perturbed:
+    """The perturbed images of :func:`insertion` (its arguments) and how its result is read."""
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
     steps = check_int("steps", steps, 1)
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     blurred = gaussian_blur(x, blur_kernel_size, blur_sigma)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
@@ -266,13 +314,16 @@ def insertion(
     n_pixels = m.shape[1] * m.shape[2]
     counts = _step_counts(n_pixels, steps, x.device)
     rank = descending_rank(m).int()
-    perturbed = _curve(model, blurred, x, rank, counts[:-1].int(), indices, batch_size, output_fn)
-    curves = torch.cat([perturbed, target_scores(clean, indices, softmax=True)[:, None]], dim=1)
-    auc, fractions = _auc(curves, counts, n_pixels)
-    return CurveResult(auc, curves, fractions, "insertion", True)
+
+    def finish(perturbed: Tensor) -> CurveResult:
+        curves = torch.cat([perturbed, target_scores(clean, indices, softmax=True)[:, None]], dim=1)
+        auc, fractions = _auc(curves, counts, n_pixels)
+        return CurveResult(auc, curves, fractions, "insertion", True)
+
+    return _curve_plan(blurred, x, rank, counts[:-1].int(), indices, finish)
 
 
-def _masked_scores(
+def _masked_plan(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
     maps: Tensor,
@@ -281,11 +332,12 @@ def _masked_scores(
     batch_size: int,
     clean_output: Tensor | None,
     output: OutputFn | None,
-) -> tuple[Tensor, Tensor]:
-    """``(Y, O)``: target probability on ``x`` and on ``m * x + (1 - m) * baseline``."""
+    finish: Callable[[Tensor, Tensor], Tensor],
+) -> Perturbed:
+    """``m * x + (1 - m) * baseline``; ``finish(Y, O)`` gets the target probability on ``x`` and on it."""
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
-    batch_size = check_batch_size(batch_size)
+    check_batch_size(batch_size)
     base = baseline_like(baseline, x)
     output_fn = check_output_fn(output)
     clean = clean_forward(model, x, clean_output, output_fn)
@@ -296,9 +348,49 @@ def _masked_scores(
         return weight[ids] * x[ids] + (1 - weight[ids]) * rows_of(base, ids)
 
     y = target_scores(clean, indices, softmax=True)
-    o = batched_scores(model, make_batch, x.shape[0], lambda ids: ids, indices, batch_size,
-                       softmax=True, device=x.device, output_fn=output_fn)
-    return y, o
+    return Perturbed(x.shape[0], make_batch, lambda ids: indices[ids], True,
+                     lambda o: finish(y, o))
+
+
+def _drop(y: Tensor, o: Tensor) -> Tensor:
+    drop = (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y))
+    return torch.where(y > 0, drop, torch.full_like(drop, float("nan")))
+
+
+def _increase(y: Tensor, o: Tensor) -> Tensor:
+    return (o > y).float()
+
+
+def _average_drop_plan(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
+) -> Perturbed:
+    """The perturbed images of :func:`average_drop` (its arguments) and how its result is read."""
+    return _masked_plan(model, inputs, maps, targets, baseline, batch_size, clean_output, output,
+                        _drop)
+
+
+def _increase_plan(
+    model: Callable[[Tensor], Any],
+    inputs: Tensor,
+    maps: Tensor,
+    targets: object,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
+) -> Perturbed:
+    """The perturbed images of :func:`increase_in_confidence` and how its result is read."""
+    return _masked_plan(model, inputs, maps, targets, baseline, batch_size, clean_output, output,
+                        _increase)
 
 
 def _masked_cost(n: int, p: dict[str, Any]) -> int:
@@ -306,6 +398,7 @@ def _masked_cost(n: int, p: dict[str, Any]) -> int:
 
 
 @metric("average_drop", higher_is_better=False, family="faithfulness", cost=_masked_cost,
+        perturbed=_average_drop_plan,
         label="Average drop (%)", unit="%")
 def average_drop(
     model: Callable[[Tensor], Any],
@@ -338,14 +431,13 @@ def average_drop(
     Returns:
         (B,) float32 in [0, 1]; NaN where ``Y`` is exactly 0 (the relative drop is undefined).
     """
-    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output,
-                          output)
-    drop = (y - o).clamp(min=0) / torch.where(y > 0, y, torch.ones_like(y))
-    return torch.where(y > 0, drop, torch.full_like(drop, float("nan")))
+    plan = _average_drop_plan(model, inputs, maps, targets, baseline, batch_size,
+                              clean_output=clean_output, output=output)
+    return _run_one(model, plan, batch_size, inputs.device, output)  # type: ignore[no-any-return]
 
 
 @metric("increase_in_confidence", higher_is_better=True, family="faithfulness",
-        cost=_masked_cost, label="Increase in confidence (%)", unit="%")
+        cost=_masked_cost, perturbed=_increase_plan, label="Increase in confidence (%)", unit="%")
 def increase_in_confidence(
     model: Callable[[Tensor], Any],
     inputs: Tensor,
@@ -366,9 +458,9 @@ def increase_in_confidence(
     Returns:
         (B,) float32 of 0.0 / 1.0.
     """
-    y, o = _masked_scores(model, inputs, maps, targets, baseline, batch_size, clean_output,
-                          output)
-    return (o > y).float()
+    plan = _increase_plan(model, inputs, maps, targets, baseline, batch_size,
+                          clean_output=clean_output, output=output)
+    return _run_one(model, plan, batch_size, inputs.device, output)  # type: ignore[no-any-return]
 
 
 def _correlation_cost(n: int, p: dict[str, Any]) -> int:
