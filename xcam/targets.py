@@ -11,7 +11,9 @@ Accepted everywhere ``targets=`` appears:
   receives as the model returned it (a dict, a list of detections, ...);
 - a unit of the network, :func:`channel` or :func:`neuron`: the score is that unit's activation
   (the Smooth Grad-CAM++ paper explains feature maps and neurons as well as classes);
-- :class:`finer`: Finer-CAM's score, a class minus its most similar classes (any method).
+- :class:`finer`: Finer-CAM's score, a class minus its most similar classes (any method);
+- :class:`similarity`: the cosine similarity of the model's embedding to a reference vector (a
+  caption's CLIP text embedding, another image's embedding; see :mod:`xcam.embeddings`).
 
 :func:`resolve` turns any of these into one :class:`Target` object, once per explainer call (as
 zennit's ``Attributor`` resolves its ``attr_output``): it knows the taps it reads, scores a model
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, ClassVar, Union
 import torch
 from torch import Tensor
 
+from .embeddings import embedding
 from .errors import NonFiniteError, TargetError
 from .layers import Tap, resolve_layer, to_nchw
 from .outputs import OutputFn, logits
@@ -61,6 +64,8 @@ __all__ = [
     "detection",
     "finer",
     "FinerTarget",
+    "similarity",
+    "SimilarityTarget",
 ]
 
 
@@ -274,6 +279,16 @@ class Target(abc.ABC):
         """The (B,) class per sample when already known (a fixed class target), else None."""
         return None
 
+    @property
+    def columns(self) -> Tensor | None:
+        """For libraries that batch inputs on their own (captum): None, or (B,) column indices.
+
+        When not None, :meth:`raw_score` returns (n, m) scores (every row of any batch against
+        each of the m per-image terms, e.g. a :class:`similarity` reference per image) and the
+        library picks column ``columns[b]`` for the copies of image ``b``, as it does for classes.
+        """
+        return None
+
     @abc.abstractmethod
     def evaluate(
         self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
@@ -475,6 +490,8 @@ def resolve(
         return targets
     if isinstance(targets, finer):
         return FinerTarget(targets, batch_size, output_fn)
+    if isinstance(targets, similarity):
+        return SimilarityTarget(targets, batch_size, output_fn)
     if isinstance(targets, UnitTarget):
         tap = None if model is None else resolve_layer(model, targets.layer)  # type: ignore[arg-type]
         return UnitScore(targets, batch_size, output_fn, tap, model)
@@ -737,3 +754,172 @@ class FinerTarget(Target):
         """See :meth:`Target.resized` (fixed classes are kept when the size is the same)."""
         keep = self.chosen is not None and self.chosen[0].shape[0] == batch_size
         return FinerTarget(self.spec, batch_size, self.output_fn, self.chosen if keep else None)
+
+
+class similarity:  # noqa: N801 - used like a function: targets=similarity(text_embedding)
+    """Score: the cosine similarity of the model's image embedding to a reference vector.
+
+    With ``e`` the (B, D) embedding the model returns (found by :func:`xcam.embeddings.embedding`:
+    a tensor, ``image_embeds``, ``image_features``, ``pooler_output``, or the first element of a
+    tuple) and ``r`` the reference, the score of image ``b`` is::
+
+        S_b = <e_b, r_b> / (max(||e_b||, eps) ||r_b||)
+
+    so any explainer shows why an image matches a caption (CLIP: ``r`` = the caption's text
+    embedding) or another image (retrieval: ``r`` = that image's embedding). Two-tower models
+    (Hugging Face ``CLIPModel``, open_clip's ``CLIP``) are explained through their image tower
+    (:func:`xcam.embeddings.image_model`); no wrapper is needed.
+
+    Relation to class targets: on a classifier ``h(x) = W e(x) / ||e(x)||`` (a bias-free linear
+    head on the L2-normalized embedding, as CLIP's zero-shot classifier), ``S = h_c(x) / ||w_c||``
+    for ``r = w_c``: the similarity target is the class-``c`` score divided by the positive
+    constant ``||w_c||``, so every map linear in the score (Grad-CAM, HiResCAM, XGrad-CAM,
+    LayerCAM, occlusion, ...) is the class-``c`` map of ``h`` divided by ``||w_c||``. Without the
+    normalization (``h = W e``) they differ: the gradient of ``S`` is
+    ``(w_c / ||w_c|| - S e / ||e||) . de / ||e||``, not proportional to that of ``w_c . e``.
+
+    Args:
+        reference: a (D,) vector for every image, or (B, D): one per image of the batch (a
+            tensor, a numpy array or a sequence of floats; detached and copied).
+        eps: lower bound of ``||e_b||`` (a zero embedding scores 0, not NaN).
+
+    Raises:
+        TargetError: not a 1-D or 2-D array of numbers, or a reference of norm 0.
+        NonFiniteError: NaN or infinite entries in the reference.
+
+    Example:
+        >>> text = clip.get_text_features(**tokens)  # (1, D) -> reference (D,)
+        >>> xcam.GradCAM(clip, layer)(pixels, targets=xcam.targets.similarity(text[0]))
+    """
+
+    def __init__(self, reference: object, eps: float = 1e-8) -> None:
+        if _is_bool(reference) or (isinstance(reference, Tensor) and reference.dtype == torch.bool):
+            raise TargetError("similarity: reference must be a vector of numbers, got bools")
+        try:
+            ref = torch.as_tensor(reference.detach() if isinstance(reference, Tensor) else reference)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TargetError(
+                f"similarity: reference must be a (D,) or (B, D) tensor, numpy array or sequence of "
+                f"numbers, got {type(reference).__name__} ({err})"
+            ) from None
+        if ref.dtype == torch.bool or ref.is_complex():
+            raise TargetError(f"similarity: reference must hold real numbers, got dtype {ref.dtype}")
+        if not ref.dtype.is_floating_point:
+            ref = ref.float()
+        if ref.dim() not in (1, 2) or ref.numel() == 0:
+            raise TargetError(
+                f"similarity: reference must be a (D,) vector or (B, D) with one row per image, got "
+                f"shape {tuple(ref.shape)}; e.g. text_embeds[0] for one caption"
+            )
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise TargetError(f"similarity: eps must be a number > 0, got {eps!r}")
+        _check_finite(ref, f"similarity: the reference {tuple(ref.shape)}")
+        rows = ref.reshape(-1, ref.shape[-1]).clone()
+        norms = rows.double().norm(dim=1)
+        if bool((norms == 0).any()):
+            bad = (norms == 0).nonzero().flatten().tolist()
+            which = "the reference" if ref.dim() == 1 else f"reference rows {bad[:8]}"
+            raise TargetError(
+                f"similarity: {which} has norm 0, and the cosine similarity to a zero vector is "
+                "undefined; pass a non-zero reference (e.g. the caption's text embedding)"
+            )
+        self.reference = rows  # (1, D) or (B, D)
+        self.direction = (rows.double() / norms[:, None]).to(rows.dtype)  # unit rows
+        self.per_image = ref.dim() == 2
+        self.eps = float(eps)
+
+    @property
+    def dim(self) -> int:
+        """D, the embedding size the reference expects."""
+        return int(self.reference.shape[1])
+
+    def __repr__(self) -> str:
+        shape = tuple(self.reference.shape) if self.per_image else (self.dim,)
+        return f"similarity(reference of shape {shape})"
+
+    def embedding(self, output: object, output_fn: OutputFn | None = None) -> Tensor:
+        """The (n, D) embedding in a model output, checked against the reference."""
+        emb = embedding(output, output_fn)
+        if emb.dim() != 2:
+            hint = ("; it looks like a token sequence (B, N, D): pass output=lambda out: out[:, 0] "
+                    "(the class token) or out.mean(1)") if emb.dim() == 3 else (
+                    "; pass output=lambda out: ... returning the (B, D) embedding")
+            raise TargetError(
+                f"similarity: the model's embedding must be (B, D), got shape {tuple(emb.shape)}{hint}"
+            )
+        if emb.shape[1] != self.dim:
+            raise TargetError(
+                f"similarity: the reference has D={self.dim} entries but the model's embedding "
+                f"has D={emb.shape[1]}; pass a reference from the same embedding space (for CLIP: "
+                "the projected text embedding, get_text_features / encode_text, with the image "
+                "tower's projection)"
+            )
+        _check_finite(emb, f"the model's embedding ({tuple(emb.shape)})")
+        return emb
+
+    def cosine(self, emb: Tensor, direction: Tensor) -> Tensor:
+        """Cosine of (n, D) embeddings with (m, D) unit rows; n = m, or either is 1 (broadcast)."""
+        n, m = int(emb.shape[0]), int(direction.shape[0])
+        if n != m and 1 not in (n, m):
+            raise TargetError(
+                f"similarity: {m} references (one per image) for a batch of {n} embeddings; pass "
+                "one (D,) reference for every image, or a (B, D) reference with one row per image"
+            )
+        direction = direction.to(device=emb.device, dtype=emb.dtype)
+        norms: Tensor = emb.norm(dim=1).clamp_min(self.eps)
+        return (emb * direction).sum(dim=1) / norms
+
+    def __call__(self, output: object) -> Tensor:
+        """(B,) scores on a model output (a plain callable: every image against its reference)."""
+        return self.cosine(self.embedding(output), self.direction)
+
+
+class SimilarityTarget(Target):
+    """A :class:`similarity` target resolved for a call (see that class for the score).
+
+    Per-image references follow their images into modified copies (:meth:`follow`); a single
+    reference applies to every image.
+    """
+
+    def __init__(self, spec: similarity, batch_size: int, output_fn: OutputFn | None = None,
+                 direction: Tensor | None = None) -> None:
+        super().__init__(batch_size, output_fn)
+        self.spec = spec
+        self.direction = spec.direction if direction is None else direction  # (m, D) unit rows
+        m = int(self.direction.shape[0])
+        if direction is None and m != 1 and m != batch_size:
+            raise TargetError(
+                f"similarity: the reference holds {m} rows (one per image) for a batch of "
+                f"{batch_size} images; pass one (D,) reference for every image or one row per image"
+            )
+
+    def evaluate(
+        self, output: object, capture: Capture | None = None, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """See :meth:`Target.evaluate`: the cosine similarities, checked for shape and NaN."""
+        return None, self.spec.cosine(self.spec.embedding(output, self.output_fn), self.direction)
+
+    @property
+    def columns(self) -> Tensor | None:
+        """See :meth:`Target.columns`: one column per image when there is one reference per image."""
+        m = int(self.direction.shape[0])
+        return None if m == 1 else torch.arange(m, device=self.direction.device)
+
+    def raw_score(self, output: object, capture: Capture | None = None) -> object:
+        """See :meth:`Target.raw_score`: (n,) for one reference, else (n, m) against every reference."""
+        emb = self.spec.embedding(output, self.output_fn)
+        if self.direction.shape[0] == 1:
+            return self.spec.cosine(emb, self.direction)
+        direction = self.direction.to(device=emb.device, dtype=emb.dtype)
+        return emb @ direction.T / emb.norm(dim=1, keepdim=True).clamp_min(self.spec.eps)
+
+    def follow(self, rows: Tensor) -> Target:
+        """See :meth:`Target.follow`: per-image references follow their images."""
+        direction = self.direction
+        if direction.shape[0] > 1:
+            direction = direction[rows.to(direction.device)]
+        return SimilarityTarget(self.spec, int(rows.shape[0]), self.output_fn, direction)
+
+    def resized(self, batch_size: int) -> Target:
+        """See :meth:`Target.resized`: the references are kept (one image scores against all)."""
+        return SimilarityTarget(self.spec, batch_size, self.output_fn, self.direction)

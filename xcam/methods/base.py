@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .._checks import check_input_range, check_inputs
 from ..autolayer import auto_layer
 from ..capture import capture
+from ..embeddings import image_model
 from ..errors import (
     DeadEndWarning,
     GradientModeError,
@@ -95,8 +96,14 @@ class Explainer(abc.ABC):
         model: the model to explain.
         output: keyword-only; a callable ``f(model_output) -> (B, classes) Tensor`` that replaces
             the rules of :func:`xcam.outputs.logits` (tensor, ``.logits``, ``"logits"`` /
-            ``"out"``, first element of a tuple) for class targets. A callable ``targets=`` still
-            receives the raw model output.
+            ``"out"``, first element of a tuple) for class targets, and those of
+            :func:`xcam.embeddings.embedding` for similarity targets. A callable ``targets=``
+            still receives the raw model output.
+
+    A two-tower model (Hugging Face ``CLIPModel``, open_clip's ``CLIP``: a ``get_image_features``
+    or ``encode_image`` method) is explained through its image tower
+    (:func:`xcam.embeddings.image_model`; ``self.model`` is then that tower, whose layers carry
+    the model's names).
     """
 
     name: ClassVar[str] = ""
@@ -112,6 +119,9 @@ class Explainer(abc.ABC):
     """The kind of model the explainer needs, or ``None`` for any classifier (class scores out):
     :class:`~xcam.explanation.AttentionModel` for LFI-CAM, :class:`~xcam.explanation.Detector`
     for D-RISE. The test suites, ``compare --methods all`` and the coverage table read it."""
+    needs_class_targets: ClassVar[bool] = False
+    """True for explainers that explain classes only (CAM reads the classifier's weight row):
+    callable, unit, Finer and similarity targets are refused with a TargetError."""
 
     shares_pass: ClassVar[bool] = False
     """Declared need: the map is a function of ONE forward pass on the clean inputs (the scores and
@@ -136,7 +146,7 @@ class Explainer(abc.ABC):
                 f"output must be a callable model_output -> (B, classes) tensor, or None for "
                 f"xcam's rules (see xcam.outputs); got {type(output).__name__}"
             )
-        self.model = model
+        self.model = image_model(model)  # a two-tower model (CLIP): its image tower
         self.output = output
         self._range_checked = False
 

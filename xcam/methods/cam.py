@@ -39,6 +39,7 @@ class CAM(CAMExplainer):
     """
 
     needs_gradients = False
+    needs_class_targets = True
 
     def __init__(
         self,

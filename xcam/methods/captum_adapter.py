@@ -159,7 +159,7 @@ class CaptumAttribution(Explainer):
             with capture(self.model, taps, eval_mode=False) as cap:
                 return target.raw_score(self.model(x), cap)  # type: ignore[return-value]
 
-        return forward_func, None
+        return forward_func, target.columns  # per-image columns (similarity), else None
 
     def explain(self, inputs: Tensor, target: Target) -> Explanation:
         """The captum attribution of the batch, reduced over channels (see the class doc)."""

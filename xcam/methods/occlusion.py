@@ -284,11 +284,11 @@ class Occlusion(Explainer):
                                explicit=self.channels_last is True)
             if n_clean:
                 state.indices, state.clean = self._scores(state.target, output, cap,
-                                                          slice(0, n_clean), len(items))
+                                                          slice(0, n_clean), samples)
                 state.fixed = state.target.fixed(state.indices)
             if len(occ_samples):
                 _, scores = self._scores(state.fixed.follow(occ_samples), output, cap,
-                                         slice(n_clean, None), len(items))
+                                         slice(n_clean, None), samples, state.fixed)
         if len(occ_samples):
             assert state.clean is not None
             diff = (state.clean[occ_samples] - scores).to(totals.dtype)
@@ -371,14 +371,15 @@ class Occlusion(Explainer):
             engine.plan(env, windows, image_size)
             return engine.cost(env)
 
-    def _scores(self, target: Target, output: object, cap: Capture, rows: slice,
-                n: int) -> tuple[Tensor | None, Tensor]:
-        """Class indices and scores of the rows ``rows`` of a batch of ``n`` just run inside ``cap``.
+    def _scores(self, target: Target, output: object, cap: Capture, rows: slice, samples: Tensor,
+                whole: Target | None = None) -> tuple[Tensor | None, Tensor]:
+        """Class indices and scores of the rows ``rows`` of a batch just run inside ``cap``.
 
-        A callable or unit target scores the whole raw output (it may be a dict or a tuple), then
-        the rows are taken from its (n,) scores; class targets read the rows of
-        :func:`xcam.outputs.logits`.
+        Row ``r`` of the batch copies sample ``samples[r]``. A callable or unit target scores the
+        whole raw output (it may be a dict or a tuple), following every row's sample
+        (``whole``, the target of the samples, defaults to ``target``), then the rows are taken
+        from its scores; class targets read the rows of :func:`xcam.outputs.logits`.
         """
         if not target.is_class:
-            return None, target.resized(n).score(output, cap)[rows]
+            return None, (whole or target).follow(samples).score(output, cap)[rows]
         return target.on_logits(logits(output, self.output)[rows])

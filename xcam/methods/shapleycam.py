@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -14,6 +16,15 @@ from ..targets import Target
 from .base import CAMExplainer, LayerPass, weighted_sum
 
 __all__ = ["ShapleyCAM"]
+
+
+def _math_attention() -> contextlib.AbstractContextManager[object]:
+    """Scaled-dot-product attention by its math kernel: the fused ones have no double backward."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: the math kernel is the fallback anyway
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 @register_explainer("shapleycam")
@@ -51,7 +62,8 @@ class ShapleyCAM(CAMExplainer):
         tap = self.tap(inputs)
         unit_taps = target.taps(self.model)
         size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-        with torch.enable_grad(), capture(self.model, [tap, *unit_taps]) as cap:
+        # attention (ViT, CLIP) runs by its math kernel: the Hessian-vector product needs it
+        with torch.enable_grad(), _math_attention(), capture(self.model, [tap, *unit_taps]) as cap:
             output = self.model(inputs)
             for unit_tap in unit_taps:
                 if cap.order(unit_tap) < cap.order(tap):
