@@ -235,7 +235,7 @@ def test_gradcampp_is_not_scale_equivariant(nets):
 
 def _takes_targets(name: str) -> bool:
     cls = EXPLAINERS.get(name)
-    return not (cls.is_control or cls.needs_class_targets or getattr(cls, "model_type", None))
+    return not (cls.is_control or cls.needs_class_targets or cls.model_type is not None)
 
 
 TAKES = [n for n in xcam.list_explainers() if _takes_targets(n)]
