@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from .errors import OutputError
 from .outputs import OutputFn
 
-__all__ = ["EMBEDDING_FIELDS", "IMAGE_METHODS", "embedding", "image_model", "ImageTower"]
+__all__ = ["EMBEDDING_FIELDS", "IMAGE_METHODS", "embedding", "image_model", "source_model", "ImageTower"]
 
 #: fields that hold an image embedding in a model output, in the order they are tried
 EMBEDDING_FIELDS = ("image_embeds", "image_features", "pooler_output")
@@ -128,3 +128,10 @@ def image_model(model: nn.Module) -> nn.Module:
         if callable(getattr(model, method, None)):
             return ImageTower(model, method)
     return model
+
+
+def source_model(model: nn.Module) -> nn.Module:
+    """The model an :class:`ImageTower` wraps, or ``model`` itself (the inverse of :func:`image_model`)."""
+    source = model.source if isinstance(model, ImageTower) else model
+    assert isinstance(source, nn.Module)
+    return source

@@ -183,3 +183,19 @@ def test_the_docs_page_runs_as_pasted():
             exec(compile(code, str(page), "exec"), namespace)
     assert namespace["explanation"].maps.shape == (2, 32, 32)  # type: ignore[attr-defined]
     assert namespace["why"].maps.shape == (1, 32, 32)  # type: ignore[attr-defined]
+
+
+def test_one_shared_pass_equals_the_methods_alone(clip):
+    """xcam.explain on a two-tower model: the shared pass runs the image tower too."""
+    model, text, layer = clip
+    target = similarity(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shared = xcam.explain(model, X, ["gradcam", "layercam", "occlusion"], targets=target,
+                              layer=layer)
+        alone = xcam.GradCAM(model, layer)(X, target)
+        built = xcam.explain(model, X, [xcam.GradCAM(model, layer)], targets=target)
+    assert float(alone.low_res.abs().max()) > 0
+    assert torch.equal(shared["gradcam"].low_res, alone.low_res)
+    assert torch.equal(built["gradcam"].low_res, alone.low_res)
+    assert shared["occlusion"].maps.shape == (2, 32, 32)

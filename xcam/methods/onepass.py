@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_inputs
+from ..embeddings import image_model, source_model
 from ..errors import GradientModeError, InputError, InputTypeError
 from ..explanation import Explanation
 from ..layers import LayerSpec, Tap
@@ -85,7 +86,7 @@ def build_explainers(
                 kwargs["output"] = output
             out[key] = cls(model, **kwargs)
         elif isinstance(spec, Explainer):
-            if spec.model is not model:
+            if source_model(spec.model) is not model:  # a two-tower model: its image tower
                 raise InputError(
                     f"methods[{key!r}] explains another model; build it on the model passed to "
                     f"xcam.explain, e.g. xcam.create({spec.name!r}, model)"
@@ -137,6 +138,7 @@ def explain(
     backward pass if any of them ``needs_gradients``; the others run their own passes.
     """
     explainers = build_explainers(model, methods, layer=layer, output=output)
+    model = image_model(model)  # a two-tower model (CLIP): its image tower, as each explainer's
     sharing = {k: e for k, e in explainers.items() if e.shares_pass}
     results: dict[str, Explanation] = {}
     if sharing:
