@@ -310,3 +310,69 @@ def test_registered_with_the_model_type_flag():
     for name in REFERENCES:
         cls = xcam.registry.EXPLAINERS.get(name.split("-")[0])
         assert cls.model_type is ViTModel and not cls.needs_layer
+
+
+# -- more architectures: the recording changes nothing, the head is understood --------------------
+def _timm_arch(name: str, **kw) -> nn.Module:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, img_size=56, depth=2, num_classes=5, **kw).eval()
+
+
+def _hf_arch(kind: str) -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    small = dict(image_size=56, patch_size=14, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=32, num_labels=5)
+    if kind == "dinov2-registers":
+        cfg = transformers.Dinov2WithRegistersConfig(num_register_tokens=4, **small)
+        return transformers.Dinov2WithRegistersForImageClassification(cfg).eval()
+    config, model = {"deit": ("DeiTConfig", "DeiTForImageClassification"),
+                     "dinov2": ("Dinov2Config", "Dinov2ForImageClassification"),
+                     "beit": ("BeitConfig", "BeitForImageClassification")}[kind]
+    return getattr(transformers, model)(getattr(transformers, config)(**small)).eval()
+
+
+ARCHS = {
+    "timm-dinov2-registers": lambda: _timm_arch("vit_small_patch14_reg4_dinov2"),
+    "timm-deit3": lambda: _timm_arch("deit3_small_patch16_224"),
+    "timm-beit": lambda: _timm_arch("beit_base_patch16_224"),
+    "timm-eva02": lambda: _timm_arch("eva02_tiny_patch14_224"),
+    "timm-avgpool-no-class-token": lambda: _timm_arch("vit_tiny_patch16_224", global_pool="avg",
+                                                      class_token=False),
+    "hf-deit": lambda: _hf_arch("deit"),
+    "hf-dinov2": lambda: _hf_arch("dinov2"),
+    "hf-dinov2-registers": lambda: _hf_arch("dinov2-registers"),
+    "hf-beit": lambda: _hf_arch("beit"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_architectures(arch):
+    """Recording A leaves the logits as they were; A's rows are probabilities; the model's own
+    pooling of the last block's tokens gives its logits; the three explainers give finite maps."""
+    from xcam.methods._attention import record
+
+    model = ARCHS[arch]()
+    x = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(3))
+    layout = find_vit(model)
+    assert layout is not None
+    with torch.no_grad():
+        plain = model(x)
+        with record(layout, range(len(layout.blocks)), tokens=True) as rec:
+            recorded = model(x)
+    plain, recorded = getattr(plain, "logits", plain), getattr(recorded, "logits", recorded)
+    assert rel(recorded, plain) < 1e-5
+    for attn in rec.all_attentions():
+        assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
+    assert rel(project(layout, rec.tokens[-1], "token"), plain) < 1e-5
+    cls = int(plain.argmax())
+    for explainer in (AttentionRollout(model), CheferRelevance(model), LeGrad(model, pooling="token")):
+        exp = quiet(explainer, x, targets=cls)
+        assert exp.maps.shape == (1, 56, 56) and torch.isfinite(exp.maps).all()
+        assert float(exp.low_res.amax()) > 0
+
+
+def test_legrad_mean_pooling_needs_a_one_token_head():
+    with pytest.raises(ValueError, match="pooling='token'.*projection="):
+        quiet(LeGrad(_hf_arch("dinov2")), torch.randn(1, 3, 56, 56))

@@ -107,7 +107,7 @@ def _torchvision(model: nn.Module) -> ViTLayout | None:
 
 def _timm(model: nn.Module) -> ViTLayout | None:
     blocks_mod = getattr(model, "blocks", None)
-    if not isinstance(blocks_mod, nn.Sequential) or not hasattr(model, "num_prefix_tokens") \
+    if not isinstance(blocks_mod, (nn.Sequential, nn.ModuleList)) or not hasattr(model, "num_prefix_tokens") \
             or not hasattr(model, "patch_embed") or not hasattr(model, "forward_head"):
         return None
     blocks = list(blocks_mod)
@@ -147,9 +147,23 @@ def _huggingface(model: nn.Module) -> ViTLayout | None:
     if not found or not isinstance(classifier, nn.Module) or base is None:
         return None
     norm: nn.Module = base.layernorm  # type: ignore[assignment]
+    registers = int(getattr(config, "num_register_tokens", 0) or 0)
+
+    pooler = getattr(base, "pooler", None)
+
+    def token_head(z: Tensor) -> Tensor:
+        z = norm(z)
+        pooled = z[:, 0]
+        if isinstance(pooler, nn.Module):  # BEiT: its pooler (mean of the patch tokens, norm)
+            pooled = pooler(z)
+        elif getattr(classifier, "in_features", None) == 2 * z.shape[-1]:
+            # DINOv2: [class token, mean of the patch tokens] (register tokens left out)
+            pooled = torch.cat([pooled, z[:, 1 + registers:].mean(dim=1)], dim=1)
+        out: Tensor = classifier(pooled)
+        return out
+
     return ViTLayout("huggingface", [n for n, _, _ in found], [b for _, b, _ in found],
-                     [a for _, _, a in found], _pair(config.patch_size), norm, classifier,
-                     lambda z: classifier(norm(z)[:, 0]))
+                     [a for _, _, a in found], _pair(config.patch_size), norm, classifier, token_head)
 
 
 def find_vit(model: nn.Module) -> ViTLayout | None:
@@ -450,7 +464,14 @@ def project(layout: ViTLayout, tokens: Tensor, pooling: Pooling) -> Tensor:
     ``"token"``: the model's own pooling after its final norm (the class token for
     torchvision / Hugging Face ViTs, timm's ``forward_head``).
     """
-    if pooling == "mean":
-        return layout.head(layout.norm(tokens.mean(dim=1)))
-    return layout.token_head(tokens)
+    try:
+        if pooling == "mean":
+            return layout.head(layout.norm(tokens.mean(dim=1)))
+        return layout.token_head(tokens)
+    except RuntimeError as err:  # e.g. a head that takes more than one pooled token
+        raise InputError(
+            f"LeGrad could not apply the model's head to the tokens of a block with "
+            f"pooling={pooling!r} ({err}); try pooling='token' (the model's own pooling), or pass "
+            "projection= mapping tokens (B, N, D) to class scores"
+        ) from err
 
