@@ -192,20 +192,27 @@ def _overlay_stems(paths: list[str]) -> list[str]:
 
 
 def _explainers(args: argparse.Namespace, model: Any) -> dict[str, Any]:
-    """The explainers of ``--methods``, with ``--method-arg`` and ``--layer`` applied."""
+    """The explainers of ``--methods`` (any spelling: ``gradcam++``), by registered name.
+
+    ``--method-arg``, ``--layer`` (comma-separated: several layers, fused) and ``--fuse`` applied.
+    """
     from ..evaluation.report import is_control
-    from ..registry import create
+    from ..registry import EXPLAINERS, create
 
     method_kwargs = _kwargs(args.method_arg, "method")
+    layers = [x.strip() for x in (args.layer or "").split(",") if x.strip()]
     explainers = {}
-    for m in _names(args.methods, "method"):
-        kw = dict(method_kwargs.get(m, {}))
-        if args.layer and not is_control(m):
-            kw.setdefault("layer", args.layer)
+    for given in _names(args.methods, "method"):
+        m = EXPLAINERS.canonical(given)
+        kw = {**method_kwargs.get(m, {}), **method_kwargs.get(given, {})}
+        if layers and not is_control(m):
+            kw.setdefault("layer", layers[0] if len(layers) == 1 else layers)
+            if len(layers) > 1 and getattr(args, "fuse", None):
+                kw.setdefault("fuse", args.fuse)
         try:
             explainers[m] = create(m, model, **kw)
         except TypeError as err:
-            raise _UsageError(f"--method-arg for {m}: {err}") from None
+            raise _UsageError(f"--method-arg for {given}: {err}") from None
     return explainers
 
 
@@ -232,17 +239,56 @@ def _explain(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     categories = _Categories()
     failed = 0
+    records: list[dict[str, Any]] = []
     bar = tqdm(total=len(args.images) * len(explainers), desc="xcam explain", unit="map",
                disable=args.no_progress or not sys.stderr.isatty())
-    for path, stem in zip(args.images, _overlay_stems(args.images)):
-        failed += _explain_image(args, path, out / stem, model, prep, device, explainers, categories, bar)
-    bar.close()
+    try:
+        for path, stem in zip(args.images, _overlay_stems(args.images)):
+            record: dict[str, Any] = {"path": str(path), "stem": stem}
+            records.append(record)
+            failed += _explain_image(args, path, out / stem, model, prep, device, explainers,
+                                     categories, bar, record)
+    finally:
+        bar.close()
+        _write_manifest(out / "manifest.json", args, prep, device, explainers, records)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _write_manifest(dest: Path, args: argparse.Namespace, prep: Any, device: str,
+                    explainers: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """``manifest.json``: versions, settings, and per image its class and the files written."""
+    import platform
+
+    import torch
+
+    versions = {"xcam": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for package in ("torchvision", "numpy", "timm", "transformers"):
+        module = sys.modules.get(package)
+        if module is not None:
+            versions[package] = str(getattr(module, "__version__", "?"))
+    manifest = {
+        "command": "xcam explain",
+        "argv": sys.argv[1:],
+        "versions": versions,
+        "settings": {
+            "model": args.model, "weights": args.weights, "num_classes": args.num_classes,
+            "preprocess": repr(prep), "device": device, "seed": args.seed,
+            "target": args.target, "layer": args.layer, "fuse": getattr(args, "fuse", None),
+            "alpha": args.alpha,
+        },
+        "methods": {m: {"class": type(e).__name__, "params": e.params()} for m, e in explainers.items()},
+        "images": records,
+    }
+    dest.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+
 def _explain_image(args: argparse.Namespace, path: str, stem: Path, model: Any, prep: Any, device: str,
-                   explainers: dict[str, Any], categories: _Categories, bar: Any) -> int:
-    """Explain one image with every explainer and write ``{stem}_{method}.png``; returns the failures."""
+                   explainers: dict[str, Any], categories: _Categories, bar: Any,
+                   record: dict[str, Any]) -> int:
+    """Explain one image with every explainer; write ``{stem}_{method}.png`` and ``.npy``.
+
+    Returns the number of failures; fills ``record`` (for the manifest).
+    """
     import torch
 
     from ..errors import XcamError
@@ -251,8 +297,11 @@ def _explain_image(args: argparse.Namespace, path: str, stem: Path, model: Any, 
 
     try:
         loaded = load_images([path], preprocess=prep)
+        original = loaded.original_sizes[0]
+        photo = load_images([path], preprocess=type(prep).named("none", original)).images[0]
     except ImageLoadError as err:
         print(f"xcam: skipped {path}: {err}", file=sys.stderr)
+        record["error"] = str(err)
         bar.update(len(explainers))
         return 1
     x = loaded.inputs.to(device)
@@ -260,48 +309,87 @@ def _explain_image(args: argparse.Namespace, path: str, stem: Path, model: Any, 
         with torch.no_grad():
             probs = logits(model(x)).float().softmax(1)
     except (XcamError, RuntimeError, ValueError, TypeError) as err:
-        print(f"xcam: skipped {path}: the model failed on it ({type(err).__name__}: "
-              f"{' '.join(str(err).split())})", file=sys.stderr)
+        message = f"the model failed on it ({type(err).__name__}: {' '.join(str(err).split())})"
+        print(f"xcam: skipped {path}: {message}", file=sys.stderr)
+        record["error"] = message
         bar.update(len(explainers))
         return 1
     target = int(probs.argmax()) if args.target is None else args.target
     if not 0 <= target < probs.shape[1]:
         raise _UsageError(f"--target {target} is outside the model's {probs.shape[1]} classes")
     name = categories.name(target, int(probs.shape[1]))
-    print(f"{path}: {name} (class {target}, p={float(probs[0, target]):.3f})")
+    p_target = float(probs[0, target])
+    print(f"{path}: {name} (class {target}, p={p_target:.3f})")
+    record.update({"original_size": list(original), "input_size": list(x.shape[-2:]), "target": target,
+                   "class_name": name, "probability": p_target, "outputs": {}})
     failed = 0
     for m, explainer in explainers.items():
         try:
             exp = explainer(x, torch.tensor([target], device=x.device))
         except (XcamError, ValueError, RuntimeError, TypeError) as err:
             print(f"xcam: {m} failed on {path}: {' '.join(str(err).split())}", file=sys.stderr)
+            record["outputs"][m] = {"error": " ".join(str(err).split())}
             failed += 1
         else:
-            failed += _write_overlay(stem.parent / f"{stem.name}_{m}.png", loaded.images[0], exp, m,
-                                     args.alpha)
+            title = f"{name} (p={p_target:.2f}) - {m}"
+            files = _write_outputs(stem.parent / f"{stem.name}_{m}", photo, original, prep, exp, title,
+                                   args.alpha)
+            if files is None:
+                failed += 1
+            else:
+                record["outputs"][m] = {**files, "layer": exp.layer, "score": float(exp.scores[0])}
+                print(f"  {m:>16}: layer {exp.layer or '-'} -> {files['overlay']}")
         bar.update(1)
     return failed
 
 
-def _write_overlay(dest: Path, image: Any, exp: Any, method: str, alpha: float) -> int:
-    """Write the overlay of ``exp``'s map on ``image`` to ``dest``; returns 1 if it failed, else 0."""
+def _titled(image: Any, title: str) -> Any:
+    """``image`` (uint8 RGB) with ``title`` written in a dark band across its top (same size)."""
     import cv2
 
+    out = image.copy()
+    h, w = out.shape[:2]
+    scale = max(0.35, min(w, 4 * h) / 900)
+    thickness = max(1, round(scale * 1.5))
+    (tw, th), base = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    if tw > w - 8:  # long class names on small images: shrink to fit
+        scale *= (w - 8) / tw
+        (tw, th), base = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = min(h, th + base + 8)
+    out[:band] = (out[:band].astype("float32") * 0.35).astype(out.dtype)
+    cv2.putText(out, title, (4, band - base - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thickness, cv2.LINE_AA)
+    return out
+
+
+def _write_outputs(base: Path, photo: Any, original: tuple[int, int], prep: Any, exp: Any, title: str,
+                   alpha: float) -> dict[str, str] | None:
+    """The overlay at the photo's own size, titled (``base.png``), and the raw map (``base.npy``).
+
+    The raw map is the explanation's (H, W) float32 map at the model's input resolution; the
+    overlay maps it back onto the photo (:func:`xcam.evaluation.data.map_to_original`).
+    """
+    import cv2
+    import numpy as np
+
+    from ..evaluation.data import map_to_original
     from ..viz import overlay
 
-    ok = cv2.imwrite(str(dest), cv2.cvtColor(overlay(image, exp.maps[0], alpha=alpha), cv2.COLOR_RGB2BGR))
-    if not ok:
+    raw = exp.maps[0].detach().float().cpu()
+    np.save(base.with_suffix(".npy"), raw.numpy())
+    on_photo = map_to_original(raw, original, prep)
+    picture = _titled(overlay(photo, on_photo, alpha=alpha), title)
+    dest = base.with_suffix(".png")
+    if not cv2.imwrite(str(dest), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
         print(f"xcam: could not write {dest}", file=sys.stderr)
-        return 1
-    print(f"  {method:>16}: layer {exp.layer or '-'} -> {dest}")
-    return 0
+        return None
+    return {"overlay": dest.name, "map": base.with_suffix(".npy").name}
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..evaluation.compare import compare, plan
+    from ..evaluation.compare import compare
 
-    if not args.dry_run:
-        _out_folder(args.out)
+    _out_folder(args.out)
     model, prep, device = _model(args)
     metrics = _names(args.metrics, "metric") if args.metrics else None
     methods = _names(args.methods, "method") if args.methods else None
@@ -315,20 +403,15 @@ def _compare(args: argparse.Namespace) -> int:
             raise _UsageError(f"--targets must be auto, label, predicted or a class index, got "
                               f"{args.targets!r}") from None
     name = args.model if args.weights in (None, "none") else f"{args.model} ({args.weights})"
-    options: dict[str, Any] = dict(
-        preprocess=prep, image_size=prep.size,
+    result = compare(
+        model, args.data, methods, metrics, out=args.out, preprocess=prep, image_size=prep.size,
         targets=targets, method_kwargs=_kwargs(args.method_arg, "method"),
         metric_kwargs=_kwargs(args.metric_arg, "metric"), controls=not args.no_controls,
         seed=args.seed, device=device, columns=args.columns, limit=args.limit,
-        grid_images=args.grid_images, sanity_images=args.sanity_images, batch_size=args.batch_size,
-        num_workers=args.num_workers, model_name=name, classes=_classes(args),
+        grid_images=args.grid_images, sanity_images=args.sanity_images,
+        progress=False if args.no_progress else None, overwrite=args.overwrite,
+        report=not args.no_report, model_name=name, classes=_classes(args),
     )
-    if args.dry_run:
-        print(plan(model, args.data, methods, metrics, **options))
-        return EXIT_OK
-    result = compare(model, args.data, methods, metrics, out=args.out,
-                     progress=False if args.no_progress else None, overwrite=args.overwrite,
-                     report=not args.no_report, **options)
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return EXIT_OK
     _print_summary(result)
@@ -449,8 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_explain_parser(sub: Any) -> None:
     """``xcam explain IMAGE ... --methods ... --out ...``."""
     explain = sub.add_parser(
-        "explain", help="explain images with one or more methods; writes overlays",
-        description="Explain each IMAGE with each method and write IMAGE-STEM_METHOD.png overlays.",
+        "explain", help="explain images with one or more methods; writes overlays, maps, a manifest",
+        description="Explain each IMAGE with each method. Writes IMAGE-STEM_METHOD.png (the overlay at "
+                    "the photo's own size, titled with the class name), IMAGE-STEM_METHOD.npy (the raw "
+                    "map at the model's input size) and manifest.json (versions, settings, files).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_model_options(explain)
@@ -459,7 +544,10 @@ def _add_explain_parser(sub: Any) -> None:
     explain.add_argument("--out", default="xcam-maps", help="output folder")
     explain.add_argument("--target", type=int, default=None, help="class to explain (default: top class)")
     explain.add_argument("--layer", default=None,
-                         help="layer for the CAM-family methods (default: automatic)")
+                         help="layer for the CAM-family methods (default: automatic); several, "
+                              "comma-separated, are fused (--fuse)")
+    explain.add_argument("--fuse", choices=("mean", "max"), default="mean",
+                         help="how maps of several layers combine: mean (pytorch-grad-cam), max (torch-cam)")
     explain.add_argument("--alpha", type=float, default=0.5, help="weight of the map in the overlay")
     explain.add_argument("--method-arg", action="append", metavar="METHOD.ARG=VALUE",
                          help="explainer constructor argument, repeatable (e.g. occlusion.window=[16,16])")
@@ -507,14 +595,7 @@ def _add_compare_parser(sub: Any) -> None:
                      help="class names for the report and tables: one per line, or a JSON list / "
                           "object (default: the names the weights state, e.g. ImageNet's)")
     cmp.add_argument("--no-report", action="store_true", help="CSV and JSON only")
-    cmp.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
-    cmp.add_argument("--batch-size", type=int, default=32,
-                     help="images per batch through the model, every method and metric")
-    cmp.add_argument("--num-workers", type=int, default=0,
-                     help="DataLoader processes that decode images (0: the main process)")
-    cmp.add_argument("--dry-run", action="store_true",
-                     help="print forward passes per method and metric and an estimated time "
-                          "(from one timed batch); write nothing")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)
 
 

@@ -117,7 +117,7 @@ class AblationCAM(CAMExplainer):
     (an experimental skip of channels) has no counterpart here.
 
     Args:
-        model, layer, channels: as for :class:`~xcam.methods.GradCAM`.
+        model, layer, channels, fuse: as for :class:`~xcam.methods.GradCAM`.
         batch_size: most ablated copies per forward pass.
         progress: ``True`` always shows a progress bar, ``False`` never, ``None`` after 2 s.
         channels_last: memory format of the ablated batches (see :class:`~xcam.methods.ScoreCAM`).
@@ -133,7 +133,7 @@ class AblationCAM(CAMExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = None,
+        layer: LayerSpec | Sequence[LayerSpec] | None = None,
         batch_size: int = 32,
         channels: Sequence[int] | None = None,
         progress: bool | None = None,
@@ -141,9 +141,10 @@ class AblationCAM(CAMExplainer):
         *,
         output: OutputFn | None = None,
         eigen_smooth: bool = False,
+        fuse: str = "mean",
     ) -> None:
         super().__init__(model, layer=layer, channels=channels, output=output,
-                         eigen_smooth=eigen_smooth)
+                         eigen_smooth=eigen_smooth, fuse=fuse)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.channels_last = check_channels_last(channels_last)
         self.progress = progress

@@ -15,10 +15,11 @@ keyword-only ``output=`` of every explainer replaces.
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +42,7 @@ from ..layers import LayerSpec, Tap, resolve_layer, to_nchw
 from ..outputs import OutputFn
 from ..postprocess import upsample
 from ..targets import Target, Targets, resolve
+from ._fuse import check_fuse, fuse_maps
 
 __all__ = [
     "Explainer", "CAMExplainer", "check_inputs", "LayerPass", "SharedPass", "run_pass", "weighted_sum",
@@ -345,13 +347,17 @@ class CAMExplainer(Explainer):
     Args:
         model: a CNN (or any model whose ``layer`` outputs (B, C, h, w)).
         layer: dotted name (``"layer4"``, ``"avgpool:input"``), module, or ``None`` to choose
-            automatically (announced with a warning).
+            automatically (announced with a warning); or a list of them (pytorch-grad-cam's
+            ``target_layers``): the method runs on each layer and the maps are fused (``fuse``).
         channels: restrict the weighted sum to these feature maps (indices into C).
         output: keyword-only; reads the class scores in the model output (see :class:`Explainer`).
         eigen_smooth: keyword-only; replace ``ReLU( sum_k w_k F_k )`` by the ReLU of the weighted
             features' projection on their first principal component (pytorch-grad-cam's option,
             see :func:`eigen_smooth`). Methods whose map is not a per-channel weighted sum
             (HiResCAM, LayerCAM) refuse it with an :class:`~xcam.errors.InputError`.
+        fuse: keyword-only; with several layers, ``"mean"`` (pytorch-grad-cam: mean of the
+            per-layer min-max normalized, upsampled maps, normalized again) or ``"max"`` (torch-cam:
+            their element-wise maximum). Fused maps are in [0, 1]; ``low_res`` is None.
     """
 
     shares_pass = True
@@ -359,18 +365,28 @@ class CAMExplainer(Explainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = None,
+        layer: LayerSpec | Sequence[LayerSpec] | None = None,
         channels: Sequence[int] | None = None,
         *,
         output: OutputFn | None = None,
         eigen_smooth: bool = False,
+        fuse: str = "mean",
     ) -> None:
         super().__init__(model, output=output)
         if not isinstance(eigen_smooth, bool):
             raise InputTypeError(f"eigen_smooth must be True or False, got {eigen_smooth!r}")
         self.eigen_smooth = eigen_smooth
         self.layer = layer
-        self._tap: Tap | None = None if layer is None else resolve_layer(model, layer)
+        self.fuse = check_fuse(fuse)
+        # layer=[a, b, ...]: one map per layer, fused (see xcam.methods._fuse); one layer is that layer
+        layers = list(layer) if isinstance(layer, (list, tuple)) else None
+        if layers is not None and not layers:
+            raise InputError("layer is an empty list; pass a layer, a list of layers, or None")
+        self._taps = [resolve_layer(model, x) for x in layers] if layers and len(layers) > 1 else None
+        single = cast(LayerSpec | None, layers[0] if layers is not None else layer)
+        self._tap: Tap | None = None if single is None or self._taps else resolve_layer(model, single)
+        if self._taps:
+            self.shares_pass = False  # type: ignore[misc]  # one pass per layer: xcam.explain calls it
         if channels is not None:
             if isinstance(channels, (str, bytes)) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in channels
@@ -383,11 +399,20 @@ class CAMExplainer(Explainer):
     def params(self) -> dict[str, Any]:
         """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""
         out: dict[str, Any] = {"layer": self._tap.label if self._tap else self.layer}
+        if getattr(self, "_taps", None):
+            out["layer"] = [tap.label for tap in self._taps or []]
+            out["fuse"] = self.fuse
         if self.channels is not None:
             out["channels"] = self.channels
         if getattr(self, "eigen_smooth", False):
             out["eigen_smooth"] = True
         return out
+
+    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
+        """See :meth:`Explainer.__call__`; ``layer=[...]``: one call per layer, the maps fused."""
+        if getattr(self, "_taps", None):
+            return self._fused(inputs, targets)
+        return super().__call__(inputs, targets)
 
     def within_call(self, compute: Callable[[], Explanation]) -> Explanation:
         """See :meth:`Explainer.within_call`; with ``eigen_smooth`` the weighted sums are projected."""
@@ -406,6 +431,20 @@ class CAMExplainer(Explainer):
                 "or a method with channel weights (gradcam, gradcampp, xgradcam, ...)"
             )
         return explanation
+
+    def _fused(self, inputs: Tensor, targets: Targets) -> Explanation:
+        """``layer=[...]``: this method on each layer, the maps fused (see :mod:`._fuse`)."""
+        per_layer = []
+        for tap in self._taps or []:
+            one = copy.copy(self)
+            one._taps, one._tap = None, tap
+            per_layer.append(one(inputs, targets))
+            self.mark_range_checked()
+        size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+        maps = fuse_maps([e.low_res if e.low_res is not None else e.maps for e in per_layer], size,
+                         self.fuse)
+        return replace(per_layer[0], maps=maps, low_res=None, params=self.params(),
+                       layer="+".join(e.layer or "?" for e in per_layer))
 
     def tap(self, inputs: Tensor) -> Tap:
         """The explained layer; chosen automatically on the first call when ``layer=None``."""

@@ -52,7 +52,7 @@ class OptiCAM(CAMExplainer):
     Cost: one forward pass, then ``steps`` forward and backward passes of the batch.
 
     Args:
-        model, layer, channels: as for :class:`~xcam.methods.GradCAM`.
+        model, layer, channels, fuse: as for :class:`~xcam.methods.GradCAM`.
         steps: optimization steps (default 100, the paper's).
         lr: Adam's learning rate (default 0.1, the paper's).
         init_std: deviation of the random start of ``u`` (default 0: the paper's uniform start).
@@ -63,7 +63,7 @@ class OptiCAM(CAMExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = None,
+        layer: LayerSpec | Sequence[LayerSpec] | None = None,
         channels: Sequence[int] | None = None,
         steps: int = 100,
         lr: float = 0.1,
@@ -71,8 +71,9 @@ class OptiCAM(CAMExplainer):
         seed: int | None = None,
         *,
         output: OutputFn | None = None,
+        fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer, channels, output=output)
+        super().__init__(model, layer, channels, output=output, fuse=fuse)
         self.steps = check_positive_int("steps", steps)
         self.lr = check_number("lr", lr, minimum=0.0)
         self.init_std = check_number("init_std", init_std, minimum=0.0)

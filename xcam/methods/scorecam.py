@@ -54,7 +54,7 @@ class ScoreCAM(CAMExplainer):
     appears when a call runs longer than two seconds.
 
     Args:
-        model, layer, channels: as for :class:`~xcam.methods.GradCAM`.
+        model, layer, channels, fuse: as for :class:`~xcam.methods.GradCAM`.
         batch_size: most masked images per forward pass (default 16: on the CPU small batches keep
             the activations in cache and run faster per image; raise it on a GPU).
         subtract_baseline: subtract the zero image's score from every weight.
@@ -70,7 +70,7 @@ class ScoreCAM(CAMExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = None,
+        layer: LayerSpec | Sequence[LayerSpec] | None = None,
         batch_size: int = 16,
         subtract_baseline: bool = False,
         channels: Sequence[int] | None = None,
@@ -78,8 +78,9 @@ class ScoreCAM(CAMExplainer):
         channels_last: bool | None = None,
         *,
         output: OutputFn | None = None,
+        fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output)
+        super().__init__(model, layer=layer, channels=channels, output=output, fuse=fuse)
         self.channels_last = check_channels_last(channels_last)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.subtract_baseline = bool(subtract_baseline)

@@ -49,7 +49,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
     ``batch_size`` and two calls with the same seed are bit-identical.
 
     Args:
-        model, layer, channels: as for :class:`~xcam.methods.GradCAM`.
+        model, layer, channels, fuse: as for :class:`~xcam.methods.GradCAM`.
         n_samples: number of noisy copies per image (default 16).
         noise_level: noise standard deviation relative to the input's value range (default 0.15).
         batch_size: most images per forward/backward pass (default 32).
@@ -62,7 +62,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: LayerSpec | None = None,
+        layer: LayerSpec | Sequence[LayerSpec] | None = None,
         n_samples: int = 16,
         noise_level: float = 0.15,
         batch_size: int = 32,
@@ -70,8 +70,9 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         channels: Sequence[int] | None = None,
         *,
         output: OutputFn | None = None,
+        fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output)
+        super().__init__(model, layer=layer, channels=channels, output=output, fuse=fuse)
         for arg, value in (("n_samples", n_samples), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputTypeError(f"{arg} must be an int, got {type(value).__name__}")
