@@ -95,6 +95,26 @@ def test_mean_band_brackets_the_mean_and_is_seeded():
     assert mean_band(curves[:1]).low == curves[0].tolist()
 
 
+def test_mean_band_equals_a_plain_loop_bootstrap():
+    """The same resamples (same seeded draws), averaged and cut at the quantiles one by one."""
+    from xcam._checks import make_generator
+
+    gen = torch.Generator().manual_seed(1)
+    curves = torch.rand(5, 4, generator=gen, dtype=torch.float64)
+    band = mean_band(curves, confidence=0.9, n_resamples=50, seed=7)
+    idx = torch.randint(0, 5, (50, 5), generator=make_generator(7, torch.device("cpu"))).tolist()
+    for t in range(4):
+        means = sorted(sum(float(curves[i, t]) for i in draw) / 5 for draw in idx)
+
+        def quantile(q, means=means):  # linear interpolation between order statistics (numpy's)
+            pos = q * (len(means) - 1)
+            lo = int(pos)
+            return means[lo] + (pos - lo) * (means[min(lo + 1, len(means) - 1)] - means[lo])
+
+        assert band.low[t] == pytest.approx(quantile(0.05)) and band.high[t] == pytest.approx(quantile(0.95))
+        assert band.mean[t] == pytest.approx(float(curves[:, t].mean()))
+
+
 # ---------------------------------------------------------------------------------------------
 # a hand-made comparison
 # ---------------------------------------------------------------------------------------------
