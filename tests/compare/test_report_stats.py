@@ -303,3 +303,16 @@ def test_class_names(tmp_path):
     assert model_class_names("resnet18", "DEFAULT") == imagenet  # no download: the enum's metadata
     assert model_class_names("efficientnet_lite0", "DEFAULT") == imagenet
     assert model_class_names("resnet18", "none") is None
+
+
+def test_cli_classes_option(tmp_path):
+    import argparse
+
+    from xcam.cli.commands import _classes, build_parser
+
+    args = build_parser().parse_args(["compare", "data.csv", "--model", "resnet18", "--out", "o",
+                                      "--classes", str(tmp_path / "names.txt")])
+    assert args.classes == str(tmp_path / "names.txt") and _classes(args) == args.classes
+    ns = argparse.Namespace(classes=None, model="resnet18", weights="DEFAULT")
+    assert _classes(ns)[:2] == ["tench", "goldfish"]  # from the weights' metadata, no download
+    assert _classes(argparse.Namespace(classes=None, model="tests.nets:tiny", weights="DEFAULT")) is None
