@@ -7,7 +7,7 @@ from torch import nn
 
 
 class Counting:
-    """Grad-CAM at ``features`` that counts its calls; it can sleep (``XCAM_TEST_SLEEP`` seconds)
+    """Grad-CAM at ``features`` that counts the images it explains; it can sleep (``XCAM_TEST_SLEEP`` seconds)
     and raise (``fail_on`` calls: ValueError; ``interrupt_after`` calls: KeyboardInterrupt)."""
 
     calls = 0
@@ -29,7 +29,7 @@ class Counting:
         cls = type(self)
         if cls.interrupt_after is not None and cls.calls >= cls.interrupt_after:
             raise KeyboardInterrupt
-        cls.calls += 1
+        cls.calls += int(inputs.shape[0])  # images, so that counts do not depend on the batches
         if cls.calls in cls.fail_on:
             raise ValueError(f"planned failure on call {cls.calls}")
         time.sleep(float(os.environ.get("XCAM_TEST_SLEEP", "0")))

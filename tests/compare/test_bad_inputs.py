@@ -203,9 +203,10 @@ def _compare_with_torchvision_transform(env):
     finally:
         handle.remove()
     data = read_manifest(env.data / "boxes.csv")
+    clean = seen[0]  # the first no-grad pass: the clean forward of the batch of 3 images
     for i in range(3):
         img = Image.open(data[i].path)
-        assert torch.allclose(seen[i][0], transform(img), atol=1e-6)  # the clean pass of image i
+        assert torch.allclose(clean[i], transform(img), atol=1e-6)  # the clean pass of image i
         boxes = tv_tensors.BoundingBoxes(list(data[i].boxes), format="XYXY", canvas_size=(40, 48))
         _, moved = v2.Compose([v2.Resize(36), v2.CenterCrop(32)])(
             tv_tensors.Image(torch.zeros(3, 40, 48)), boxes)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -100,21 +101,30 @@ def test_lfi_train(tmp_path, capsys):
 
 
 def test_distributed_run_equals_single_process(tmp_path, dataset):
-    """torchrun with 2 gloo processes shards the images and writes the same table."""
-    assert main(compare_args(dataset, tmp_path / "single")) == EXIT_OK
+    """torchrun with 2 gloo processes shards the images by batch and writes the same table.
+
+    5 images in batches of 2 (not divisible by 2 processes): rank 0 runs batches 0 and 2 (im0,
+    im1, im4), rank 1 batch 1 (im2, im3); every image exactly once, no padding duplicate.
+    """
+    extra = ("--limit", "5", "--batch-size", "2")
+    assert main(compare_args(dataset, tmp_path / "single", *extra)) == EXIT_OK
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     with socket.socket() as probe:  # a free port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-           "127.0.0.1", "--master_port", str(port), "-m", "xcam", *compare_args(dataset, tmp_path / "multi")]
+           "127.0.0.1", "--master_port", str(port), "-m", "xcam",
+           *compare_args(dataset, tmp_path / "multi", *extra)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("table.csv", "summary.csv"):
+    for name in ("table.csv", "summary.csv"):  # bit for bit: the same batches in both runs
         assert (tmp_path / "multi" / name).read_text() == (tmp_path / "single" / name).read_text()
-    shards = [(tmp_path / "multi" / f"records.rank{r}.jsonl").read_text() for r in (0, 1)]
-    assert '"image": "im0.png"' in shards[0] and '"image": "im1.png"' not in shards[0]
-    assert '"image": "im1.png"' in shards[1] and '"image": "im0.png"' not in shards[1]
+    shards = [[json.loads(line) for line in (tmp_path / "multi" / f"records.rank{r}.jsonl").open()]
+              for r in (0, 1)]
+    images = [sorted(rec["image"] for rec in shard if rec["kind"] == "image") for shard in shards]
+    assert images == [["im0.png", "im1.png", "im4.png"], ["im2.png", "im3.png"]]
+    items = [(rec["image"], rec["method"]) for shard in shards for rec in shard if rec["kind"] == "item"]
+    assert len(items) == len(set(items)) == 5 * 5  # gradcam + 4 controls, each image once
     assert not (tmp_path / "multi" / "records.jsonl").exists()
 
 

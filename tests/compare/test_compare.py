@@ -147,13 +147,13 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, dataset, model):
     methods = {"gradcam": counting_gradcam}
     Counting.reset()
     Counting.interrupt_after = 3
-    with pytest.raises(KeyboardInterrupt):
-        run(model, csv, tmp_path / "a", methods=methods, metrics=["pointing_game"])
+    with pytest.raises(KeyboardInterrupt):  # batches of one image: interrupted after 3 images
+        run(model, csv, tmp_path / "a", methods=methods, metrics=["pointing_game"], batch_size=1)
     written = [json.loads(line) for line in (tmp_path / "a" / "records.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "item" and r["method"] == "gradcam" for r in written) == 3
     Counting.reset()
-    resumed = run(model, csv, tmp_path / "a", methods=methods, metrics=["pointing_game"])
-    assert Counting.calls == 3  # only the 3 images left
+    resumed = run(model, csv, tmp_path / "a", methods=methods, metrics=["pointing_game"], batch_size=4)
+    assert Counting.calls == 3  # only the 3 images left (counted in images, whatever the batches)
     Counting.reset()
     fresh = run(model, csv, tmp_path / "b", methods=methods, metrics=["pointing_game"])
     assert Counting.calls == 6
@@ -172,7 +172,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, dataset, model):
         "from tests.compare.test_compare import run\n"
         "from tests.nets import tiny\nfrom tests.compare.counting import counting_gradcam\n"
         "run(tiny(), {csv!r}, {out!r}, methods={{'gradcam': counting_gradcam}}, "
-        "metrics=['pointing_game'], controls=False)\n"
+        "metrics=['pointing_game'], controls=False, batch_size=1)\n"
     ).format(root=str(ROOT), csv=str(dataset / "boxes.csv"), out=str(out))
     env = {**os.environ, "XCAM_TEST_SLEEP": "0.4", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT,
@@ -227,7 +227,7 @@ def test_a_method_failing_on_one_image_is_recorded_but_on_every_image_stops(tmp_
     Counting.fail_on = {2}
     with pytest.warns(UserWarning, match="1 image.*failed and were skipped"):
         result = run(model, dataset / "boxes.csv", tmp_path / "a", methods={"gradcam": counting_gradcam},
-                     metrics=["pointing_game"], controls=False)
+                     metrics=["pointing_game"], controls=False, batch_size=1)
     errors = result.errors()
     assert len(errors) == 1 and errors[0]["index"] == 1 and "planned failure" in errors[0]["error"]
     values = [r["value"] for r in result.table()]
@@ -236,7 +236,7 @@ def test_a_method_failing_on_one_image_is_recorded_but_on_every_image_stops(tmp_
     Counting.fail_on = set(range(1, 100))
     with pytest.raises(CompareError, match="failed on its first 3 images.*planned failure"):
         run(model, dataset / "boxes.csv", tmp_path / "b", methods={"gradcam": counting_gradcam},
-            metrics=["pointing_game"], controls=False, max_failures=3)
+            metrics=["pointing_game"], controls=False, max_failures=3, batch_size=1)
     Counting.reset()
 
 

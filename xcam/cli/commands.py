@@ -387,9 +387,10 @@ def _write_outputs(base: Path, photo: Any, original: tuple[int, int], prep: Any,
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..evaluation.compare import compare
+    from ..evaluation.compare import compare, plan
 
-    _out_folder(args.out)
+    if not args.dry_run:
+        _out_folder(args.out)
     model, prep, device = _model(args)
     metrics = _names(args.metrics, "metric") if args.metrics else None
     methods = _names(args.methods, "method") if args.methods else None
@@ -403,15 +404,20 @@ def _compare(args: argparse.Namespace) -> int:
             raise _UsageError(f"--targets must be auto, label, predicted or a class index, got "
                               f"{args.targets!r}") from None
     name = args.model if args.weights in (None, "none") else f"{args.model} ({args.weights})"
-    result = compare(
-        model, args.data, methods, metrics, out=args.out, preprocess=prep, image_size=prep.size,
+    options: dict[str, Any] = dict(
+        preprocess=prep, image_size=prep.size,
         targets=targets, method_kwargs=_kwargs(args.method_arg, "method"),
         metric_kwargs=_kwargs(args.metric_arg, "metric"), controls=not args.no_controls,
         seed=args.seed, device=device, columns=args.columns, limit=args.limit,
-        grid_images=args.grid_images, sanity_images=args.sanity_images,
-        progress=False if args.no_progress else None, overwrite=args.overwrite,
-        report=not args.no_report, model_name=name, classes=_classes(args),
+        grid_images=args.grid_images, sanity_images=args.sanity_images, batch_size=args.batch_size,
+        num_workers=args.num_workers, model_name=name, classes=_classes(args),
     )
+    if args.dry_run:
+        print(plan(model, args.data, methods, metrics, **options))
+        return EXIT_OK
+    result = compare(model, args.data, methods, metrics, out=args.out,
+                     progress=False if args.no_progress else None, overwrite=args.overwrite,
+                     report=not args.no_report, **options)
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return EXIT_OK
     _print_summary(result)
@@ -595,7 +601,14 @@ def _add_compare_parser(sub: Any) -> None:
                      help="class names for the report and tables: one per line, or a JSON list / "
                           "object (default: the names the weights state, e.g. ImageNet's)")
     cmp.add_argument("--no-report", action="store_true", help="CSV and JSON only")
-    cmp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+    cmp.add_argument("--batch-size", type=int, default=32,
+                     help="images per batch through the model, every method and metric")
+    cmp.add_argument("--num-workers", type=int, default=0,
+                     help="DataLoader processes that decode images (0: the main process)")
+    cmp.add_argument("--dry-run", action="store_true",
+                     help="print forward passes per method and metric and an estimated time "
+                          "(from one timed batch); write nothing")
     cmp.set_defaults(func=_compare)
 
 
