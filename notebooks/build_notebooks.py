@@ -1,4 +1,8 @@
-"""Write the notebooks from their cell sources (so that diffs stay readable): python notebooks/build_notebooks.py"""
+"""Write the notebooks from their cell sources (readable diffs), and run them so that they are committed with
+their outputs (pictures visible where the repository is browsed):
+
+    python notebooks/build_notebooks.py --execute
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ QUICKSTART = [
         "`torchvision.models.resnet50(weights=\"IMAGENET1K_V2\")` where downloads are possible."
     ),
     new_code_cell(
-        "import torch\n"
+        "import matplotlib\n"
         "import matplotlib.pyplot as plt\n"
+        "import torch\n"
+        "from PIL import Image\n"
         "import xcam\n"
         "from xcam.models import efficientnet_lite0, lite0_preprocess, imagenet_categories\n"
         "from xcam.cli.demo import load_photos\n\n"
@@ -32,25 +38,69 @@ QUICKSTART = [
     ),
     new_markdown_cell(
         "`layer=None` picks the features the classifier pools and says so in a warning. "
-        "Maps are raw, (B, H, W), at input resolution."
+        "Maps are raw, (B, H, W), at input resolution. An `Explanation` prints short (shapes, method, "
+        "targets, scores) and shows itself as a picture of its maps."
     ),
     new_code_cell(
         "explanation = xcam.GradCAM(model)(x, targets=top)\n"
-        "print(explanation.layer, explanation.maps.shape, explanation.scores)\n"
-        "assert explanation.maps.shape == (2, 224, 224)"
-    ),
-    new_code_cell(
-        "maps = {name: xcam.create(name, model, layer=explanation.layer)(x, top).maps\n"
-        "        for name in [\"gradcam\", \"gradcampp\", \"cam\"]}\n"
-        "fig = xcam.viz.grid(pixels / 255, maps, row_titles=[names[i] for i in top])"
+        "print(repr(explanation))\n"
+        "assert explanation.maps.shape == (2, 224, 224)\n"
+        "explanation"
     ),
     new_markdown_cell(
-        "Explain a unit instead of a class: feature map 7 of the explained layer, or one neuron."
+        "`xcam.viz.overlay` takes a PIL image (or an array, or a tensor) and a map or the "
+        "explanation of one image (`explanation[i]`); given a PIL image it returns one."
+    ),
+    new_code_cell(
+        "photo = Image.fromarray(pixels[0].permute(1, 2, 0).to(torch.uint8).numpy())\n"
+        "xcam.viz.overlay(photo, explanation[0])"
+    ),
+    new_markdown_cell(
+        "Several methods side by side. `viz.grid(..., path=...)` saves the figure on its own canvas: "
+        "matplotlib's backend is left as it was, so the plots below still show. "
+        "`shared_scale=True` puts every map on one color scale (useful for maps in the same units)."
+    ),
+    new_code_cell(
+        "import os\n"
+        "import tempfile\n"
+        "from IPython.display import Image as PNG\n"
+        "maps = {name: xcam.create(name, model, layer=explanation.layer)(x, top)\n"
+        "        for name in [\"gradcam\", \"gradcam++\", \"cam\"]}   # peer spellings work too\n"
+        "backend = matplotlib.get_backend()\n"
+        "path = os.path.join(tempfile.mkdtemp(), \"grid.png\")\n"
+        "xcam.viz.grid(pixels / 255, maps, row_titles=[names[i] for i in top], path=path, dpi=72)\n"
+        "assert matplotlib.get_backend() == backend, \"viz.grid changed the backend\"\n"
+        "PNG(filename=path)   # the saved file"
+    ),
+    new_markdown_cell(
+        "Signed maps (occlusion, integrated gradients) say where the evidence *lowers* the score too. "
+        "They are drawn with a diverging colormap centered on 0: white is \"no effect\", red raises "
+        "the score, blue lowers it (any map with a negative value is drawn this way; `signed=` "
+        "chooses)."
+    ),
+    new_code_cell(
+        "occluder = xcam.Occlusion(model, window=(56, 56), stride=(28, 28), progress=False)\n"
+        "occlusion = occluder(x[:1], top[:1])\n"
+        "lo, hi = float(occlusion.maps.min()), float(occlusion.maps.max())\n"
+        "print(f\"occlusion map range: {lo:.2f} .. {hi:.2f}\")\n"
+        "occlusion.show(pixels[:1] / 255)\n"
+        "plt.show()   # a pyplot figure: shown inline, after the saved grid above"
+    ),
+    new_markdown_cell(
+        "Explain a unit instead of a class: one feature map of the explained layer. A unit that is "
+        "off on an image (all its activations 0 after the ReLU) has nothing to explain: its score is "
+        "0 and its map all zeros, and xcam warns. So pick a feature map that fires on the cat: the "
+        "most active one."
     ),
     new_code_cell(
         "from xcam.targets import channel\n"
-        "unit = xcam.GradCAM(model, \"_blocks.12\")(x, targets=channel(explanation.layer, 7))\n"
-        "plt.imshow(xcam.viz.overlay(pixels[0] / 255, unit.maps[0])); plt.axis(\"off\");"
+        "with torch.no_grad(), xcam.capture(model, explanation.layer) as cap:\n"
+        "    model(x[:1])\n"
+        "k = int(cap[explanation.layer][0].mean(dim=(1, 2)).argmax())\n"
+        "unit = xcam.GradCAM(model, explanation.layer)(x[:1], targets=channel(explanation.layer, k))\n"
+        "print(f\"feature map {k}: score {float(unit.scores[0]):.2f}\")\n"
+        "assert float(unit.maps.max()) > 0\n"
+        "xcam.viz.overlay(photo, unit[0])"
     ),
 ]
 
@@ -84,11 +134,31 @@ LFICAM_CELLS = [
 ]
 
 
+NOTEBOOKS = {"quickstart": QUICKSTART, "lficam": LFICAM_CELLS}
+
+
+def execute(path: Path, timeout: int = 900) -> None:
+    """Run the notebook at ``path`` top to bottom (cwd: the repository root) and store its outputs."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(HERE.parent)}}).execute()
+    for cell in nb.cells:  # outputs stay; run-specific metadata does not (readable diffs)
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
 def main() -> None:
-    for name, cells in {"quickstart": QUICKSTART, "lficam": LFICAM_CELLS}.items():
+    """Write the notebooks; with ``--execute`` also run them so that they are stored with outputs."""
+    import sys
+
+    for name, cells in NOTEBOOKS.items():
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
         nbformat.write(nb, HERE / f"{name}.ipynb")
+        if "--execute" in sys.argv:
+            execute(HERE / f"{name}.ipynb")
 
 
 if __name__ == "__main__":
