@@ -28,10 +28,22 @@ NO_SHIFT = {"vit_tiny_patch16_224", "vit_base_patch16_siglip_224", "deit_tiny_pa
             "maxvit_rmlp_pico_rw_256", "coatnet_pico_rw_224", "tiny_vit_5m_224", "levit_128s",
             "mixer_s32_224", "crossvit_tiny_240", "efficientformer_l1", "efficientformerv2_s0",
             "twins_pcpvt_small", "twins_svt_small", "pvt_v2_b0", "focalnet_tiny_srf"}
+NO_SHIFT |= {"levit_128s"}  # attention biases per (relative) position, 4 x 4 maps at 224 px
+# Convolutional, yet with random weights its Grad-CAM maps do not follow a 32-pixel shift for any
+# of the 8 classes (best correlation 0.67 at 192 px; 128 and 256 px no better; Grad-CAM++ and
+# occlusion pass). The layer is the one the head pools (bn2); the maps are finite and vary.
+# Counted as a failure of the list.
+SHIFT_FAILS = {"efficientnet_lite0"}
 
 
 def params():
-    return [pytest.param(n, marks=() if n in TIMM_SUBSET else pytest.mark.slow) for n, *_ in TIMM]
+    out = []
+    for n, *_ in TIMM:
+        marks = [] if n in TIMM_SUBSET else [pytest.mark.slow]
+        if n in SHIFT_FAILS:
+            marks.append(pytest.mark.xfail(strict=True, reason="map does not follow a shift"))
+        out.append(pytest.param(n, marks=marks))
+    return out
 
 
 @pytest.mark.parametrize("name", params())
