@@ -11,6 +11,14 @@ The argument checks (:func:`check_positive_int`, :func:`check_int`, :func:`check
 explainer (:func:`make_generator`) and the one did-you-mean hint (:func:`did_you_mean`) live here
 too, so that every part of xcam words its errors the same way.
 
+Checks of tensor values (NaN inputs, NaN scores, class indices out of range, NaN or constant maps)
+go through :func:`check_later`: on the CPU they run at once, as plain checks; on an accelerator,
+inside an explainer call (:func:`deferred_checks`), their flags stay on the device and are copied
+to pinned host memory without blocking when the call ends (:class:`PendingChecks`), and the
+explanation checks them when its maps, scores or targets are first read. So an explainer call
+costs no device sync for its checks, and a wrong map still cannot be read without its error or
+warning.
+
 ``check_inputs`` validates an input batch, and with ``model=`` checks it against the model: dtype
 (float16 / bfloat16 inputs are cast up losslessly to a float32 model; anything lossy is an
 error), device, and the channel count of the first convolution. ``check_input_range`` looks for
@@ -24,8 +32,9 @@ import difflib
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +42,10 @@ from torch import Tensor, nn
 from .errors import InputError, InputRangeWarning, InputTypeError, warn
 
 __all__ = [
+    "PendingChecks",
+    "check_later",
+    "checks_deferred",
+    "deferred_checks",
     "check_inputs",
     "check_input_range",
     "check_positive_int",
@@ -258,11 +271,14 @@ def check_inputs(inputs: object, name: str = "inputs", *, model: nn.Module | Non
                         f"model with model.to({inputs.dtype}))"
                     )
         _check_channels(inputs, model, name)
-    if not bool(torch.isfinite(inputs).all()):
-        n_bad = int((~torch.isfinite(inputs)).sum())
+    n_bad = torch.isfinite(inputs.detach()).logical_not().sum()
+
+    def fail() -> None:
         raise InputError(
-            f"{name} contains {n_bad} NaN or infinite values; clean or clamp the input first"
+            f"{name} contains {int(n_bad)} NaN or infinite values; clean or clamp the input first"
         )
+
+    check_later(n_bad > 0, fail)
     return inputs
 
 
@@ -306,3 +322,118 @@ def check_input_range(inputs: Tensor, name: str = "inputs", *, model: nn.Module 
     )
     warn(message, InputRangeWarning)
     return message
+
+
+# -- checks of tensor values without a device sync ---------------------------------------------
+
+_PENDING: ContextVar[PendingChecks | None] = ContextVar("xcam_pending_checks", default=None)
+
+
+def checks_deferred(device: torch.device) -> bool:
+    """Whether checks of tensor values on ``device`` wait until the result is read.
+
+    Everywhere but the CPU, where reading a flag costs no device sync (the rule the tests patch to
+    exercise the deferred path on the CPU).
+    """
+    return device.type != "cpu"
+
+
+class PendingChecks:
+    """Flags of value checks, computed on the device, and what to do when one is set.
+
+    :meth:`add` records a 0-d bool flag and a ``fail()`` that raises an error or emits a warning;
+    :meth:`launch` stacks the flags and starts their copy to pinned host memory without blocking
+    (CUDA) or keeps them as they are (elsewhere); :meth:`resolve` waits for that copy (the only
+    sync, at the first read of the result) and calls ``fail()`` of every set flag, in the order
+    the checks were made, so the first error is the one an eager check would have raised. A
+    parent's checks (the input checks shared by the explainers of :func:`xcam.explain`) come first.
+    """
+
+    def __init__(self, parent: PendingChecks | None = None) -> None:
+        self.parent = parent
+        self._items: list[tuple[Tensor, Callable[[], None]]] = []
+        self._host: Tensor | None = None
+        self._event: torch.cuda.Event | None = None
+        self._done = False
+
+    def add(self, flag: Tensor, fail: Callable[[], None]) -> None:
+        """Check ``flag`` (a bool tensor with one element) later; ``fail()`` when it is True."""
+        self._items.append((flag.detach().reshape(()), fail))
+        self._host = None
+
+    def launch(self) -> None:
+        """Start copying the flags to the host (non-blocking on CUDA); idempotent."""
+        if self._host is not None or not self._items:
+            return
+        flags = torch.stack([f.to(torch.bool) for f, _ in self._items])
+        if flags.is_cuda:
+            host = torch.empty(flags.shape, dtype=torch.bool, pin_memory=True)
+            host.copy_(flags, non_blocking=True)
+            self._event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            self._event.record()
+            self._host = host
+        else:
+            self._host = flags
+
+    def resolve(self) -> None:
+        """Read the flags (one wait) and raise or warn for each one set; later calls do nothing."""
+        if self._done:
+            return
+        if self.parent is not None:
+            self.parent.resolve()
+        if self._items:
+            self.launch()
+            if self._event is not None:
+                self._event.synchronize()
+            assert self._host is not None
+            for bad, (_, fail) in zip(self._host.tolist(), self._items):
+                if bad:
+                    fail()
+        self._done = True
+
+    def fail_first(self, cause: BaseException) -> None:
+        """After ``cause`` broke the call: raise the first failed check from it, if any."""
+        try:
+            self.resolve()
+        except Exception as err:
+            raise err from cause
+
+
+def check_later(flag: Tensor, fail: Callable[[], None]) -> None:
+    """``fail()`` if ``flag`` (a one-element bool tensor) is True: now, or when the result is read.
+
+    Inside :func:`deferred_checks` the flag joins the call's :class:`PendingChecks` (no sync);
+    elsewhere it is read at once (one sync).
+    """
+    pending = _PENDING.get()
+    if pending is None:
+        if bool(flag):
+            fail()
+    else:
+        pending.add(flag, fail)
+
+
+@contextmanager
+def deferred_checks(device: torch.device | None) -> Iterator[PendingChecks | None]:
+    """Collect the :func:`check_later` checks of a call on ``device`` (None where they run at once).
+
+    Nested inside another such block, the new checks come after the outer block's (``parent``).
+    On an exception the checks made so far are resolved first, so a NaN input is reported as
+    such and not as whatever it broke downstream.
+    """
+    if device is None or not checks_deferred(device):
+        yield None
+        return
+    pending = PendingChecks(parent=_PENDING.get())
+    token = _PENDING.set(pending)
+    reset = False
+    try:
+        yield pending
+    except Exception as exc:
+        _PENDING.reset(token)
+        reset = True
+        pending.fail_first(exc)
+        raise
+    finally:
+        if not reset:
+            _PENDING.reset(token)

@@ -9,9 +9,12 @@ any :class:`AttentionModel` (such as :class:`xcam.lfi.LFICAMNet`) without import
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ._checks import PendingChecks
 
 __all__ = ["Explanation", "ExplanationLike", "ExplainerLike", "AttentionModel", "Detector"]
 
@@ -73,6 +76,9 @@ class Detector(Protocol):
         ...
 
 
+_CHECKED_FIELDS = frozenset({"maps", "low_res", "targets", "scores"})
+
+
 @dataclass(frozen=True, repr=False)
 class Explanation:
     """Saliency maps for a batch, with what produced them.
@@ -103,6 +109,33 @@ class Explanation:
     layer: str | None
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    def checked_on_read(self, pending: PendingChecks | None) -> Explanation:
+        """This explanation, with checks to resolve when its data is first read (None: none).
+
+        Reading ``maps``, ``low_res``, ``targets`` or ``scores`` first waits for ``pending``
+        (:class:`xcam._checks.PendingChecks`: flags computed on the device, copied without
+        blocking) and raises or warns as the checks say, so a NaN map cannot be read unreported.
+        """
+        if pending is not None:
+            pending.launch()
+            self.__dict__["_pending"] = pending
+        return self
+
+    def __getattribute__(self, name: str) -> Any:
+        """Resolve the pending checks before the first read of the data (see checked_on_read)."""
+        if name in _CHECKED_FIELDS:
+            state = object.__getattribute__(self, "__dict__")
+            pending = state.get("_pending")
+            if pending is not None:
+                pending.resolve()
+                state.pop("_pending", None)
+        return object.__getattribute__(self, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (or copy) the checked data, never the pending checks."""
+        _ = self.maps  # resolves pending checks
+        return {k: v for k, v in self.__dict__.items() if k != "_pending"}
 
     def __len__(self) -> int:
         """B, the number of maps."""

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, ClassVar, Union
 import torch
 from torch import Tensor
 
+from ._checks import check_later
 from .embeddings import embedding
 from .errors import NonFiniteError, TargetError
 from .layers import Tap, resolve_layer, to_nchw
@@ -172,13 +173,16 @@ def as_indices(targets: object, batch_size: int, device: torch.device) -> Tensor
 
 def _check_finite(values: Tensor, what: str) -> None:
     """Raise :class:`~xcam.errors.NonFiniteError` when ``values`` hold NaN or infinite entries."""
-    if not bool(torch.isfinite(values.detach()).all()):
-        n_bad = int((~torch.isfinite(values.detach())).sum())
+    n_bad = torch.isfinite(values.detach()).logical_not().sum()
+
+    def fail() -> None:
         raise NonFiniteError(
-            f"{what} holds {n_bad} NaN or infinite values, so every map of it would be NaN or "
+            f"{what} holds {int(n_bad)} NaN or infinite values, so every map of it would be NaN or "
             "meaningless; check the model's weights (e.g. torch.isfinite(p).all() for each "
             "parameter) and the inputs' scale"
         )
+
+    check_later(n_bad > 0, fail)
 
 
 def _callable_scores(fn: Callable[..., object], output: object, batch_size: int) -> Tensor:
@@ -240,8 +244,21 @@ def class_scores(
                 f"targets has {indices.shape[0]} entries for a batch of {batch_size}; pass one "
                 "class per sample, or a single int for the same class everywhere"
             )
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n_classes):
-        bad = indices[(indices < 0) | (indices >= n_classes)][0].item()
+    if targets is not None:  # argmax is in range; given classes are checked
+        indices = _checked_classes(targets, indices, n_classes)
+    scores = output.gather(1, indices[:, None]).squeeze(1)
+    return indices, scores
+
+
+def _checked_classes(targets: object, indices: Tensor, n_classes: int) -> Tensor:
+    """``indices``, with a :class:`TargetError` for a class outside ``0..n_classes - 1``.
+
+    Python ints are checked on the host. A tensor of classes is checked with
+    :func:`xcam._checks.check_later` (no device sync inside an explainer call on an accelerator)
+    and clamped into range meanwhile, so that no out-of-range index reaches a device kernel.
+    """
+
+    def fail(bad: int) -> None:
         hint = ""
         if isinstance(targets, Tensor) and targets.dim() == 0 and bad >= n_classes:
             hint = "; model(x).argmax() over a batch is a flat index: use model(x).argmax(dim=1)"
@@ -249,8 +266,18 @@ def class_scores(
             f"targets: class {bad} is out of range for a model with {n_classes} outputs "
             f"(valid: 0..{n_classes - 1}){hint}"
         )
-    scores = output.gather(1, indices[:, None]).squeeze(1)
-    return indices, scores
+
+    if not indices.numel():
+        return indices
+    if isinstance(targets, (Integral, Sequence)):  # ints given on the host: no device value to read
+        values = [int(targets)] if isinstance(targets, Integral) else [int(t) for t in targets]
+        for value in values:
+            if not 0 <= value < n_classes:
+                fail(value)
+        return indices
+    outside = (indices < 0) | (indices >= n_classes)
+    check_later(outside.any(), lambda: fail(int(indices[outside][0])))
+    return indices.clamp(0, n_classes - 1)
 
 
 class Target(abc.ABC):

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_input_range, check_inputs
+from .._checks import check_input_range, check_inputs, check_later, deferred_checks
 from ..autolayer import auto_layer
 from ..capture import capture
 from ..embeddings import image_model
@@ -153,18 +153,25 @@ class Explainer(abc.ABC):
         self._range_checked = False
 
     def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
-        """Explain ``inputs`` (B, C, H, W) for ``targets`` (see :mod:`xcam.targets`)."""
-        x = check_inputs(inputs, model=self.model)
-        if self.needs_gradients and (torch.is_inference_mode_enabled() or x.is_inference()):
-            raise GradientModeError(
-                f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
-                "call it outside inference_mode (and pass a tensor created outside it)"
-            )
-        self.check_range_once(x)
-        target = resolve(targets, int(x.shape[0]), self.output, self.model)
-        explanation = self.within_call(lambda: self.explain(x, target))
-        self._check_result(explanation)
-        return explanation
+        """Explain ``inputs`` (B, C, H, W) for ``targets`` (see :mod:`xcam.targets`).
+
+        The checks of tensor values (NaN inputs, NaN scores, NaN or constant maps) cost no device
+        sync on an accelerator: they are read when the explanation's maps, scores or targets are
+        first accessed (:func:`xcam._checks.deferred_checks`); on the CPU they run in the call.
+        """
+        device = inputs.device if isinstance(inputs, Tensor) else None
+        with deferred_checks(device) as pending:
+            x = check_inputs(inputs, model=self.model)
+            if self.needs_gradients and (torch.is_inference_mode_enabled() or x.is_inference()):
+                raise GradientModeError(
+                    f"{type(self).__name__} needs gradients, which torch.inference_mode() forbids; "
+                    "call it outside inference_mode (and pass a tensor created outside it)"
+                )
+            self.check_range_once(x)
+            target = resolve(targets, int(x.shape[0]), self.output, self.model)
+            explanation = self.within_call(lambda: self.explain(x, target))
+            self._check_result(explanation)
+        return explanation.checked_on_read(pending)
 
     def check_range_once(self, inputs: Tensor) -> None:
         """Look for un-normalized inputs on this explainer's first call only (one device sync)."""
@@ -198,42 +205,32 @@ class Explainer(abc.ABC):
         ``inputs`` are the checked inputs, ``target`` the resolved target and ``shared`` a
         :class:`SharedPass` that recorded :meth:`pass_layers` (used by :func:`xcam.explain`).
         """
-        explanation = self.within_call(lambda: self.explain_pass(inputs, target, shared))
-        self._check_result(explanation)
-        return explanation
+        with deferred_checks(inputs.device) as pending:
+            explanation = self.within_call(lambda: self.explain_pass(inputs, target, shared))
+            self._check_result(explanation)
+        return explanation.checked_on_read(pending)
 
     def _check_result(self, explanation: Explanation) -> None:
-        """NaN maps are an error; a 1 x 1 layer or a constant map is a warning (one device sync)."""
+        """NaN maps are an error; a 1 x 1 layer or a constant map is a warning.
+
+        The flags are computed on the device and read by :func:`xcam._checks.check_later` (at
+        once on the CPU, at the first read of the explanation elsewhere).
+        """
         maps, low = explanation.maps, explanation.low_res
         name = type(self).__name__
         flat = maps.detach().flatten(1)
         lo, hi = flat.amin(dim=1), flat.amax(dim=1)
         finite = torch.isfinite(lo) & torch.isfinite(hi)
-        zero_score = explanation.scores.detach().reshape(-1) == 0
-        flags = torch.stack([(~finite).any(), (finite & (hi == lo)).any(), zero_score.any()]).tolist()
-        if flags[0]:
+
+        def nonfinite() -> None:
             bad = (~finite).nonzero().flatten().tolist()
             raise NonFiniteError(
                 f"{name} produced NaN or infinite maps for samples {bad[:8]}; the model's gradients "
                 "or activations overflow there: check the weights and the inputs' scale (normalized "
                 "inputs), or explain another layer"
             )
-        if low is not None and low.shape[-1] * low.shape[-2] == 1:
-            warn(
-                f"{name}: layer {explanation.layer!r} has a 1 x 1 feature map, so every map is "
-                "constant over the image; explain an earlier layer with a spatial map (see "
-                "xcam.list_layers(model, x))", DeadEndWarning,
-            )
-        elif flags[2] and not self.constant_maps:
-            zeros = zero_score.nonzero().flatten().tolist()
-            warn(
-                f"{name}: the explained score is exactly 0 for samples {zeros[:8]}: nothing to "
-                "attribute, so their maps are all zeros by definition for gradient methods "
-                "(typically a unit target whose ReLU is off on that image); explain another "
-                "channel, neuron or image",
-                DeadEndWarning,
-            )
-        elif flags[1] and not self.constant_maps:
+
+        def constant() -> None:
             const = ((hi == lo) & finite).nonzero().flatten().tolist()
             warn(
                 f"{name} returned a constant map (value {float(lo[const[0]]):.3g}) for samples "
@@ -241,6 +238,16 @@ class Explainer(abc.ABC):
                 "everywhere and the ReLU removes it; try another layer or target, and check that "
                 "the inputs are normalized", DeadEndWarning,
             )
+
+        check_later((~finite).any(), nonfinite)
+        if low is not None and low.shape[-1] * low.shape[-2] == 1:
+            warn(
+                f"{name}: layer {explanation.layer!r} has a 1 x 1 feature map, so every map is "
+                "constant over the image; explain an earlier layer with a spatial map (see "
+                "xcam.list_layers(model, x))", DeadEndWarning,
+            )
+        elif not self.constant_maps:
+            check_later((finite & (hi == lo)).any(), constant)
 
     @abc.abstractmethod
     def explain(self, inputs: Tensor, target: Target) -> Explanation:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_inputs
+from .._checks import check_inputs, deferred_checks
 from ..embeddings import image_model, source_model
 from ..errors import GradientModeError, InputError, InputTypeError
 from ..explanation import Explanation
@@ -142,36 +142,40 @@ def explain(
     sharing = {k: e for k, e in explainers.items() if e.shares_pass}
     results: dict[str, Explanation] = {}
     if sharing:
-        x = check_inputs(inputs, model=model)
-        if any(e.needs_gradients for e in sharing.values()) and (
-            torch.is_inference_mode_enabled() or x.is_inference()
-        ):
-            names = [k for k, e in sharing.items() if e.needs_gradients]
-            raise GradientModeError(
-                f"{', '.join(names)} need gradients, which torch.inference_mode() forbids; call "
-                "xcam.explain outside inference_mode (and pass a tensor created outside it)"
-            )
-        first = next(iter(sharing.values()))
-        first.check_range_once(x)
-        for e in sharing.values():
-            e.mark_range_checked()
-        groups: dict[int, list[str]] = {}
-        for key, e in sharing.items():
-            groups.setdefault(id(e.output), []).append(key)
-        for keys in groups.values():
-            members = [sharing[k] for k in keys]
-            target = resolve(targets, int(x.shape[0]), members[0].output, model)
-            taps: list[Tap] = []
-            grad_taps: list[Tap] = []
-            for e in members:
-                for tap in e.pass_layers(x, target):
-                    if tap not in taps:
-                        taps.append(tap)
-                    if e.needs_gradients and tap not in grad_taps:
-                        grad_taps.append(tap)
-            shared = run_pass(model, x, target, taps, grad_taps)
-            for key, e in zip(keys, members):
-                results[key] = e.explain_shared(x, target, shared)
+        device = inputs.device if isinstance(inputs, Tensor) else None
+        with deferred_checks(device) as common:  # the input and score checks of all
+            x = check_inputs(inputs, model=model)
+            if any(e.needs_gradients for e in sharing.values()) and (
+                torch.is_inference_mode_enabled() or x.is_inference()
+            ):
+                names = [k for k, e in sharing.items() if e.needs_gradients]
+                raise GradientModeError(
+                    f"{', '.join(names)} need gradients, which torch.inference_mode() forbids; call "
+                    "xcam.explain outside inference_mode (and pass a tensor created outside it)"
+                )
+            first = next(iter(sharing.values()))
+            first.check_range_once(x)
+            for e in sharing.values():
+                e.mark_range_checked()
+            groups: dict[int, list[str]] = {}
+            for key, e in sharing.items():
+                groups.setdefault(id(e.output), []).append(key)
+            for keys in groups.values():
+                members = [sharing[k] for k in keys]
+                target = resolve(targets, int(x.shape[0]), members[0].output, model)
+                taps: list[Tap] = []
+                grad_taps: list[Tap] = []
+                for e in members:
+                    for tap in e.pass_layers(x, target):
+                        if tap not in taps:
+                            taps.append(tap)
+                        if e.needs_gradients and tap not in grad_taps:
+                            grad_taps.append(tap)
+                shared = run_pass(model, x, target, taps, grad_taps)
+                for key, e in zip(keys, members):
+                    results[key] = e.explain_shared(x, target, shared)
+        if common is not None:
+            common.launch()
     for key, e in explainers.items():
         if key not in results:
             results[key] = e(inputs, targets)
