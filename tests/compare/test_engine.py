@@ -165,3 +165,43 @@ def test_a_batch_with_a_failing_image_records_only_that_image(tmp_path, dataset,
     assert "planned failure on im2" in errors[0]["error"]
     # im2 failed and im5 has no box: the pointing game is defined on the 4 others
     assert sum(not math.isnan(r["value"]) for r in result.table()) == 4
+
+
+def test_the_cam_family_runs_one_forward_and_one_backward_per_batch_between_them(dataset, model):
+    """Seven CAM-family methods and two deterministic controls on 6 images in batches of 3: per batch
+    the clean forward (no gradients), ONE shared forward with gradients and ONE backward pass through
+    the layer (counted with hooks), not one per method; the maps equal each method run alone."""
+    family = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+    methods = family + ["blank", "center"]
+    layer = model.features
+    forwards = {"grad": 0, "no_grad": 0}
+    backwards = []
+
+    def count_forward(module, args):
+        if args[0].shape[0] == 3:  # not CAM's one-image probe of the head, done once per explainer
+            forwards["grad" if torch.is_grad_enabled() else "no_grad"] += 1
+
+    def count_backward(module, args, output):
+        if output.requires_grad:
+            output.register_hook(lambda grad: backwards.append(grad.shape[0]))
+
+    handles = [model.register_forward_pre_hook(count_forward), layer.register_forward_hook(count_backward)]
+    try:
+        result = compare(model, dataset / "boxes.csv", methods, ["energy_pointing_game"], preprocess=PREP,
+                         method_kwargs={m: {"layer": "features"} for m in family if m != "cam"},
+                         controls=False, batch_size=3, progress=False)
+    finally:
+        for h in handles:
+            h.remove()
+    assert forwards == {"no_grad": 2, "grad": 2}  # 2 batches: the clean pass + one shared pass each
+    assert backwards == [3, 3]  # one backward pass per batch of 3, for the 5 methods with gradients
+    assert all(it["status"] == "ok" for it in result.items) and len(result.items) == 6 * 9
+    # the shared pass gives each method its own map: compare's scores = the method run alone
+    from xcam.compare import compare as run_alone
+
+    for m in ("gradcampp", "eigencam"):
+        alone = run_alone(model, dataset / "boxes.csv", [m], ["energy_pointing_game"], preprocess=PREP,
+                          method_kwargs={m: {"layer": "features"}}, controls=False, batch_size=3,
+                          progress=False)
+        assert json.dumps([r["value"] for r in alone.table()]) == json.dumps(
+            [r["value"] for r in result.table() if r["method"] == m])  # bit for bit (NaN as text)

@@ -215,9 +215,15 @@ class _Work:
         images, records = self.runner.prepare(items)
         for rec in records:
             self._image_record(rec, progress)
+        whole = [m for m in self.cfg.labels if all((img.index, m) not in self.done.items for img in images)]
+        if images and whole:  # the methods left to do on every image: one shared pass between them
+            for records in self.runner.explain_shared(images, whole).values():
+                for rec in records:
+                    self._item_record(rec)
+                progress.update(len(records))
         for m in self.cfg.labels:
             todo = [img for img in images if (img.index, m) not in self.done.items]
-            if todo:
+            if todo:  # a resumed batch: the images this method has not done yet
                 for rec in self.runner.explain(todo, m):
                     self._item_record(rec)
                 progress.update(len(todo))
@@ -447,8 +453,8 @@ def estimate(model: nn.Module, dataset: ImageData, cfg: RunConfig) -> Plan:
         for items in runner.loader([first] if first else []):
             images, _ = runner.prepare(items)
             n_timed = len(images)
-            for label in cfg.labels:
-                runner.explain(images, label)
+            if images:
+                runner.explain_shared(images, cfg.labels)
     finally:
         runner.close()
     per_image = (time.perf_counter() - start) / n_timed if n_timed else float("nan")

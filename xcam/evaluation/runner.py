@@ -275,9 +275,55 @@ class BatchRunner:
             if len(images) == 1:
                 return [item_error(images[0], label, err)]
             return [rec for img in images for rec in self.explain([img], label)]
+        return self.finish(images, label, maps, seconds / len(images), passes / len(images), layer)
+
+    def explain_shared(self, images: list[Image], labels: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Methods ``labels`` on ``images`` with one forward + backward pass between them, scored.
+
+        The explainers that can share a pass (:func:`shares_pass`: the CAM family and the
+        deterministic controls) run through :func:`xcam.explain`: one forward pass per batch, and one
+        backward pass to their layers; their seconds and forward passes are split evenly between
+        them. The others, or all of them when the shared call fails, run one by one
+        (:meth:`explain`).
+        """
+        group = [m for m in labels if shares_pass(self.explainers[m])]
+        out: dict[str, list[dict[str, Any]]] = {}
+        if len(group) > 1:
+            try:
+                shared, seconds, passes = self.shared_maps(images, group)
+            except FAILURES:
+                shared, seconds, passes = {}, 0.0, 0
+            n = len(images) * len(group)
+            for m, (maps, layer) in shared.items():
+                out[m] = self.finish(images, m, maps, seconds / n, passes / n, layer)
+        for m in labels:
+            if m not in out:
+                out[m] = self.explain(images, m)
+        return out
+
+    def shared_maps(self, images: list[Image],
+                    group: list[str]) -> tuple[dict[str, tuple[Tensor, Any]], float, int]:
+        """Checked (B, H, W) maps and layer per method of ``group`` from one shared pass; seconds; passes."""
+        from ..methods.onepass import explain
+
+        x, targets = batch_of(images, self.cfg.device)
+        self.counter.n = 0
+        sync(self.cfg.device)
+        start = time.perf_counter()
+        results = explain(self.model, x, {m: self.explainers[m] for m in group}, targets)
+        sync(self.cfg.device)
+        seconds = time.perf_counter() - start
+        out = {}
+        for m, result in results.items():
+            out[m] = (check_maps(result.maps, m, (len(images), *self.cfg.size)), result.layer)
+        return out, seconds, self.counter.n
+
+    def finish(self, images: list[Image], label: str, maps: Tensor, seconds: float, passes: float,
+               layer: Any) -> list[dict[str, Any]]:
+        """The item records of method ``label``'s ``maps`` on ``images``: scores, overlays, costs."""
         n = len(images)
         records = [{"kind": "item", "image": img.key, "index": img.index, "method": label,
-                    "status": "ok", "layer": layer, "seconds": seconds / n, "forward_passes": passes / n,
+                    "status": "ok", "layer": layer, "seconds": seconds, "forward_passes": passes,
                     "scores": {}, "curves": {}, "parts": {}} for img in images]
         bad = (~torch.isfinite(maps).flatten(1).all(dim=1)).tolist()
         ok = [j for j in range(n) if not bad[j]]
@@ -303,13 +349,10 @@ class BatchRunner:
         maps = explain_batch(explainer, x, targets, [img.key for img in images], self.cfg.seed)
         sync(self.cfg.device)
         seconds = time.perf_counter() - start
-        size = (len(images), *self.cfg.size)
-        if not isinstance(maps, Tensor) or tuple(maps.shape) != size:
-            got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-            raise CompareError(f"{label}: expected maps of shape {size}, got {got}")
+        maps = check_maps(maps, label, (len(images), *self.cfg.size))
         params = explainer.params() if hasattr(explainer, "params") else {}
         layer = params.get("layer") if isinstance(params, dict) else None
-        return maps.detach().float(), seconds, self.counter.n, layer
+        return maps, seconds, self.counter.n, layer
 
     # ---- the metrics ----------------------------------------------------------------------------
 
@@ -380,6 +423,25 @@ class BatchRunner:
             clean_output=torch.cat([img.output for img in images]), output=self.cfg.output_fn,
             image_size=self.cfg.size)
         store(metric.per_image(metric.run(data, **settings)), name, records)
+
+
+def shares_pass(explainer: Any) -> bool:
+    """Whether ``explainer`` can share one forward + backward pass with others (:func:`xcam.explain`).
+
+    An xcam explainer that declares ``shares_pass`` and is deterministic (a stochastic one runs
+    image by image with its per-image seed).
+    """
+    from ..methods.base import Explainer
+
+    return isinstance(explainer, Explainer) and explainer.shares_pass and not is_stochastic(explainer)
+
+
+def check_maps(maps: Any, label: str, size: tuple[int, ...]) -> Tensor:
+    """``maps`` as float (B, H, W), detached; raises CompareError on another shape or type."""
+    if not isinstance(maps, Tensor) or tuple(maps.shape) != size:
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        raise CompareError(f"{label}: expected maps of shape {size}, got {got}")
+    return maps.detach().float()
 
 
 def store(per_image: PerImage, name: str, records: list[dict[str, Any]]) -> None:
