@@ -17,7 +17,7 @@ from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Target
 from ._perturb import channels_last_for, run_model
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, LayerPass
 
 __all__ = ["AblationCAM"]
 
@@ -122,7 +122,7 @@ class AblationCAM(CAMExplainer):
         progress: ``True`` always shows a progress bar, ``False`` never, ``None`` after 2 s.
         channels_last: memory format of the ablated batches (see :class:`~xcam.methods.ScoreCAM`).
         output: see :class:`~xcam.methods.Explainer`.
-        eigen_smooth: see :class:`~xcam.methods.CAMExplainer`.
+        eigen_smooth, aug_smooth: see :class:`~xcam.methods.CAMExplainer`.
 
     Example:
         >>> explanation = AblationCAM(model, layer="layer4", batch_size=64)(x, targets=281)
@@ -141,10 +141,11 @@ class AblationCAM(CAMExplainer):
         *,
         output: OutputFn | None = None,
         eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output,
-                         eigen_smooth=eigen_smooth, fuse=fuse)
+        super().__init__(model, layer=layer, channels=channels, output=output, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth, fuse=fuse)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.channels_last = check_channels_last(channels_last)
         self.progress = progress
@@ -223,4 +224,4 @@ class AblationCAM(CAMExplainer):
         drop = torch.where(nonzero, y - ablated, 0.0)  # an all-zero map: y_c^k = y_c
         weights = drop / torch.where(y == 0, 1.0, y)
         lp = LayerPass(features, None, indices, scores)
-        return self.finish(inputs, weighted_sum(weights, features), lp)
+        return self.finish(inputs, self.combine(weights, features), lp)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, cast
 
@@ -40,31 +39,23 @@ from ..errors import (
 from ..explanation import Explanation
 from ..layers import LayerSpec, Tap, resolve_layer, to_nchw
 from ..outputs import OutputFn
-from ..postprocess import upsample
+from ..postprocess import normalize, upsample
 from ..targets import Target, Targets, resolve
 from ._fuse import check_fuse, fuse_maps
 
 __all__ = [
     "Explainer", "CAMExplainer", "check_inputs", "LayerPass", "SharedPass", "run_pass", "weighted_sum",
-    "eigen_smooth",
+    "eigen_smooth", "AUGMENTATIONS",
 ]
 
-
-# Set by CAMExplainer.__call__ when eigen_smooth=True: weighted_sum then projects, and records
-# that it ran (a list it appends to), so that a method without per-channel weights is refused.
-_EIGEN_SMOOTH: ContextVar[list[bool] | None] = ContextVar("xcam_eigen_smooth", default=None)
+#: pytorch-grad-cam's test-time augmentations for ``aug_smooth=True`` (its default ``ttach``
+#: Compose): (horizontal flip, multiplicative factor), every combination of the two.
+AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple(
+    (flip, factor) for flip in (False, True) for factor in (0.9, 1.0, 1.1))
 
 
 def weighted_sum(weights: Tensor, features: Tensor) -> Tensor:
-    """``ReLU( sum_k w_k F_k )``: (B, C) weights and (B, C, h, w) features -> (B, h, w).
-
-    Inside a call of a CAM explainer built with ``eigen_smooth=True``, the sum is replaced by
-    :func:`eigen_smooth` of the weighted features.
-    """
-    smoothing = _EIGEN_SMOOTH.get()
-    if smoothing is not None:
-        smoothing.append(True)
-        return eigen_smooth(weights[:, :, None, None] * features)
+    """``ReLU( sum_k w_k F_k )``: (B, C) weights and (B, C, h, w) features -> (B, h, w)."""
     return torch.relu(torch.einsum("bc,bchw->bhw", weights, features))
 
 
@@ -152,7 +143,7 @@ class Explainer(abc.ABC):
         self.output = output
         self._range_checked = False
 
-    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
+    def __call__(self, inputs: Tensor, targets: Targets | Target = None) -> Explanation:
         """Explain ``inputs`` (B, C, H, W) for ``targets`` (see :mod:`xcam.targets`).
 
         The checks of tensor values (NaN inputs, NaN scores, NaN or constant maps) cost no device
@@ -360,14 +351,22 @@ class CAMExplainer(Explainer):
         output: keyword-only; reads the class scores in the model output (see :class:`Explainer`).
         eigen_smooth: keyword-only; replace ``ReLU( sum_k w_k F_k )`` by the ReLU of the weighted
             features' projection on their first principal component (pytorch-grad-cam's option,
-            see :func:`eigen_smooth`). Methods whose map is not a per-channel weighted sum
-            (HiResCAM, LayerCAM) refuse it with an :class:`~xcam.errors.InputError`.
+            see :func:`eigen_smooth` and :meth:`combine`). Methods whose map is not a per-channel
+            weighted sum (class flag ``channel_weights`` False: HiResCAM, LayerCAM, Eigen-CAM)
+            refuse it with an :class:`~xcam.errors.InputError`.
+        aug_smooth: keyword-only; test-time augmentation smoothing (pytorch-grad-cam's option):
+            the map of each augmented input (:data:`AUGMENTATIONS`: horizontal flip or not, times
+            0.9, 1 or 1.1), min-max normalized, un-flipped and averaged (see :meth:`__call__`).
         fuse: keyword-only; with several layers, ``"mean"`` (pytorch-grad-cam: mean of the
             per-layer min-max normalized, upsampled maps, normalized again) or ``"max"`` (torch-cam:
             their element-wise maximum). Fused maps are in [0, 1]; ``low_res`` is None.
     """
 
     shares_pass = True
+
+    channel_weights: ClassVar[bool] = True
+    """The map is ``ReLU( sum_k w_k F_k )`` with per-sample channel weights ``w``, built by
+    :meth:`combine`; False where it is not (``eigen_smooth=True`` is then refused)."""
 
     def __init__(
         self,
@@ -377,12 +376,23 @@ class CAMExplainer(Explainer):
         *,
         output: OutputFn | None = None,
         eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         fuse: str = "mean",
     ) -> None:
         super().__init__(model, output=output)
-        if not isinstance(eigen_smooth, bool):
-            raise InputTypeError(f"eigen_smooth must be True or False, got {eigen_smooth!r}")
+        for name, value in (("eigen_smooth", eigen_smooth), ("aug_smooth", aug_smooth)):
+            if not isinstance(value, bool):
+                raise InputTypeError(f"{name} must be True or False, got {value!r}")
+        if eigen_smooth and not self.channel_weights:
+            raise InputError(
+                f"{type(self).__name__} does not build its map as a per-channel weighted sum "
+                "sum_k w_k F_k, so eigen_smooth=True has nothing to project; use eigen_smooth=False, "
+                "or a method with channel weights (gradcam, gradcampp, xgradcam, scorecam, ...)"
+            )
         self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
+        if aug_smooth:  # six passes, one per augmentation: nothing to share with other explainers
+            self.shares_pass = False  # type: ignore[misc]
         self.layer = layer
         self.fuse = check_fuse(fuse)
         # layer=[a, b, ...]: one map per layer, fused (see xcam.methods._fuse); one layer is that layer
@@ -411,35 +421,62 @@ class CAMExplainer(Explainer):
             out["fuse"] = self.fuse
         if self.channels is not None:
             out["channels"] = self.channels
-        if getattr(self, "eigen_smooth", False):
-            out["eigen_smooth"] = True
+        for flag in ("eigen_smooth", "aug_smooth"):
+            if getattr(self, flag, False):
+                out[flag] = True
         return out
 
-    def __call__(self, inputs: Tensor, targets: Targets = None) -> Explanation:
-        """See :meth:`Explainer.__call__`; ``layer=[...]``: one call per layer, the maps fused."""
+    def combine(self, weights: Tensor, features: Tensor) -> Tensor:
+        """The (B, h, w) map from (B, C) channel weights and (B, C, h, w) features.
+
+        ``ReLU( sum_k w_k F_k )``; with ``eigen_smooth=True`` the channel sum is replaced by the
+        projection of the weighted features ``w_k F_k`` on their first principal component
+        (:func:`eigen_smooth`). Every method with channel weights builds its map here.
+        """
+        if self.eigen_smooth:
+            return eigen_smooth(weights[:, :, None, None].to(features.dtype) * features)
+        return weighted_sum(weights.to(features.dtype), features)
+
+    def __call__(self, inputs: Tensor, targets: Targets | Target = None) -> Explanation:
+        """See :meth:`Explainer.__call__`; ``layer=[...]``: one call per layer, the maps fused.
+
+        With ``aug_smooth`` the maps of augmented inputs are averaged (per layer when fused):
+
+        pytorch-grad-cam's test-time augmentation: for each ``(flip, factor)`` of
+        :data:`AUGMENTATIONS` the method explains ``factor * x`` (flipped left-right when
+        ``flip``) for the target chosen on the clean input, and the map is
+
+            map = 1 / 6 * sum_a  unflip_a( minmax( map(aug_a(x)) ) )
+
+        (``low_res`` alike at the layer's resolution), so the maps are in [0, 1]; each
+        augmented map is min-max normalized before the mean, as pytorch-grad-cam does, so that
+        the brighter copies do not weigh more. ``scores`` and ``targets`` are the clean input's.
+        Cost: six explanations.
+        """
         if getattr(self, "_taps", None):
             return self._fused(inputs, targets)
-        return super().__call__(inputs, targets)
+        if not getattr(self, "aug_smooth", False):
+            return super().__call__(inputs, targets)
+        clean = super().__call__(inputs, targets)
+        x = inputs
+        target = resolve(targets, int(x.shape[0]), self.output, self.model).fixed(clean.targets)
+        maps: list[Tensor] = []
+        lows: list[Tensor] = []
+        for flip, factor in AUGMENTATIONS:
+            if not flip and factor == 1.0:
+                exp = clean
+            else:
+                augmented = x * factor
+                exp = super().__call__(augmented.flip(-1) if flip else augmented, target)
+            for out, part in ((maps, exp.maps), (lows, exp.low_res)):
+                if part is not None:
+                    part = normalize(part)
+                    out.append(part.flip(-1) if flip else part)
+        low_res = torch.stack(lows).mean(dim=0) if len(lows) == len(AUGMENTATIONS) else None
+        return self.make_explanation(torch.stack(maps).mean(dim=0), clean.targets, clean.scores,
+                                     low_res=low_res, layer=clean.layer)
 
-    def within_call(self, compute: Callable[[], Explanation]) -> Explanation:
-        """See :meth:`Explainer.within_call`; with ``eigen_smooth`` the weighted sums are projected."""
-        if not getattr(self, "eigen_smooth", False):
-            return compute()
-        used: list[bool] = []
-        token = _EIGEN_SMOOTH.set(used)
-        try:
-            explanation = compute()
-        finally:
-            _EIGEN_SMOOTH.reset(token)
-        if not used:
-            raise InputError(
-                f"{type(self).__name__} does not build its map as a per-channel weighted sum "
-                "sum_k w_k F_k, so eigen_smooth=True has nothing to project; use eigen_smooth=False, "
-                "or a method with channel weights (gradcam, gradcampp, xgradcam, ...)"
-            )
-        return explanation
-
-    def _fused(self, inputs: Tensor, targets: Targets) -> Explanation:
+    def _fused(self, inputs: Tensor, targets: Targets | Target) -> Explanation:
         """``layer=[...]``: this method on each layer, the maps fused (see :mod:`._fuse`)."""
         per_layer = []
         for tap in self._taps or []:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..autolayer import GAPHead, find_gap_head
@@ -33,6 +32,7 @@ class CAM(CAMExplainer):
         layer: ignored unless given, in which case it must be the pooled features' tap.
         channels: restrict the sum to these feature maps.
         output: see :class:`~xcam.methods.Explainer`.
+        eigen_smooth, aug_smooth: see :class:`~xcam.methods.CAMExplainer`.
 
     Raises:
         HeadNotFoundError: the model has no such head (the message says what was found).
@@ -48,8 +48,11 @@ class CAM(CAMExplainer):
         channels: Sequence[int] | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
     ) -> None:
-        super().__init__(model, layer=None, channels=channels, output=output)
+        super().__init__(model, layer=None, channels=channels, output=output, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth)
         self._requested = None if layer is None else resolve_layer(model, layer)
         self.head: GAPHead | None = None
 
@@ -73,7 +76,7 @@ class CAM(CAMExplainer):
         """The (B, h, w) map of the equation in the class docstring."""
         assert self.head is not None and lp.indices is not None
         weight = self.select(self.head.linear.weight.detach()[lp.indices])
-        return torch.relu(torch.einsum("bc,bchw->bhw", weight.to(features.dtype), features))
+        return self.combine(weight, features)
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters, recorded in every :class:`~xcam.explanation.Explanation`."""

@@ -28,6 +28,8 @@ class EigenCAM(CAMExplainer):
     forward pass, no gradients.
     """
 
+    channel_weights = False  # eigen_smooth=True is refused
+
     needs_gradients = False
 
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..registry import register_explainer
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, LayerPass
 
 __all__ = ["GradCAM"]
 
@@ -27,4 +27,4 @@ class GradCAM(CAMExplainer):
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
         """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None
-        return weighted_sum(grads.mean(dim=(2, 3)), features)
+        return self.combine(grads.mean(dim=(2, 3)), features)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..registry import register_explainer
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, LayerPass
 
 __all__ = ["GradCAMPlusPlus", "gradcampp_weights"]
 
@@ -50,4 +50,4 @@ class GradCAMPlusPlus(CAMExplainer):
         assert grads is not None
         g2 = grads * grads
         w = gradcampp_weights(features.sum(dim=(2, 3)), grads, g2, g2 * grads)
-        return weighted_sum(w, features)
+        return self.combine(w, features)

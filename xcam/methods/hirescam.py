@@ -25,6 +25,8 @@ class HiResCAM(CAMExplainer):
     and one backward pass to ``layer``. Matches pytorch-grad-cam ``HiResCAM`` on the same layer.
     """
 
+    channel_weights = False  # eigen_smooth=True is refused
+
     def low_res(self, features: Tensor, grads: Tensor | None, lp: LayerPass) -> Tensor:
         """The (B, h, w) map of the equation in the class docstring."""
         assert grads is not None

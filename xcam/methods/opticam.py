@@ -58,6 +58,7 @@ class OptiCAM(CAMExplainer):
         init_std: deviation of the random start of ``u`` (default 0: the paper's uniform start).
         seed: seed of that random start; ``None`` draws one from torch's global RNG.
         output: see :class:`~xcam.methods.Explainer`.
+        eigen_smooth, aug_smooth: see :class:`~xcam.methods.CAMExplainer`.
     """
 
     def __init__(
@@ -71,9 +72,12 @@ class OptiCAM(CAMExplainer):
         seed: int | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer, channels, output=output, fuse=fuse)
+        super().__init__(model, layer, channels, output=output, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth, fuse=fuse)
         self.steps = check_positive_int("steps", steps)
         self.lr = check_number("lr", lr, minimum=0.0)
         self.init_std = check_number("init_std", init_std, minimum=0.0)
@@ -114,7 +118,10 @@ class OptiCAM(CAMExplainer):
                 u.grad = grad
                 optimizer.step()
         with torch.no_grad():
-            low = torch.einsum("bc,bchw->bhw", torch.softmax(u, dim=1), features)
+            weights = torch.softmax(u, dim=1)
+            # the paper's map has no ReLU (softmax weights); eigen_smooth projects the weighted features
+            low = (self.combine(weights, features) if self.eigen_smooth
+                   else torch.einsum("bc,bchw->bhw", weights, features))
             maps = minmax(upsample(low, size))
         return self.make_explanation(maps, lp.indices, lp.scores, low_res=low,
                                      layer=self._tap.label if self._tap else None)

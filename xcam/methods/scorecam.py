@@ -18,7 +18,7 @@ from ..postprocess import upsample
 from ..registry import register_explainer
 from ..targets import Target
 from ._perturb import channels_last_for, run_model
-from .base import CAMExplainer, weighted_sum
+from .base import CAMExplainer
 
 __all__ = ["ScoreCAM"]
 
@@ -63,6 +63,7 @@ class ScoreCAM(CAMExplainer):
             float32 input on the CPU, where it is faster, and the plain layout for a model that
             cannot run in it (see :class:`~xcam.methods.Occlusion`).
         output: see :class:`~xcam.methods.Explainer`.
+        eigen_smooth, aug_smooth: see :class:`~xcam.methods.CAMExplainer`.
     """
 
     needs_gradients = False
@@ -78,9 +79,12 @@ class ScoreCAM(CAMExplainer):
         channels_last: bool | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output, fuse=fuse)
+        super().__init__(model, layer=layer, channels=channels, output=output, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth, fuse=fuse)
         self.channels_last = check_channels_last(channels_last)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.subtract_baseline = bool(subtract_baseline)
@@ -169,4 +173,4 @@ class ScoreCAM(CAMExplainer):
         if self.subtract_baseline:
             assert zero is not None
             weights = weights - zero[:, None].to(weights.dtype)
-        return self.finish(inputs, weighted_sum(weights, features), lp)
+        return self.finish(inputs, self.combine(weights, features), lp)

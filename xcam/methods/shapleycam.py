@@ -13,7 +13,7 @@ from ..explanation import Explanation
 from ..layers import to_nchw
 from ..registry import register_explainer
 from ..targets import Target
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, LayerPass
 
 __all__ = ["ShapleyCAM"]
 
@@ -85,4 +85,4 @@ class ShapleyCAM(CAMExplainer):
         hf = self.select(to_nchw(hvp, size, tap))
         weights = (g - 0.5 * hf).mean(dim=(2, 3))
         lp = LayerPass(features, g, indices, scores.detach())
-        return self.finish(inputs, weighted_sum(weights, features), lp)
+        return self.finish(inputs, self.combine(weights, features), lp)

@@ -15,7 +15,7 @@ from ..layers import LayerSpec
 from ..outputs import OutputFn
 from ..registry import register_explainer
 from ..targets import Target
-from .base import CAMExplainer, weighted_sum
+from .base import CAMExplainer
 from .gradcampp import gradcampp_weights
 
 __all__ = ["SmoothGradCAMPlusPlus", "noise_sigma"]
@@ -55,6 +55,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         batch_size: most images per forward/backward pass (default 32).
         seed: seed of the noise generator; ``None`` draws a fresh seed from torch's global RNG.
         output: see :class:`~xcam.methods.Explainer`.
+        eigen_smooth, aug_smooth: see :class:`~xcam.methods.CAMExplainer`.
     """
 
     deterministic = False
@@ -70,9 +71,12 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         channels: Sequence[int] | None = None,
         *,
         output: OutputFn | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
         fuse: str = "mean",
     ) -> None:
-        super().__init__(model, layer=layer, channels=channels, output=output, fuse=fuse)
+        super().__init__(model, layer=layer, channels=channels, output=output, eigen_smooth=eigen_smooth,
+                         aug_smooth=aug_smooth, fuse=fuse)
         for arg, value in (("n_samples", n_samples), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputTypeError(f"{arg} must be an int, got {type(value).__name__}")
@@ -140,5 +144,5 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         n = float(self.n_samples)
         g1, g2, g3, f_mean = (self.select(sums[k] / n) for k in ("g1", "g2", "g3", "f"))
         w = gradcampp_weights(f_mean.sum(dim=(2, 3)), g1, g2, g3)
-        low = weighted_sum(w, self.select(clean.features))
+        low = self.combine(w, self.select(clean.features))
         return self.finish(inputs, low, clean)

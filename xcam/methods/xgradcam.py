@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..registry import register_explainer
-from .base import CAMExplainer, LayerPass, weighted_sum
+from .base import CAMExplainer, LayerPass
 
 __all__ = ["XGradCAM"]
 
@@ -32,4 +32,4 @@ class XGradCAM(CAMExplainer):
         total = features.sum(dim=(2, 3))
         safe = torch.where(total != 0, total, torch.ones_like(total))
         w = torch.where(total != 0, (features * grads).sum(dim=(2, 3)) / safe, torch.zeros_like(total))
-        return weighted_sum(w, features)
+        return self.combine(w, features)
