@@ -174,7 +174,7 @@ def _arguments(model: nn.Module) -> dict[str, object]:
         "model": model, "inputs": X, "targets": TARGETS, "explainer": explainer,
         "maps": torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(2)),
         "n_classes": N_CLASSES, "steps": 3, "n": 3, "subset": 16, "n_perturb_samples": 2,
-        "seed": 0, "batch_size": 4,
+        "seed": 0, "batch_size": 4, "n_samples": 2,
     }
 
 

@@ -16,7 +16,7 @@ import xcam
 from tests.nets import TinyNet, randomize_bn
 from xcam.methods import InputGradient
 from xcam.metrics import model_parameter_randomization
-from xcam.metrics.sanity import _reinitialize
+from xcam.metrics.sanity import reinitialize
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one intra-op thread
 
@@ -307,8 +307,8 @@ def test_randomization_redraws_constant_parameters_and_attention_weights():
     assert torch.equal(block.layer_scale, torch.full_like(block.layer_scale, 1e-6))
     attention = vit.encoder.layers[0].self_attention
     attention_before = attention.in_proj_weight.detach().clone()
-    _reinitialize(vit, seed=5)
-    _reinitialize(block, seed=5)
+    reinitialize(vit, seed=5)
+    reinitialize(block, seed=5)
     for value, old in ((vit.class_token, 0.0), (block.layer_scale, 1e-6)):
         spread = (value - old).detach()
         assert bool((spread != 0).all()) and 0.005 < float(spread.std()) < 0.05

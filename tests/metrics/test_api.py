@@ -21,7 +21,7 @@ DIRECTIONS = {
     "relevance_rank": True, "max_box_acc": True, "deletion": False, "insertion": True,
     "average_drop": False, "increase_in_confidence": True, "faithfulness_correlation": True,
     "infidelity": False, "max_sensitivity": False, "model_parameter_randomization": False,
-    "random_logit": False,
+    "random_logit": False, "smooth_mprt": False, "efficient_mprt": True,
 }
 
 
@@ -118,9 +118,13 @@ FAST = {
     "infidelity": {"n_perturb_samples": 4, "seed": 0},
     "max_sensitivity": {"n_perturb_samples": 3, "seed": 0},
     "random_logit": {"seed": 0}, "model_parameter_randomization": {"seed": 0},
+    "smooth_mprt": {"n_samples": 3, "seed": 0}, "efficient_mprt": {"seed": 0},
     "max_box_acc": {"thresholds": [0.1, 0.3, 0.5, 0.7, 0.9]}, "pointing_game": {"tolerance": 1},
 }
 SIDE = 16
+#: metrics whose direction needs a trained model: LinearNet's weights are random, so its gradient
+#: maps are as complex before as after re-initialization (tested on a structured model instead)
+UNTRAINED_BLIND = {"efficient_mprt": "tests/metrics/test_mprt.py::test_efficient_mprt_direction"}
 
 
 class LinearNet(nn.Module):
@@ -257,6 +261,8 @@ def test_every_metric_runs_per_sample_in_its_direction_at_its_stated_cost(name):
             assert m.forward_passes(2, **settings) == 0
         else:
             assert m.forward_passes(2, **given, **settings) == sum(seen), name
+    if name in UNTRAINED_BLIND:
+        return  # see UNTRAINED_BLIND
     better = scores[True] > scores[False] if m.higher_is_better else scores[True] < scores[False]
     assert better, (name, scores)
 

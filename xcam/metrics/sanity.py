@@ -66,7 +66,7 @@ def cascade_layers(model: nn.Module) -> list[str]:
             if any(True for _ in module.parameters(recurse=False))][::-1]
 
 
-def _reinitialize(module: nn.Module, seed: int) -> None:
+def reinitialize(module: nn.Module, seed: int) -> None:
     """Re-initialize every parameter of ``module`` (recursively), seeded.
 
     Modules with ``reset_parameters`` (Conv, Linear, BatchNorm, LayerNorm, ...) use it, which
@@ -105,7 +105,7 @@ def _is_rebuildable(explainer: object) -> bool:
             and callable(getattr(explainer, "params", None)))
 
 
-def _make_explainer(explainer: object, model: nn.Module,
+def bind_explainer(explainer: object, model: nn.Module,
                     explainer_kwargs: dict[str, Any] | None) -> Callable[..., Any]:
     """An explainer bound to ``model``.
 
@@ -141,7 +141,7 @@ def _make_explainer(explainer: object, model: nn.Module,
     )
 
 
-def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+def randomized_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     if layers is None:
         names = cascade_layers(model)
         if not names:
@@ -167,7 +167,7 @@ def _randomization_cost(n: int, p: dict[str, Any]) -> int:
     model = p.get("model")
     if not isinstance(model, nn.Module):
         raise InputError("model_parameter_randomization.forward_passes needs model= to count layers")
-    n_layers = len(_layer_names(model, p.get("layers")))
+    n_layers = len(randomized_layers(model, p.get("layers")))
     return n + explainer_images(p.get("explainer"), n) * (n_layers + 1)
 
 
@@ -229,17 +229,17 @@ def model_parameter_randomization(
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_model(model)
     x = check_inputs(inputs, model=model)
-    names = _layer_names(model, layers)
+    names = randomized_layers(model, layers)
     base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
     indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
 
     randomized = copy.deepcopy(model)
     modules = dict(randomized.named_modules())
-    explain = _make_explainer(explainer, randomized, explainer_kwargs)
+    explain = bind_explainer(explainer, randomized, explainer_kwargs)
     original = explanation_maps(explain, x, indices)
     rho, sim = [], []
     for j, name in enumerate(names):
-        _reinitialize(modules[name], base_seed + j)
+        reinitialize(modules[name], base_seed + j)
         new = explanation_maps(explain, x, indices)
         rho.append(_spearman(original, new))
         sim.append(_ssim(original, new))
