@@ -123,7 +123,11 @@ def test_explanation_repr_is_short_and_renders_as_png(net, images):
 def test_show_draws_over_the_images(net, images):
     import matplotlib.pyplot as plt
 
-    exp = _explanation(net, images)
+    from xcam.viz import grid as xcam_viz_grid
+
+    exp = _explanation(net, images, [4, 0, 2])
+    rows = xcam_viz_grid(images, {"gradcam": exp})
+    assert [ax.get_ylabel() for ax in rows.axes[::2]] == ["target 4", "target 0", "target 2"]
     fig = exp.show(images)
     assert len(fig.axes) == 3 * 2 + 3  # image, overlay, color bar per row
     fig_alone = exp.show()

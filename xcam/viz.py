@@ -244,7 +244,8 @@ def grid(
         maps: method name -> (B, H, W) maps or the method's :class:`~xcam.explanation.Explanation`.
         path: save the figure there (PNG, or the format of the suffix) when given. The figure is
             then drawn on its own Agg canvas: matplotlib's backend is left as it is.
-        row_titles: a title per row (e.g. the predicted class).
+        row_titles: a title per row (e.g. the predicted class); default: the targets of the first
+            Explanation among ``maps``, else ``image i``.
         alpha: opacity of the map over the image (see :func:`overlay`).
         shared_scale: one color scale for every map in the grid (all methods, all images), so
             that one color means one value everywhere; default: each map its own range. Useful
@@ -259,6 +260,10 @@ def grid(
     """
     n = len(images)
     arrays = {name: _maps_of(m) for name, m in maps.items()}
+    if row_titles is None:  # an Explanation's targets name the rows
+        first = next((m for m in maps.values() if isinstance(getattr(m, "targets", None), Tensor)), None)
+        if first is not None:
+            row_titles = [f"target {int(t)}" for t in first.targets[:n].tolist()]
     for name, m in arrays.items():
         if len(m) != n:
             raise InputError(f"maps[{name!r}] has {len(m)} maps for {n} images")
