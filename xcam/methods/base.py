@@ -221,8 +221,22 @@ class Explainer(abc.ABC):
                 "inputs), or explain another layer"
             )
 
+        zero = explanation.scores.detach().reshape(-1) == 0
+
         def constant() -> None:
-            const = ((hi == lo) & finite).nonzero().flatten().tolist()
+            const_mask = (hi == lo) & finite
+            if bool(zero.any()):
+                zeros = zero.nonzero().flatten().tolist()
+                warn(
+                    f"{name}: the explained score is exactly 0 for samples {zeros[:8]}: nothing to "
+                    "attribute, so their maps are all zeros by definition for gradient methods "
+                    "(typically a unit target whose ReLU is off on that image); explain another "
+                    "channel, neuron or image", DeadEndWarning,
+                )
+                const_mask = const_mask & ~zero.to(const_mask.device)
+                if not bool(const_mask.any()):
+                    return
+            const = const_mask.nonzero().flatten().tolist()
             warn(
                 f"{name} returned a constant map (value {float(lo[const[0]]):.3g}) for samples "
                 f"{const[:8]}: it shows nothing. For CAM methods the weighted sum is often negative "
@@ -237,8 +251,8 @@ class Explainer(abc.ABC):
                 "constant over the image; explain an earlier layer with a spatial map (see "
                 "xcam.list_layers(model, x))", DeadEndWarning,
             )
-        elif not self.constant_maps:
-            check_later((finite & (hi == lo)).any(), constant)
+        elif not self.constant_maps:  # a constant map, or a zero score (said first)
+            check_later(((finite & (hi == lo)) | zero.to(finite.device)).any(), constant)
 
     @abc.abstractmethod
     def explain(self, inputs: Tensor, target: Target) -> Explanation:
