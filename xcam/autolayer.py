@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .capture import capture
+from .embeddings import embedding, source_model
 from .errors import HeadNotFoundError, InputError, LayerNotFoundError, OutputError, warn
 from .layers import (
     ModuleCall,
@@ -43,9 +44,13 @@ _ATTENTION = re.compile(r"att(n|ention)|^xca$", re.IGNORECASE)
 
 
 def _scores_or_none(out: object, output_fn: OutputFn | None) -> Tensor | None:
-    """The (B, K) scores in a model output (:func:`xcam.outputs.logits`), or None."""
+    """The (B, K) scores (:func:`xcam.outputs.logits`) or embedding in a model output, or None."""
     try:
         return logits(out, output_fn)
+    except OutputError:
+        pass
+    try:  # an embedding model (a CLIP image tower): its (B, D) embedding
+        return embedding(out, output_fn)
     except OutputError:
         return None
 
@@ -163,7 +168,7 @@ def _token_layer(model: nn.Module, example: Tensor, calls: list[ModuleCall],
 
 def _known_model(model: nn.Module) -> bool:
     """Whether ``model`` is a timm or Hugging Face model, or has a ``backbone`` (segmentation)."""
-    module = type(model).__module__
+    module = type(source_model(model)).__module__  # a CLIP image tower: the CLIP model's
     return (module.startswith(("timm.", "transformers."))
             or any(n == "backbone" for n, _ in model.named_children()))
 

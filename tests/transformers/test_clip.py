@@ -1,8 +1,8 @@
 """The similarity target on CLIP, with no wrapper: open_clip and Hugging Face ``CLIPModel``.
 
 Tiny configurations with random weights (32 px images, patch 8, two blocks). The explained layer
-is given explicitly (the last block's first LayerNorm, as torchvision's ViT): the automatic layer
-of ViTs is the timm / Hugging Face part of issue 13.
+is given explicitly (the last block's first LayerNorm, as torchvision's ViT); ``layer=None``
+chooses the same one (the last test).
 """
 
 from __future__ import annotations
@@ -199,3 +199,13 @@ def test_one_shared_pass_equals_the_methods_alone(clip):
     assert torch.equal(shared["gradcam"].low_res, alone.low_res)
     assert torch.equal(built["gradcam"].low_res, alone.low_res)
     assert shared["occlusion"].maps.shape == (2, 32, 32)
+
+
+def test_the_automatic_layer_is_the_last_block_norm(clip):
+    """layer=None on a CLIP model: the last block's first LayerNorm, as passed explicitly above."""
+    model, text, layer = clip
+    with pytest.warns(UserWarning, match=f"layer=None: using '{layer}'"):
+        auto = xcam.GradCAM(model)(X, similarity(text))
+    explicit = quiet(xcam.GradCAM(model, layer), X, similarity(text))
+    assert auto.layer == layer
+    assert torch.equal(auto.low_res, explicit.low_res)
