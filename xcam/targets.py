@@ -840,7 +840,12 @@ class similarity:  # noqa: N801 - used like a function: targets=similarity(text_
             )
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise TargetError(f"similarity: eps must be a number > 0, got {eps!r}")
-        _check_finite(ref, f"similarity: the reference {tuple(ref.shape)}")
+        bad = int(torch.isfinite(ref).logical_not().sum())  # once, at construction: eager
+        if bad:
+            raise NonFiniteError(
+                f"similarity: the reference {tuple(ref.shape)} holds {bad} NaN or infinite values; "
+                "pass a finite vector (check the text or image embedding it came from)"
+            )
         rows = ref.reshape(-1, ref.shape[-1]).clone()
         norms = rows.double().norm(dim=1)
         if bool((norms == 0).any()):
