@@ -29,6 +29,7 @@ __all__ = [
     "batched_scores",
     "Perturbed",
     "score_perturbed",
+    "check_autocast",
     "captum_chunks",
     "captum_images",
 ]
@@ -225,18 +226,39 @@ class Perturbed:
     finish: Callable[[Tensor], Any]
 
 
+def check_autocast(autocast: object, device: torch.device) -> torch.dtype | None:
+    """``autocast=``: None, or torch.bfloat16 / torch.float16 for inputs on a CUDA device."""
+    if autocast is None:
+        return None
+    if autocast not in (torch.bfloat16, torch.float16):
+        raise InputTypeError(
+            f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast!r}"
+        )
+    if device.type != "cuda":
+        raise InputError(
+            f"autocast={autocast} runs the perturbed forward passes under torch.autocast on CUDA "
+            f"only; the inputs are on {device.type}: pass autocast=None (or move model and inputs "
+            "to a CUDA device)"
+        )
+    assert isinstance(autocast, torch.dtype)
+    return autocast
+
+
 def score_perturbed(
     model: Callable[[Tensor], Any],
     plans: Sequence[Perturbed],
     batch_size: int,
     device: torch.device,
     output_fn: OutputFn | None = None,
+    autocast: torch.dtype | None = None,
 ) -> list[Tensor]:
     """Score the rows of several :class:`Perturbed` plans in shared forward passes.
 
     The plans' rows are laid end to end and run in passes of at most ``batch_size`` images (a pass
     may hold rows of several plans, concatenated), under ``torch.no_grad()``. With one plan the
-    passes are those of :func:`batched_scores`.
+    passes are those of :func:`batched_scores`. ``autocast`` (bf16 / fp16, CUDA; checked by
+    :func:`check_autocast`) runs the passes under :func:`torch.autocast`; the softmax of the
+    scores is taken in float32.
 
     Returns:
         One (rows,) float32 tensor of target scores per plan.
@@ -256,7 +278,11 @@ def score_perturbed(
                     pieces.append((i, torch.arange(lo - starts[i], hi - starts[i], device=device)))
             images = [plans[i].make_batch(ids) for i, ids in pieces]
             batch = images[0] if len(images) == 1 else torch.cat(images)
-            output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+            if autocast is None:
+                output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+            else:
+                with torch.autocast(device_type=device.type, dtype=autocast):
+                    output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
             at = 0
             for i, ids in pieces:
                 n, lo = ids.numel(), start + at - starts[i]

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .._checks import eval_mode
@@ -21,7 +22,7 @@ from ..errors import InputError, InputTypeError
 from ..explanation import Explanation
 from ..outputs import OutputFn
 from ..registry import METRICS
-from ._forward import Perturbed, clean_forward, score_perturbed
+from ._forward import Perturbed, check_autocast, clean_forward, score_perturbed
 from ._inputs import check_batch_size, check_inputs_and_maps, check_model, check_output_fn
 from .base import Metric
 
@@ -44,6 +45,7 @@ def evaluate_maps(
     batch_size: int = 64,
     clean_output: Tensor | None = None,
     output: OutputFn | None = None,
+    autocast: torch.dtype | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run perturbation metrics on several maps of the same images, in shared forward passes.
 
@@ -64,6 +66,8 @@ def evaluate_maps(
         batch_size: most images per forward pass, over all metrics and maps together.
         clean_output: the model's output on ``inputs``, if already computed (else one clean pass).
         output: ``f(model_output) -> (B, classes)`` (see :mod:`xcam.outputs`).
+        autocast: ``torch.bfloat16`` / ``torch.float16``: the shared perturbed passes run under
+            :func:`torch.autocast` (CUDA only; an :class:`~xcam.errors.InputError` elsewhere).
 
     Returns:
         ``result[metric][key]``: what ``metric(model, inputs, maps[key], targets, **settings)``
@@ -97,13 +101,14 @@ def evaluate_maps(
                 f"{shared_metrics()} (call {name} once per map instead)"
             )
         clash = sorted(set(kwargs) & {"batch_size", "clean_output", "output", "model", "inputs",
-                                      "maps", "targets"})
+                                      "maps", "targets", "autocast"})
         if clash:
             raise InputError(f"metrics[{name!r}] sets {clash}; pass them to evaluate_maps itself")
         chosen[fn.name] = (fn, kwargs)
     guard = eval_mode(model) if isinstance(model, nn.Module) else contextlib.nullcontext()
     with guard:
         x, _ = check_inputs_and_maps(inputs, _maps_of(next(iter(maps.values()))), model)
+        dtype = check_autocast(autocast, x.device)
         clean = clean_forward(model, x, clean_output, output_fn)
         plans: list[tuple[str, str, Perturbed]] = []
         for name, (fn, kwargs) in chosen.items():
@@ -115,7 +120,8 @@ def evaluate_maps(
                 plan = fn.perturbed(model, inputs, _maps_of(value), t, batch_size=batch_size,
                                     clean_output=clean, output=output_fn, **kwargs)
                 plans.append((name, key, plan))
-        scores = score_perturbed(model, [p for _, _, p in plans], batch_size, x.device, output_fn)
+        scores = score_perturbed(model, [p for _, _, p in plans], batch_size, x.device, output_fn,
+                                 dtype)
     result: dict[str, dict[str, Any]] = {name: {} for name in chosen}
     for (name, key, plan), s in zip(plans, scores):
         result[name][key] = plan.finish(s)
