@@ -52,7 +52,8 @@ def evaluate_maps(
     Example:
         >>> maps = {k: e.maps for k, e in xcam.explain(model, x, ["gradcam", "layercam"]).items()}
         >>> out = evaluate_maps(model, x, maps, metrics={"deletion": {"steps": 50}, "average_drop": {}})
-        >>> out["deletion"]["gradcam"].auc   # equals deletion(model, x, maps["gradcam"], None, steps=50).auc
+        >>> deletion_of = out["deletion"]
+        >>> deletion_of["gradcam"].auc  # = deletion(model, x, maps["gradcam"], None, steps=50).auc
 
     Args:
         model: returns (B, classes) scores (an ``nn.Module`` runs in eval mode).
@@ -70,7 +71,8 @@ def evaluate_maps(
             :func:`torch.autocast` (CUDA only; an :class:`~xcam.errors.InputError` elsewhere).
 
     Returns:
-        ``result[metric][key]``: what ``metric(model, inputs, maps[key], targets, **settings)``
+        ``result[metric][key]`` (a dict of dicts): what
+        ``metric(model, inputs, maps[key], targets, **settings)``
         returns (a :class:`~xcam.metrics.CurveResult` or a (B,) tensor). The forward passes hold
         other rows than a per-map call's, so the results equal those calls up to the model's
         batch invariance (bit for bit where each row's output does not depend on its batch).
