@@ -205,3 +205,25 @@ def test_the_cam_family_runs_one_forward_and_one_backward_per_batch_between_them
                           progress=False)
         assert json.dumps([r["value"] for r in alone.table()]) == json.dumps(
             [r["value"] for r in result.table() if r["method"] == m])  # bit for bit (NaN as text)
+
+
+def test_perturbation_metrics_of_several_methods_share_their_forward_passes(dataset, model):
+    """Deletion and average drop of three methods on a batch of 6: the perturbed copies of every
+    (metric, method) pair fill common forward passes of at most 64 images (3 x 6 x (4 + 1) = 90
+    images: 2 passes, not 2 per method), and the scores equal each method run alone."""
+    methods = ["gradcam", "gradcampp", "layercam"]
+    kw = {"method_kwargs": {m: {"layer": "features"} for m in methods},
+          "metric_kwargs": {"deletion": {"steps": 4}}, "preprocess": PREP, "controls": False,
+          "batch_size": 6, "progress": False}
+    calls = []
+    handle = model.register_forward_pre_hook(
+        lambda m, a: None if torch.is_grad_enabled() else calls.append(a[0].shape[0]))
+    try:
+        together = compare(model, dataset / "boxes.csv", methods, ["deletion", "average_drop"], **kw)
+    finally:
+        handle.remove()
+    assert calls == [6, 64, 26]  # the clean pass, then every perturbed copy in two passes
+    for m in methods:
+        alone = compare(model, dataset / "boxes.csv", [m], ["deletion", "average_drop"],
+                        **{**kw, "method_kwargs": {m: {"layer": "features"}}})
+        assert same(values(alone), [v for v in values(together) if v[1] == m])

@@ -10,7 +10,7 @@ no score depends on the batch size, on the batch an image lands in, or on the nu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,15 +278,18 @@ class BatchRunner:
         return self.finish(images, label, maps, seconds / len(images), passes / len(images), layer)
 
     def explain_shared(self, images: list[Image], labels: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Methods ``labels`` on ``images`` with one forward + backward pass between them, scored.
+        """Methods ``labels`` on ``images``, sharing passes between them, scored.
 
         The explainers that can share a pass (:func:`shares_pass`: the CAM family and the
         deterministic controls) run through :func:`xcam.explain`: one forward pass per batch, and one
-        backward pass to their layers; their seconds and forward passes are split evenly between
-        them. The others, or all of them when the shared call fails, run one by one
-        (:meth:`explain`).
+        backward pass to their layers. The perturbation metrics that can share their forward passes
+        (deletion, insertion, average drop, increase in confidence: ``Metric.perturbed``) score
+        every method's maps together through :func:`xcam.metrics.batched.evaluate_maps`. Shared
+        seconds and forward passes are split evenly between the methods that share them. A method
+        that fails on the batch is retried image by image (:meth:`explain`).
         """
         group = [m for m in labels if shares_pass(self.explainers[m])]
+        found: dict[str, tuple[Tensor, float, float, Any]] = {}
         out: dict[str, list[dict[str, Any]]] = {}
         if len(group) > 1:
             try:
@@ -294,12 +297,54 @@ class BatchRunner:
             except FAILURES:
                 shared, seconds, passes = {}, 0.0, 0
             n = len(images) * len(group)
-            for m, (maps, layer) in shared.items():
-                out[m] = self.finish(images, m, maps, seconds / n, passes / n, layer)
+            found.update({m: (maps, seconds / n, passes / n, layer) for m, (maps, layer) in shared.items()})
         for m in labels:
-            if m not in out:
-                out[m] = self.explain(images, m)
-        return out
+            if m in found:
+                continue
+            try:
+                own = self.maps(images, m)
+                found[m] = (own[0], own[1] / len(images), own[2] / len(images), own[3])
+            except FAILURES as err:  # retried image by image to find the images it fails on
+                out[m] = ([item_error(images[0], m, err)] if len(images) == 1
+                          else [rec for img in images for rec in self.explain([img], m)])
+        finite = {m: v[0] for m, v in found.items() if bool(torch.isfinite(v[0]).all())}
+        scores, cost = self.shared_metrics(images, finite)
+        for m, (maps, sec, npass, layer) in found.items():
+            pre = {name: by_method[m] for name, by_method in scores.items()} if m in finite else {}
+            out[m] = self.finish(images, m, maps, sec, npass, layer, pre, cost if pre else (0.0, 0.0))
+        return {m: out[m] for m in labels}
+
+    def shared_metrics(self, images: list[Image], maps: dict[str, Tensor]
+                       ) -> tuple[dict[str, dict[str, PerImage]], tuple[float, float]]:
+        """The perturbation metrics that share forward passes, on every method's maps at once.
+
+        Returns ``{metric: {method: PerImage}}`` and the seconds and forward passes per (image,
+        method); empty when none applies or the shared call fails (each method then runs them).
+        """
+        from ..metrics.batched import evaluate_maps
+
+        names = [n for n in self.cfg.per_image_metrics if metric_of(n).perturbed is not None
+                 and not metric_of(n).stochastic and "seed" not in self.cfg.metric_kwargs.get(n, {})
+                 and "ground_truth" not in metric_of(n).needs]
+        if not names or not maps:
+            return {}, (0.0, 0.0)
+        settings = {n: {k: v for k, v in self.cfg.metric_kwargs.get(n, {}).items() if k != "batch_size"}
+                    for n in names}
+        batch = max(int(self.cfg.metric_kwargs.get(n, {}).get("batch_size", 64)) for n in names)
+        x, targets = batch_of(images, self.cfg.device)
+        self.counter.n = 0
+        sync(self.cfg.device)
+        start = time.perf_counter()
+        try:
+            result = evaluate_maps(self.model, x, maps, targets, settings, batch_size=batch,
+                                   clean_output=torch.cat([img.output for img in images]),
+                                   output=self.cfg.output_fn)
+        except FAILURES:
+            return {}, (0.0, 0.0)
+        sync(self.cfg.device)
+        k = len(images) * len(maps)
+        cost = ((time.perf_counter() - start) / k, self.counter.n / k)
+        return {n: {m: metric_of(n).per_image(result[n][m]) for m in maps} for n in names}, cost
 
     def shared_maps(self, images: list[Image],
                     group: list[str]) -> tuple[dict[str, tuple[Tensor, Any]], float, int]:
@@ -319,8 +364,13 @@ class BatchRunner:
         return out, seconds, self.counter.n
 
     def finish(self, images: list[Image], label: str, maps: Tensor, seconds: float, passes: float,
-               layer: Any) -> list[dict[str, Any]]:
-        """The item records of method ``label``'s ``maps`` on ``images``: scores, overlays, costs."""
+               layer: Any, pre: Mapping[str, PerImage] | None = None,
+               cost: tuple[float, float] = (0.0, 0.0)) -> list[dict[str, Any]]:
+        """The item records of method ``label``'s ``maps`` on ``images``: scores, overlays, costs.
+
+        ``pre``: scores of metrics computed already (shared with other methods), and ``cost`` their
+        seconds and forward passes per image.
+        """
         n = len(images)
         records = [{"kind": "item", "image": img.key, "index": img.index, "method": label,
                     "status": "ok", "layer": layer, "seconds": seconds, "forward_passes": passes,
@@ -331,7 +381,9 @@ class BatchRunner:
             if bad[j]:
                 records[j] = item_error(images[j], label, CompareError(
                     f"{label}: the map holds NaN or infinite values"))
-        self.score([images[j] for j in ok], maps[ok], label, [records[j] for j in ok])
+        if pre and len(ok) < n:  # computed on every row: a map with NaN runs its metrics alone
+            pre, cost = None, (0.0, 0.0)
+        self.score([images[j] for j in ok], maps[ok], label, [records[j] for j in ok], pre, cost)
         for j in ok:
             if images[j].index < self.cfg.grid_images and self.cfg.out is not None:
                 records[j]["overlay"] = save_thumbnail(
@@ -356,25 +408,31 @@ class BatchRunner:
 
     # ---- the metrics ----------------------------------------------------------------------------
 
-    def score(self, images: list[Image], maps: Tensor, label: str, records: list[dict[str, Any]]) -> None:
+    def score(self, images: list[Image], maps: Tensor, label: str, records: list[dict[str, Any]],
+              pre: Mapping[str, PerImage] | None = None, cost: tuple[float, float] = (0.0, 0.0)) -> None:
         """Score ``maps`` of ``images`` with every per-image metric into ``records``.
 
         A metric that needs ground truth scores NaN on an image without any. A metric that fails
         on the batch is retried image by image; the images it still fails on get an error record.
+        Metrics in ``pre`` are stored as they are (scored with other methods' maps, at ``cost``).
         """
         if not images:
             return
+        pre = pre or {}
         self.counter.n = 0
         sync(self.cfg.device)
         start = time.perf_counter()
         failed: dict[int, BaseException] = {}
         for name in self.cfg.per_image_metrics:
-            self.score_metric(name, images, maps, label, records, failed)
+            if name in pre:
+                store(pre[name], name, records)
+            else:
+                self.score_metric(name, images, maps, label, records, failed)
         sync(self.cfg.device)
         seconds, passes = time.perf_counter() - start, self.counter.n
         for j, rec in enumerate(records):
-            rec["metric_seconds"] = seconds / len(images)
-            rec["metric_forward_passes"] = passes / len(images)
+            rec["metric_seconds"] = seconds / len(images) + cost[0]
+            rec["metric_forward_passes"] = passes / len(images) + cost[1]
             if j in failed:
                 rec.clear()
                 rec.update(item_error(images[j], label, failed[j]))
