@@ -1,7 +1,7 @@
 """timm models with no `layer`: the automatic layer, prefix tokens dropped, real maps.
 
 CI runs one model per family group (TIMM_SUBSET); `make test-all` runs the whole list
-(tests/transformers/models.py: TIMM, 48 architectures in 40 families).
+(tests/transformers/models.py: TIMM, 48 architectures in 38 families).
 """
 
 from __future__ import annotations
