@@ -110,9 +110,12 @@ def main_zoo(which: str, methods: list[str], only: list[str] | None, out: str | 
         import transformers as lib
         entries = [(e[0], e[1].replace("ForImageClassification", ""), e[3]) for e in zoo.HF]
         build_fn = zoo.build_hf
+    entries = [e for e in entries if not only or e[0] in only]
+    if not entries:
+        return  # --only names models of another list: leave this table as it is
     rows = []
     works = 0
-    for name, family, size in tqdm([e for e in entries if not only or e[0] in only], desc=which):
+    for name, family, size in tqdm(entries, desc=which):
         start = time.perf_counter()
         x = zoo_scene(size)
         try:
