@@ -6,9 +6,10 @@ on the first ``XCAM_BENCH_ENGINE_IMAGES`` (default 200) images of ``../shared/da
 XGrad-CAM, Layer-CAM, HiResCAM, Eigen-CAM at the automatic layer) with the pointing game, the energy
 pointing game, MaxBoxAcc and average drop:
 
-- **engine**: one :func:`xcam.compare` call (``batch_size`` 32, ``num_workers`` 2): images decoded by
-  a DataLoader, one clean forward and ONE shared forward + backward per batch for the seven methods,
-  every metric on the whole batch;
+- **engine**: one :func:`xcam.compare` call (``batch_size`` 8, ``XCAM_BENCH_ENGINE_BATCH`` to change;
+  ``num_workers`` 2): images decoded by a DataLoader, one clean forward and ONE shared forward +
+  backward per batch for the seven methods, average drop of the seven maps in shared perturbed
+  passes of at most ``batch_size`` images, every metric on the whole batch;
 - **per image**: what the engine replaces, the sum of the per-image calls of the former engine:
   read one image, its clean forward, each explainer on it, each metric on its map.
 
@@ -32,7 +33,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1
 COLUMNS = "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
 METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam")
 METRICS = ("pointing_game", "energy_pointing_game", "max_box_acc", "average_drop")
-BATCH = 32
+BATCH = int(os.environ.get("XCAM_BENCH_ENGINE_BATCH", "8"))  # images per batch (CPU caches: small)
 
 
 def _skip() -> str | None:
@@ -55,6 +56,7 @@ def _engine(model: Any, n: int, device: str) -> tuple[float, dict[tuple[str, str
     result = compare(model, DATA / "annotations_227.csv", list(METHODS), list(METRICS),
                      preprocess=preprocessing("efficientnet_lite0"), targets="label", columns=COLUMNS,
                      limit=n, device=device, controls=False, batch_size=BATCH, num_workers=2,
+                     metric_kwargs={"average_drop": {"batch_size": BATCH}},
                      progress=False, report=False)
     seconds = time.perf_counter() - start
     return seconds, {(r["method"], r["metric"]): r["mean"] for r in result.summary(n_resamples=10)}
