@@ -143,7 +143,9 @@ def test_explain_prints_one_line_per_bad_file_and_writes_the_rest(tmp_path, caps
     for line, name in zip(skipped, BAD):
         assert name in line and BAD[name] in line
     written = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert written == sorted(f"{Path(n).stem}_gradcam.png" for n in (*GOOD[:1], *CONVERTED[:2]))
+    stems = sorted(f"{Path(n).stem}_gradcam" for n in (*GOOD[:1], *CONVERTED[:2]))
+    # an overlay and the raw map per readable image, and one manifest for the run
+    assert written == sorted([*(s + ".png" for s in stems), *(s + ".npy" for s in stems), "manifest.json"])
 
 
 def test_compare_leaves_a_train_mode_model_bit_identical(tmp_path, dataset):

@@ -172,7 +172,7 @@ def _same_names(env):
     code = env.cli("explain", str(env.tmp / "a" / "cat.png"), str(env.tmp / "b" / "cat.png"),
                    str(env.tmp / "a" / "cat.png"), *TINY, "--methods", "gradcam", "--layer", "features",
                    "--out", str(env.tmp / "maps"), "--no-progress")
-    names = sorted(p.name for p in (env.tmp / "maps").iterdir())
+    names = sorted(p.name for p in (env.tmp / "maps").glob("*.png"))
     return (code, names), (EXIT_OK, ["a_cat-2_gradcam.png", "a_cat_gradcam.png", "b_cat_gradcam.png"])
 
 
