@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_C = TypeVar("_C", bound=type)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: peer names (squashed, see :func:`squash`) whose xcam name is not just a respelling
 PEER_ALIASES: dict[str, str] = {
@@ -180,19 +182,29 @@ EXPLAINERS: Registry[type] = Registry("explainer")
 METRICS: Registry[Callable[..., Any]] = Registry("metric")
 
 
-def register_explainer(name: str) -> Callable[[type], type]:
-    """Register an explainer class; sets ``cls.name`` to the registered name."""
+def register_explainer(name: str) -> Callable[[_C], _C]:
+    """Register an explainer class; sets ``cls.name`` to the registered name.
 
-    def decorator(cls: type) -> type:
+    The decorator returns the class itself (typed as such, so type checkers that apply class
+    decorators, pyright among them, still see ``GradCAM`` and not a bare ``type``).
+    """
+
+    def decorator(cls: _C) -> _C:
         cls.name = name.lower()  # type: ignore[attr-defined]
-        return EXPLAINERS.register(name)(cls)
+        EXPLAINERS.register(name)(cls)
+        return cls
 
     return decorator
 
 
-def register_metric(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a metric function under ``name``."""
-    return METRICS.register(name)
+def register_metric(name: str) -> Callable[[_F], _F]:
+    """Register a metric function under ``name``; the function is returned unchanged."""
+
+    def decorator(fn: _F) -> _F:
+        METRICS.register(name)(fn)
+        return fn
+
+    return decorator
 
 
 def create(name: str, model: Any, **kwargs: Any) -> Any:
