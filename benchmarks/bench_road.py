@@ -1,7 +1,7 @@
 """Speed of ROAD on CPU: ``python -m benchmarks road [--quick]``.
 
 xcam's ``road_morf`` (noisy linear imputation of all images and percentiles at once, by a
-preconditioned conjugate gradient in torch) against pytorch-grad-cam's
+conjugate gradient preconditioned with a multigrid V-cycle, float32, in torch) against pytorch-grad-cam's
 ``ROADMostRelevantFirstAverage`` (one SciPy sparse system per image and percentile, built in
 Python) on the same images, maps, targets and percentiles (10 ... 90 % removed; grad-cam's
 percentile q removes 100 - q %, so the set is the same), both with the paper's noise 0.01, and
