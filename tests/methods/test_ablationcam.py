@@ -60,3 +60,55 @@ def test_agrees_with_pytorch_grad_cam(tiny, images):
     err = rel_err(ours.low_res, peer_maps)
     print("peer rel err", err)
     assert err < 1e-4, err
+
+
+class _Counter:
+    """Batch sizes seen by a module, through a forward pre-hook."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.sizes: list[int] = []
+        self.handle = module.register_forward_pre_hook(lambda m, a: self.sizes.append(int(a[0].shape[0])))
+
+
+def test_layers_before_the_explained_one_run_on_one_copy(tiny, images):
+    """The ablated copies of an image share everything before the layer: it runs once per pass."""
+    counter = _Counter(tiny.features)
+    try:
+        exp = AblationCAM(tiny, "act", batch_size=5)(images, targets=[0, 2, 4])
+    finally:
+        counter.handle.remove()
+    # the clean pass (3 images), then per image its own pass and its ablated passes on one copy
+    assert counter.sizes[0] == 3 and set(counter.sizes[1:]) == {1}
+    module = dict(tiny.named_modules())["act"]
+    for b, cls in enumerate([0, 2, 4]):
+        assert rel_err(exp.low_res[b], cams17.ablationcam(tiny, module, images[b], cls)) < 1e-4
+
+
+class _SkipNet(torch.nn.Module):
+    """A skip connection concatenated after the explained layer: one copy cannot broadcast there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        y = torch.cat([s, self.body(s)], dim=1)  # batch sizes must match
+        return self.head(y.mean(dim=(2, 3)))
+
+
+def test_a_model_that_cannot_broadcast_runs_the_copies_in_full(images):
+    torch.manual_seed(0)
+    net = _SkipNet().eval()
+    counter = _Counter(net.stem)
+    try:
+        exp = AblationCAM(net, "body", batch_size=4)(images, targets=[0, 1, 2])
+    finally:
+        counter.handle.remove()
+    assert max(counter.sizes[2:]) == 4  # fell back to full copies
+    for b, cls in enumerate([0, 1, 2]):
+        expected = cams17.ablationcam(net, net.body, images[b], cls)
+        assert expected.abs().max() > 0
+        assert rel_err(exp.low_res[b], expected) < 1e-4

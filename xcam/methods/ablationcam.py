@@ -88,6 +88,18 @@ class _Replace:
             self._forward = None
 
 
+def _replays(new: Tensor | None, n: int, clean: Tensor) -> bool:
+    """Whether a one-copy pass gave ``n`` scores whose row -1 (the unablated copy) is the clean score.
+
+    Row -1 replays the recorded activation, so it equals the clean pass's score up to the rounding
+    of another batch shape and layout; anything farther means the model does not broadcast the
+    layers before the explained one as assumed, and the copies run in full instead.
+    """
+    if new is None or new.shape != (n,) or not bool(torch.isfinite(new).all()):
+        return False
+    return bool((new[0] - clean).abs() <= 1e-3 * max(1.0, float(clean.abs())))
+
+
 @register_explainer("ablationcam")
 class AblationCAM(CAMExplainer):
     """Ablation-CAM: each feature map weighted by the relative score drop when it is zeroed.
@@ -105,7 +117,12 @@ class AblationCAM(CAMExplainer):
     The maps of a sample are batched, at most ``batch_size`` copies per pass; the first pass of a
     sample also rescores the unablated copy, so that ``y_c`` and ``y_c^k`` come from the same
     pipeline (their difference is small: mixing the rounding of two batch shapes would show) and
-    a sample's map does not depend on the rest of the batch.
+    a sample's map does not depend on the rest of the batch. The copies of a pass are one image,
+    so the layers before the explained one run on a single copy and the replaced layer hands all
+    the ablated copies to the rest of the model (pytorch-grad-cam runs them on every copy): on a
+    ResNet explained at ``layer4`` only the pooling and the classifier run per copy. The first pass
+    checks that its unablated copy replays the clean score; a model that cannot take the one
+    copy (a concatenation with an earlier tensor, say) runs the copies in full instead.
     Feature maps that are zero everywhere are not run (zeroing them changes nothing: ``w_k = 0``).
     For a callable or unit target ``y_c`` is that score; a score of exactly 0 leaves the drop
     undivided (``w_k = y_c - y_c^k``) instead of dividing by zero.
@@ -190,6 +207,7 @@ class AblationCAM(CAMExplainer):
         bar = tqdm(total=n_batches, desc=f"ablation-cam {tap.label}", unit="batch",
                    disable=self.progress is False or n_batches < 2,
                    delay=0.0 if self.progress else 2.0, leave=False)
+        once: bool | None = None  # None: not tried yet (see _scores)
         try:
             with torch.no_grad(), eval_mode(self.model), _Replace(self.model, tap) as replace:
                 for s, rows in enumerate(plan):
@@ -210,10 +228,17 @@ class AblationCAM(CAMExplainer):
                         real = maps >= 0
                         view[torch.arange(n, device=raw.device)[real], picked[maps[real]]] = 0
                         replace.tensor = copy
-                        with capture(self.model, taps, eval_mode=False) as cap:
-                            out = run_model(self.model, inputs[samples], cl,
-                                            explicit=self.channels_last is True)
-                            new = fixed.follow(samples).score(out, cap, size=size).to(ablated.dtype)
+                        new = None
+                        if once is not False:  # the unchanged layers before `tap` on one copy
+                            new = self._scores(inputs[s:s + 1], samples, fixed, taps, cl, size)
+                            if once is None:  # first pass: row -1 must replay the clean score
+                                once = _replays(new, n, scores[s])
+                            if not once or new is None or new.shape != (n,):
+                                once, new = False, None
+                        if new is None:
+                            new = self._scores(inputs[samples], samples, fixed, taps, cl, size)
+                            assert new is not None
+                        new = new.to(ablated.dtype)
                         ablated[s, maps[real]] = new[real]
                         if start == 0:
                             base[s] = new[0]
@@ -225,3 +250,23 @@ class AblationCAM(CAMExplainer):
         weights = drop / torch.where(y == 0, 1.0, y)
         lp = LayerPass(features, None, indices, scores)
         return self.finish(inputs, self.combine(weights, features), lp)
+
+    def _scores(self, batch: Tensor, samples: Tensor, fixed: Target, taps: list[Tap], cl: bool,
+                size: tuple[int, int]) -> Tensor | None:
+        """Target scores of one pass whose explained layer is replaced by the ablated copies.
+
+        Every copy of a pass is the same image, so everything computed before the explained layer
+        is the same for all of them. ``batch`` may then be that image once: the replaced layer
+        returns all the copies and the rest of the model runs on them, with any tensor from before
+        the layer broadcast along the batch (equal rows, so the same values). A model that cannot
+        take that (a concatenation along the batch, a shape fixed by the input's batch) raises or
+        returns another number of scores: None, and the caller runs the copies in full.
+        """
+        try:
+            with capture(self.model, taps, eval_mode=False) as cap:
+                out = run_model(self.model, batch, cl, explicit=self.channels_last is True)
+                return fixed.follow(samples).score(out, cap, size=size)
+        except Exception:  # noqa: BLE001 - only the one-copy pass may fail here; see the caller
+            if batch.shape[0] == samples.shape[0]:
+                raise
+            return None
