@@ -6,7 +6,8 @@ interleaved rounds; ratios are against contenders timed in the same rounds:
 
 - "bare": 512 + 1 copies of the image through the whole model in passes of 32, without gradients
   and without any ablation. Both implementations skip the explained layer itself in the ablated
-  passes (its output is the recorded one, ablated), so both can run below 1x of it;
+  passes (its output is the recorded one, ablated); xcam also runs the layers before it on one
+  copy per pass, so only the pooling and the classifier run per copy;
 - pytorch-grad-cam's ``AblationCAM`` at its documented usage, same layer, class and batch size.
 
 Run: ``python -m benchmarks ablation`` (``--quick``: one round, no warm-up).
