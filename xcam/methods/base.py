@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .._checks import check_input_range, check_inputs, check_later, deferred_checks
 from ..autolayer import auto_layer
-from ..capture import capture
+from ..capture import Capture, capture
 from ..embeddings import image_model
 from ..errors import (
     DeadEndWarning,
@@ -44,8 +44,8 @@ from ..targets import Target, Targets, resolve
 from ._fuse import check_fuse, fuse_maps
 
 __all__ = [
-    "Explainer", "CAMExplainer", "check_inputs", "LayerPass", "SharedPass", "run_pass", "weighted_sum",
-    "eigen_smooth", "AUGMENTATIONS",
+    "Explainer", "CAMExplainer", "check_inputs", "LayerPass", "SharedPass", "run_pass", "check_unit_order",
+    "weighted_sum", "eigen_smooth", "AUGMENTATIONS",
 ]
 
 #: pytorch-grad-cam's test-time augmentations for ``aug_smooth=True`` (its default ``ttach``
@@ -319,6 +319,21 @@ class SharedPass:
         return LayerPass(self.features[tap], self.grads.get(tap), self.indices, self.scores)
 
 
+def check_unit_order(cap: Capture, taps: Sequence[Tap], unit_taps: Sequence[Tap]) -> None:
+    """Refuse a unit target (``targets.channel`` / ``neuron``) whose layer runs before an explained one.
+
+    ``cap`` recorded one forward pass over ``taps`` and ``unit_taps``; the unit's score cannot depend
+    on an explained layer that runs after it.
+    """
+    for tap in taps:
+        for unit_tap in unit_taps:
+            if cap.order(unit_tap) < cap.order(tap):
+                raise TargetError(
+                    f"unit target layer {unit_tap.label!r} runs before the explained layer "
+                    f"{tap.label!r}; choose a unit at or after the explained layer"
+                )
+
+
 def run_pass(
     model: nn.Module, inputs: Tensor, target: Target, taps: Sequence[Tap],
     grad_taps: Sequence[Tap] = (),
@@ -333,13 +348,7 @@ def run_pass(
     size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
     with torch.set_grad_enabled(bool(grad_taps)), capture(model, [*taps, *unit_taps]) as cap:
         output = model(inputs)
-        for tap in taps:
-            for unit_tap in unit_taps:
-                if cap.order(unit_tap) < cap.order(tap):
-                    raise TargetError(
-                        f"unit target layer {unit_tap.label!r} runs before the explained layer "
-                        f"{tap.label!r}; choose a unit at or after the explained layer"
-                    )
+        check_unit_order(cap, taps, unit_taps)
         indices, scores = target.evaluate(output, cap, size=size)
         raw = {tap: cap[tap] for tap in taps}
         grads = cap.gradients(scores, list(grad_taps)) if grad_taps else {}

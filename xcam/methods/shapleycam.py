@@ -8,12 +8,11 @@ import torch
 from torch import Tensor
 
 from ..capture import capture
-from ..errors import TargetError
 from ..explanation import Explanation
 from ..layers import to_nchw
 from ..registry import register_explainer
 from ..targets import Target
-from .base import CAMExplainer, LayerPass
+from .base import CAMExplainer, LayerPass, check_unit_order
 
 __all__ = ["ShapleyCAM"]
 
@@ -65,12 +64,7 @@ class ShapleyCAM(CAMExplainer):
         # attention (ViT, CLIP) runs by its math kernel: the Hessian-vector product needs it
         with torch.enable_grad(), _math_attention(), capture(self.model, [tap, *unit_taps]) as cap:
             output = self.model(inputs)
-            for unit_tap in unit_taps:
-                if cap.order(unit_tap) < cap.order(tap):
-                    raise TargetError(
-                        f"unit target layer {unit_tap.label!r} runs before the explained layer "
-                        f"{tap.label!r}; choose a unit at or after the explained layer"
-                    )
+            check_unit_order(cap, [tap], unit_taps)
             indices, scores = target.evaluate(output, cap, size=size)
             raw = cap[tap]
             grads = cap.gradients(scores, tap, retain_graph=True, create_graph=True)[tap.label]
