@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import xcam
-from tests.nets import TinyNet, randomize_bn
 from xcam.errors import InputError, InputTypeError
 from xcam.methods import occlusion as occlusion_module
 from xcam.metrics import average_drop, deletion, evaluate_maps
@@ -23,11 +22,9 @@ X = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture
-def model():
-    torch.manual_seed(0)
-    net = TinyNet()
-    randomize_bn(net, torch.Generator().manual_seed(1))
-    return net.eval()
+def model(tiny):
+    """The shared seeded TinyNet (conftest's ``tiny``) under the name these tests use."""
+    return tiny
 
 
 def test_incremental_runs_on_the_cpu_only():

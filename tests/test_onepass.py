@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import xcam
-from tests.nets import TinyNet, randomize_bn
+from tests.nets import TinyNet
 from xcam.errors import InputError, InputTypeError, TargetError
 from xcam.methods import CAMExplainer
 from xcam.registry import EXPLAINERS
@@ -32,11 +32,9 @@ def _quiet():
 
 
 @pytest.fixture
-def model() -> nn.Module:
-    torch.manual_seed(0)
-    net = TinyNet()
-    randomize_bn(net, torch.Generator().manual_seed(1))
-    return net.eval()
+def model(tiny) -> nn.Module:
+    """The shared seeded TinyNet (conftest's ``tiny``) under the name these tests use."""
+    return tiny
 
 
 def build(name: str, model: nn.Module, **extra):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import xcam
-from tests.nets import TinyNet, randomize_bn
+from tests.nets import TinyNet
 from xcam import _checks
 from xcam.errors import DeadEndWarning, InputError, NonFiniteError, TargetError
 
@@ -54,11 +54,9 @@ def deferred(monkeypatch):
 
 
 @pytest.fixture
-def model() -> nn.Module:
-    torch.manual_seed(0)
-    net = TinyNet()
-    randomize_bn(net, torch.Generator().manual_seed(1))
-    return net.eval()
+def model(tiny) -> nn.Module:
+    """The shared seeded TinyNet (conftest's ``tiny``) under the name these tests use."""
+    return tiny
 
 
 CAM7 = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import xcam
-from tests.nets import TinyNet, randomize_bn
 from xcam.errors import InputError, InputTypeError
 from xcam.metrics import CurveResult
 from xcam.metrics.batched import evaluate_maps, shared_metrics
@@ -27,11 +26,9 @@ SETTINGS = {"deletion": {"steps": 7}, "insertion": {"steps": 5, "blur_sigma": 2.
 
 
 @pytest.fixture
-def model():
-    torch.manual_seed(0)
-    net = TinyNet()
-    randomize_bn(net, torch.Generator().manual_seed(1))
-    return net.eval()
+def model(tiny):
+    """The shared seeded TinyNet (conftest's ``tiny``) under the name these tests use."""
+    return tiny
 
 
 def test_the_metrics_that_share_are_declared():
