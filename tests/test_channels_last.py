@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import xcam
+from tests.nets import TinyNet
+from xcam import _layout
 from xcam.errors import InputError
 from xcam.explanation import Detector
-from xcam.methods import _perturb
 from xcam.registry import EXPLAINERS
 
 
@@ -86,7 +87,7 @@ def test_every_explainer_works_with_its_defaults(name):
     assert maps.shape == (2, 32, 32) and torch.isfinite(maps).all()
     if "channels_last" not in inspect.signature(EXPLAINERS.get(name)).parameters:
         return
-    assert model in _perturb._PLAIN_LAYOUT  # the fallback ran and is remembered
+    assert model in _layout._PLAIN_LAYOUT  # the fallback ran and is remembered
     # the fallback is the plain layout: the same maps, bit for bit, as channels_last=False
     assert torch.equal(maps, _explain(_build(name, _net(), channels_last=False)))
     with pytest.raises(InputError, match="channels_last=True"):
@@ -120,6 +121,34 @@ def test_a_model_that_works_in_channels_last_keeps_it(tiny, images):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fast = explainer(images, targets=1).maps
-    assert tiny not in _perturb._PLAIN_LAYOUT
+    assert tiny not in _layout._PLAIN_LAYOUT
     plain = xcam.create("gradient", tiny, channels_last=False)(images, targets=1).maps
     assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-6)  # channels-last differs by rounding only
+
+
+@pytest.mark.parametrize("name", ["deletion", "insertion", "average_drop", "road_morf"])
+def test_metrics_run_their_perturbed_passes_in_channels_last_with_the_same_fallback(name):
+    """The metrics' perturbed batches run channels-last on the CPU like the methods' (the same
+    scores up to rounding); the tutorial net falls back to the plain layout with a warning."""
+    metric = xcam.registry.METRICS.get(name)
+    maps = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(1))
+    kwargs = {"seed": 0} if "seed" in metric.parameters else {}
+    layouts: list[bool] = []
+    torch.manual_seed(0)
+    tiny = TinyNet().eval()
+    handle = tiny.features[0].register_forward_pre_hook(
+        lambda _m, args: layouts.append(not args[0].is_contiguous()))
+    try:
+        fast = metric.per_image(metric(tiny, X, maps, [1, 2], **kwargs)).scores
+    finally:
+        handle.remove()
+    assert True in layouts  # the perturbed batches ran channels-last
+    torch.manual_seed(0)
+    plain_tiny = TinyNet().eval()
+    _layout._PLAIN_LAYOUT.add(plain_tiny)  # as if it had failed in channels-last: plain layout
+    plain = metric.per_image(metric(plain_tiny, X, maps, [1, 2], **kwargs)).scores
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-6)  # rounding apart, the same scores
+    model = _net()
+    with pytest.warns(UserWarning, match="plain layout"):
+        fallback = metric.per_image(metric(model, X, maps, [3, 7], **kwargs)).scores
+    assert model in _layout._PLAIN_LAYOUT and torch.isfinite(fallback).all()

@@ -60,6 +60,7 @@ __all__ = [
     "class_scores",
     "class_indices",
     "parse_indices",
+    "checked_classes",
     "as_indices",
     "segmentation",
     "detection",
@@ -245,12 +246,12 @@ def class_scores(
                 "class per sample, or a single int for the same class everywhere"
             )
     if targets is not None:  # argmax is in range; given classes are checked
-        indices = _checked_classes(targets, indices, n_classes)
+        indices = checked_classes(targets, indices, n_classes)
     scores = output.gather(1, indices[:, None]).squeeze(1)
     return indices, scores
 
 
-def _checked_classes(targets: object, indices: Tensor, n_classes: int) -> Tensor:
+def checked_classes(targets: object, indices: Tensor, n_classes: int) -> Tensor:
     """``indices``, with a :class:`TargetError` for a class outside ``0..n_classes - 1``.
 
     Python ints are checked on the host. A tensor of classes is checked with

@@ -256,7 +256,8 @@ def test_every_metric_runs_per_sample_in_its_direction_at_its_stated_cost(name):
         else:
             scores[good] = float(per.scores.double().mean())
         given = {k: v for k, v in {"model": data.model, "explainer": data.explainer,
-                                   "maps": data.maps}.items() if k in m.parameters}
+                                   "maps": data.maps, "targets": data.targets}.items()
+                 if k in m.parameters}
         if "model" not in m.needs and "explainer" not in m.needs:
             assert m.forward_passes(2, **settings) == 0
         else:

@@ -99,8 +99,14 @@ def test_multigrid_solve_equals_the_dense_reference(shape):
     # the restriction is the transpose of the prolongation (the V-cycle is symmetric)
     c = torch.randn(2, 18, 11, dtype=torch.float64, generator=g)
     f = torch.randn(2, 37, 23, dtype=torch.float64, generator=g)
-    assert float((_prolong(c, (37, 23)) * f).sum()) == pytest.approx(
-        float((c * _restrict(f, (18, 11))).sum()), rel=1e-12)
+    mid = torch.empty(2, 18, 22, dtype=torch.float64)
+    fine = torch.full((2, 37, 23), float("nan"), dtype=torch.float64)  # every value written
+    coarse = torch.full((2, 18, 11), float("nan"), dtype=torch.float64)
+    assert float((_prolong(c, fine, mid.clone()) * f).sum()) == pytest.approx(
+        float((c * _restrict(f, coarse, mid.clone())).sum()), rel=1e-12)
+    assert torch.allclose(fine[:, :36, :22], torch.nn.functional.interpolate(
+        c[:, None], scale_factor=2, mode="bilinear", align_corners=False)[:, 0])
+    assert not fine[:, 36:].any() and not fine[:, :, 22:].any()
 
 
 def test_noise_is_seeded_and_independent_of_batch_size():
@@ -210,3 +216,26 @@ def test_metadata_and_bad_arguments():
         road(net, x, maps, None, order="middle")
     with pytest.raises(xcam.errors.InputError, match="every pixel"):
         noisy_linear_imputation(x, torch.ones(3, SIDE, SIDE, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("targets", [[0, 1, 7], torch.tensor([0, 9, 1])])
+def test_given_classes_skip_the_clean_pass_and_are_range_checked(targets):
+    """Classes given: no clean pass (forward_passes says so), and an out-of-range class is
+    still refused, naming the class, once the first imputed batch shows the class count."""
+    x, maps = _data()
+    net = _net()
+    seen: list[int] = []
+    handle = net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[0]))
+    try:
+        road_morf(net, x, maps, [0, 1, 2], percentiles=[20, 60], noise=0.0)
+        assert seen == [6]  # 3 images x 2 percentiles in one batch; no clean pass
+        morf = xcam.registry.METRICS.get("road_morf")
+        assert morf.forward_passes(3, targets=[0, 1, 2], percentiles=[20, 60]) == 6
+        seen.clear()
+        road_morf(net, x, maps, None, percentiles=[20, 60], noise=0.0)
+        assert seen == [3, 6]  # the top class needs the clean pass
+        bad = max(int(t) for t in targets)
+        with pytest.raises(xcam.errors.TargetError, match=f"class {bad} is out of range"):
+            road_morf(net, x, maps, targets, percentiles=[20, 60], noise=0.0)
+    finally:
+        handle.remove()

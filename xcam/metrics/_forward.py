@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .._layout import channels_last_for, run_model
 from ..errors import InputError, InputTypeError, OutputError
 from ..outputs import OutputFn, logits
 
@@ -104,9 +105,19 @@ def check_output(output: Tensor, rows: int, where: str) -> Tensor:
 
 
 def model_scores(model: Callable[[Tensor], Any], batch: Tensor, output_fn: OutputFn | None,
-                 where: str) -> Tensor:
-    """``model(batch)`` unwrapped by :func:`xcam.outputs.logits` and checked to be (r, K)."""
-    return check_output(logits(model(batch), output_fn), batch.shape[0], where)
+                 where: str, *, perturbed: bool = False) -> Tensor:
+    """``model(batch)`` unwrapped by :func:`xcam.outputs.logits` and checked to be (r, K).
+
+    ``perturbed=True`` (a batch of modified copies, built by the metric): an ``nn.Module`` runs it
+    in the memory format :func:`xcam._layout.channels_last_for` chooses (channels-last on the CPU
+    for float32, with the fallback of :func:`xcam._layout.layout_fallback`), as the perturbation
+    methods do. The scores differ from a plain-layout pass only by float rounding.
+    """
+    if perturbed and isinstance(model, nn.Module) and batch.dim() == 4:
+        output = run_model(model, batch, channels_last_for(None, batch, model))
+    else:
+        output = model(batch)
+    return check_output(logits(output, output_fn), batch.shape[0], where)
 
 
 def clean_forward(model: Callable[[Tensor], Any], inputs: Tensor,
@@ -171,7 +182,7 @@ def batched_scores(
         for start in range(0, rows, batch_size):
             ids = torch.arange(start, min(rows, start + batch_size), device=device)
             batch = make_batch(ids)
-            output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+            output = model_scores(model, batch, output_fn, "model(perturbed inputs)", perturbed=True)
             out[start:start + ids.numel()] = target_scores(output, indices[sample_of_row(ids)],
                                                            softmax)
     return out
@@ -279,10 +290,10 @@ def score_perturbed(
             images = [plans[i].make_batch(ids) for i, ids in pieces]
             batch = images[0] if len(images) == 1 else torch.cat(images)
             if autocast is None:
-                output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+                output = model_scores(model, batch, output_fn, "model(perturbed inputs)", perturbed=True)
             else:
                 with torch.autocast(device_type=device.type, dtype=autocast):
-                    output = model_scores(model, batch, output_fn, "model(perturbed inputs)")
+                    output = model_scores(model, batch, output_fn, "model(perturbed inputs)", perturbed=True)
             at = 0
             for i, ids in pieces:
                 n, lo = ids.numel(), start + at - starts[i]

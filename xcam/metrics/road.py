@@ -23,7 +23,7 @@ from torch import Tensor
 from .._checks import check_number, check_seed
 from ..errors import InputError, InputTypeError
 from ..outputs import OutputFn
-from ..targets import class_indices
+from ..targets import checked_classes, class_indices, parse_indices
 from ._forward import clean_forward, model_scores, target_scores
 from ._inputs import check_batch_size, check_inputs_and_maps, check_model, check_output_fn
 from .base import PerImage, metric
@@ -49,18 +49,19 @@ Order = Literal["morf", "lerf"]
 Score = Literal["probability", "accuracy"]
 
 
-def _smooth(x: Tensor) -> Tensor:
+def _smooth(x: Tensor, out: Tensor | None = None, tmp: Tensor | None = None) -> Tensor:
     """``[1, 2, 1]^T [1, 2, 1]`` applied to every pixel of (..., H, W), outside counting 0.
 
-    Two separable passes of shifted in-place adds (no padded copy).
+    Two separable passes of shifted in-place adds (no padded copy), into ``out`` through ``tmp``
+    when given (buffers of ``x``'s shape: the solver's loops allocate nothing).
     """
-    rows = 2 * x
+    rows = 2 * x if tmp is None else torch.mul(x, 2, out=tmp)
     rows[..., 1:, :] += x[..., :-1, :]
     rows[..., :-1, :] += x[..., 1:, :]
-    out = 2 * rows
-    out[..., 1:] += rows[..., :-1]
-    out[..., :-1] += rows[..., 1:]
-    return out
+    res = 2 * rows if out is None else torch.mul(rows, 2, out=out)
+    res[..., 1:] += rows[..., :-1]
+    res[..., :-1] += rows[..., 1:]
+    return res
 
 
 def _neighbors(x: Tensor) -> Tensor:
@@ -147,27 +148,36 @@ def noisy_linear_imputation(
 
 
 class _Level:
-    """One grid of the multigrid hierarchy and its operator.
+    """One grid of the multigrid hierarchy, its operator and its work buffers.
 
     ``r`` (N, 1, H, W) is 1 at removed pixels; ``A v = (s v - W v) r``, computed as
     ``((12 s + 4) v - [1, 2, 1]^T [1, 2, 1] v) r / 12`` (``s`` the in-image weight sums).
+    The buffers (N, C, H, W) are allocated once per solve: fresh megabyte-sized tensors in every
+    iteration cost more than the arithmetic on the CPU (each one is new pages from the system).
     """
 
-    def __init__(self, r: Tensor) -> None:
+    def __init__(self, r: Tensor, channels: int) -> None:
         self.r = r
         s = _neighbors(torch.ones(r.shape[-2:], dtype=r.dtype, device=r.device))
         self.s = s
         self.inv = r / s
         self.diag = 12 * s + 4
         self.scale = r / 12
+        self.neg_scale = -self.scale
+        shape = (r.shape[0], channels, r.shape[-2], r.shape[-1])
+        self.b = r.new_empty(shape)  # the right-hand side restricted from the finer grid
+        self.e = r.new_empty(shape)  # the V-cycle's correction on this grid
+        self.a = r.new_empty(shape)  # residuals and prolonged corrections
+        self.t = r.new_empty(shape)  # _smooth's intermediate
+        self.mid: Tensor | None = None  # restriction / prolongation's intermediate (set later)
 
-    def apply(self, v: Tensor) -> Tensor:
-        """``A v``."""
-        return _smooth(v).addcmul_(v, self.diag, value=-1).mul_(-self.scale)
+    def apply(self, v: Tensor, out: Tensor) -> Tensor:
+        """``A v``, into ``out``."""
+        return _smooth(v, out, self.t).addcmul_(v, self.diag, value=-1).mul_(self.neg_scale)
 
     def residual(self, b: Tensor, v: Tensor) -> Tensor:
-        """``b - A v``."""
-        return torch.addcmul(b, _smooth(v).addcmul_(v, self.diag, value=-1), self.scale)
+        """``b - A v``, into the buffer ``a``."""
+        return _smooth(v, self.a, self.t).addcmul_(v, self.diag, value=-1).mul_(self.scale).add_(b)
 
 
 _CHUNK = 2**19  # most values (images x channels x pixels) solved together
@@ -175,16 +185,17 @@ _DENSE = 64  # most pixels of the coarsest grid, solved by a dense inverse
 _COARSE_SWEEPS = 50  # Jacobi sweeps on a coarsest grid too long to invert (a thin image)
 
 
-def _hierarchy(r: Tensor) -> tuple[list[_Level], Tensor | None]:
+def _hierarchy(r: Tensor, channels: int) -> tuple[list[_Level], Tensor | None]:
     """The grids and the inverses (N, P, P) of the coarsest operators (identity at kept pixels).
 
     Each grid has half the previous size; a coarse pixel is removed when its 2x2 block is.
     """
-    levels = [_Level(r)]
+    levels = [_Level(r, channels)]
     while r.shape[-2] * r.shape[-1] > _DENSE and min(r.shape[-2:]) >= 4:
         hc, wc = r.shape[-2] // 2, r.shape[-1] // 2
         r = -F.max_pool2d(-r[..., :2 * hc, :2 * wc], 2)  # depth by size: batch-independent
-        levels.append(_Level(r))
+        levels[-1].mid = r.new_empty((r.shape[0], channels, hc, 2 * wc))
+        levels.append(_Level(r, channels))
     h, w = r.shape[-2:]
     if h * w > _DENSE:
         return levels, None
@@ -203,65 +214,70 @@ def _halves(v: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return v[..., 0::2], v[..., 1::2]
 
 
-def _prolong(v: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear doubling of (..., h, w) to (..., 2h, 2w), zero-padded to ``size``.
+def _prolong(v: Tensor, out: Tensor, mid: Tensor) -> Tensor:
+    """Bilinear doubling of (..., h, w) into ``out`` (..., H, W), zero past (..., 2h, 2w).
 
-    Half-pixel centers, clamped at the border (``F.interpolate``'s ``align_corners=False``).
+    Half-pixel centers, clamped at the border (``F.interpolate``'s ``align_corners=False``);
+    ``mid`` (..., h, 2w) holds the first direction's result.
 
     In each direction fine ``2i`` is ``3/4`` of coarse ``i`` plus ``1/4`` of ``i - 1``, fine
     ``2i + 1`` is ``3/4`` of ``i`` plus ``1/4`` of ``i + 1`` (``i`` itself past the border).
     """
-    for dim in (-2, -1):
+    h, w = v.shape[-2:]
+    if out.shape[-2:] != (2 * h, 2 * w):
+        out.zero_()
+    for dim, dest in ((-1, mid), (-2, out[..., :2 * h, :2 * w])):
         k = v.shape[dim]
-        shape = list(v.shape)
-        shape[dim] = 2 * k
-        out = v.new_empty(shape)
-        lo, hi = _halves(out, dim)  # strided views: fine 2i and 2i + 1
+        lo, hi = _halves(dest, dim)  # strided views: fine 2i and 2i + 1
         torch.mul(v, 0.75, out=lo)
         lo.narrow(dim, 1, k - 1).add_(v.narrow(dim, 0, k - 1), alpha=0.25)
         lo.narrow(dim, 0, 1).add_(v.narrow(dim, 0, 1), alpha=0.25)
         torch.mul(v, 0.75, out=hi)
         hi.narrow(dim, 0, k - 1).add_(v.narrow(dim, 1, k - 1), alpha=0.25)
         hi.narrow(dim, k - 1, 1).add_(v.narrow(dim, k - 1, 1), alpha=0.25)
-        v = out
-    if v.shape[-2:] == size:
-        return v
-    return F.pad(v, (0, size[1] - v.shape[-1], 0, size[0] - v.shape[-2]))
+        v = dest
+    return out
 
 
-def _restrict(v: Tensor, size: tuple[int, int]) -> Tensor:
-    """The transpose of :func:`_prolong`: (..., H, W) to (..., h, w) = ``size``.
+def _restrict(v: Tensor, out: Tensor, mid: Tensor) -> Tensor:
+    """The transpose of :func:`_prolong`: (..., H, W) into ``out`` (..., h, w).
 
-    In each direction coarse ``i`` is ``3/4`` of fine ``2i`` and ``2i + 1`` plus ``1/4`` of fine
-    ``2i - 1`` and ``2i + 2`` (of ``2i``, ``2i + 1`` again past the border).
+    ``mid`` (..., h, 2w) holds the first direction's result. In each direction coarse ``i`` is
+    ``3/4`` of fine ``2i`` and ``2i + 1`` plus ``1/4`` of fine ``2i - 1`` and ``2i + 2`` (of
+    ``2i``, ``2i + 1`` again past the border).
     """
-    v = v[..., :2 * size[0], :2 * size[1]]
-    for dim in (-2, -1):
-        k = v.shape[dim] // 2
-        lo, hi = _halves(v.narrow(dim, 0, 2 * k), dim)
-        out = 0.75 * (lo + hi)
-        out.narrow(dim, 1, k - 1).add_(hi.narrow(dim, 0, k - 1), alpha=0.25)
-        out.narrow(dim, 0, 1).add_(lo.narrow(dim, 0, 1), alpha=0.25)
-        out.narrow(dim, 0, k - 1).add_(lo.narrow(dim, 1, k - 1), alpha=0.25)
-        out.narrow(dim, k - 1, 1).add_(hi.narrow(dim, k - 1, 1), alpha=0.25)
-        v = out
-    return v
+    h, w = out.shape[-2:]
+    v = v[..., :2 * h, :2 * w]
+    for dim, dest in ((-2, mid), (-1, out)):
+        k = dest.shape[dim]
+        lo, hi = _halves(v, dim)
+        torch.add(lo, hi, out=dest).mul_(0.75)
+        dest.narrow(dim, 1, k - 1).add_(hi.narrow(dim, 0, k - 1), alpha=0.25)
+        dest.narrow(dim, 0, 1).add_(lo.narrow(dim, 0, 1), alpha=0.25)
+        dest.narrow(dim, 0, k - 1).add_(lo.narrow(dim, 1, k - 1), alpha=0.25)
+        dest.narrow(dim, k - 1, 1).add_(hi.narrow(dim, k - 1, 1), alpha=0.25)
+        v = dest
+    return out
 
 
 def _vcycle(levels: list[_Level], inverse: Tensor | None, k: int, b: Tensor) -> Tensor:
-    """One V-cycle from zero on ``A_k e = b``: symmetric, so a valid CG preconditioner."""
+    """One V-cycle from zero on ``A_k e = b``: symmetric, so a valid CG preconditioner.
+
+    Returns the buffer ``levels[k].e``: read it before the next V-cycle.
+    """
     lv = levels[k]
     if k == len(levels) - 1 and inverse is not None:
-        return (b.flatten(-2) @ inverse).reshape(b.shape)
-    e = b * lv.inv
+        return torch.matmul(b.flatten(-2), inverse, out=lv.e.view(b.shape[:-2] + (-1,))).view(b.shape)
+    e = torch.mul(b, lv.inv, out=lv.e)
     if k == len(levels) - 1:
         for _ in range(_COARSE_SWEEPS):
             e.addcmul_(lv.residual(b, e), lv.inv)
         return e
     coarse = levels[k + 1]
-    rc = _restrict(lv.residual(b, e), (coarse.r.shape[-2], coarse.r.shape[-1])).mul_(coarse.r)
+    assert lv.mid is not None
+    rc = _restrict(lv.residual(b, e), coarse.b, lv.mid).mul_(coarse.r)
     ec = _vcycle(levels, inverse, k + 1, rc)
-    e.addcmul_(_prolong(ec, (lv.r.shape[-2], lv.r.shape[-1])), lv.r)
+    e.addcmul_(_prolong(ec, lv.a, lv.mid), lv.r)
     return e.addcmul_(lv.residual(b, e), lv.inv)
 
 
@@ -270,7 +286,7 @@ def _impute(x: Tensor, r: Tensor, tol: float, max_iter: int | None) -> Tensor:
 
     ``r`` (N, 1, H, W) is 1 at the removed pixels.
     """
-    levels, inverse = _hierarchy(r)
+    levels, inverse = _hierarchy(r, x.shape[1])
     b = _neighbors(x * (1 - r)) * r
     limit = max_iter if max_iter is not None else x.shape[-2] + x.shape[-1] + 50
     return _solve(levels, inverse, b, tol, limit)
@@ -279,9 +295,10 @@ def _impute(x: Tensor, r: Tensor, tol: float, max_iter: int | None) -> Tensor:
 def _solve(levels: list[_Level], inverse: Tensor | None, b: Tensor, tol: float,
            max_iter: int) -> Tensor:
     """Conjugate gradient on ``A u = b`` (``levels[0]``), preconditioned by a V-cycle, from 0."""
+    tmp = torch.empty_like(b)
 
     def dot(a: Tensor, c: Tensor) -> Tensor:
-        return (a * c).sum(dim=(-2, -1), keepdim=True)
+        return torch.mul(a, c, out=tmp).sum(dim=(-2, -1), keepdim=True)
 
     def ratio(a: Tensor, c: Tensor) -> Tensor:
         return torch.where(c > 0, a / torch.where(c > 0, c, torch.ones_like(c)),
@@ -291,20 +308,20 @@ def _solve(levels: list[_Level], inverse: Tensor | None, b: Tensor, tol: float,
     bound = (tol * dot(b, b).sqrt()).clamp_min(torch.finfo(b.dtype).tiny)
     u = torch.zeros_like(b)
     res = b.clone()
-    z = _vcycle(levels, inverse, 0, res)
-    p = z
-    rz = dot(res, z)
+    ap = torch.empty_like(b)
+    p = _vcycle(levels, inverse, 0, res).clone()
+    rz = dot(res, p)
     for _ in range(max_iter):
         active = dot(res, res).sqrt() > bound  # converged systems stay as they are, so each
         if not bool(active.any()):  # result is independent of the others in the batch
             break
-        ap = fine.apply(p)
+        fine.apply(p, ap)
         alpha = ratio(rz, dot(p, ap)) * active
         u.addcmul_(alpha, p)
         res.addcmul_(alpha, ap, value=-1)
         z = _vcycle(levels, inverse, 0, res)
         rz_new = dot(res, z)
-        p = torch.addcmul(z, ratio(rz_new, rz), p)
+        p.mul_(ratio(rz_new, rz)).add_(z)
         rz = rz_new
     return u
 
@@ -404,8 +421,12 @@ def road(
     batch_size = check_batch_size(batch_size)
     check_seed(seed)
     output_fn = check_output_fn(output)
-    clean = clean_forward(model, x, clean_output, output_fn)
-    indices = class_indices(targets, clean)
+    if targets is None or clean_output is not None:
+        indices = class_indices(targets, clean_forward(model, x, clean_output, output_fn))
+        unchecked = False
+    else:  # the classes are given: no clean pass; their range is checked on the first batch
+        indices = parse_indices(targets, x.shape[0], x.device)  # type: ignore[assignment]
+        unchecked = True
     b, n_pix = m.shape[0], m.shape[1] * m.shape[2]
     counts = torch.tensor([int(n_pix * p / 100) for p in pct], device=x.device)
     rank = descending_rank(m)
@@ -421,7 +442,9 @@ def road(
             sample, step = ids // s, ids % s
             removed = rank[sample] < counts[step][:, None, None]
             imputed = noisy_linear_imputation(x[sample], removed, noise, base + start)
-            out = model_scores(model, imputed, output_fn, "model(imputed inputs)")
+            out = model_scores(model, imputed, output_fn, "model(imputed inputs)", perturbed=True)
+            if unchecked:
+                indices, unchecked = checked_classes(targets, indices, int(out.shape[1])), False
             if score == "probability":
                 curves[ids] = target_scores(out, indices[sample], softmax=True)
             else:
@@ -433,7 +456,10 @@ def road(
 
 
 def _cost(n: int, p: dict[str, Any]) -> int:
-    return n * len(p["percentiles"]) + (n if p.get("clean_output") is None else 0)
+    # the clean pass reads the top class (targets=None) or is shared (clean_output): classes given
+    # are range-checked on the first imputed batch instead
+    clean = p.get("clean_output") is None and p.get("targets") is None
+    return n * len(p["percentiles"]) + (n if clean else 0)
 
 
 @metric("road_morf", higher_is_better=False, family="faithfulness", cost=_cost, stochastic=True,
