@@ -114,6 +114,17 @@ def test_plan_lists_the_cost_of_every_method_and_metric_and_writes_nothing(tmp_p
     assert not (tmp_path / "never").exists()
 
 
+def test_plan_counts_the_layers_of_the_model_for_the_sanity_metrics(tmp_path, dataset, model):
+    """Metrics whose cost depends on the model's layers (randomization, MPRT) get the model."""
+    p = plan(model, dataset / "boxes.csv", ["gradcam"],
+             ["pointing_game", "model_parameter_randomization"],
+             preprocess=PREP, method_kwargs={"gradcam": {"layer": "features"}}, batch_size=2,
+             controls=False, sanity_images=2, out=tmp_path / "never")
+    rows = {(r["kind"], r["name"]): r["forward_passes"] for r in p.rows}
+    want = METRICS.get("model_parameter_randomization").forward_passes(2, model=model)
+    assert rows[("metric", "model_parameter_randomization")] == want > 2
+
+
 def test_cli_dry_run_prints_the_plan(tmp_path, dataset, capsys):
     from xcam.cli import EXIT_OK, main
 

@@ -248,8 +248,11 @@ def test_legrad_token_pooling_of_the_last_block_is_the_logit():
 
 
 def test_legrad_refuses_callable_targets():
+    assert LeGrad.needs_class_targets  # the flag the suites and the similarity tests read
     with pytest.raises(ValueError, match="class targets"):
         quiet(LeGrad(tiny_vit()), X, targets=lambda out: out[:, 0])
+    with pytest.raises(xcam.errors.TargetError, match="class targets"):
+        quiet(LeGrad(tiny_vit()), X, targets=xcam.targets.similarity(torch.ones(10)))
 
 
 def test_vit_b16_legrad_equals_reference(vit_b16):

@@ -420,8 +420,12 @@ class Plan:
         return "\n".join(lines)
 
 
-def cost_rows(explainers: dict[str, Any], cfg: RunConfig) -> list[dict[str, Any]]:
-    """Forward passes per image of every method and metric (from ``forward_passes`` / metadata)."""
+def cost_rows(explainers: dict[str, Any], cfg: RunConfig,
+              model: nn.Module | None = None) -> list[dict[str, Any]]:
+    """Forward passes per image of every method and metric (from ``forward_passes`` / metadata).
+
+    ``model`` goes to the metrics that count its layers (the sanity checks, MPRT).
+    """
     rows: list[dict[str, Any]] = []
     for label, e in explainers.items():
         passes = e.forward_passes(1) if hasattr(e, "forward_passes") else None
@@ -429,6 +433,8 @@ def cost_rows(explainers: dict[str, Any], cfg: RunConfig) -> list[dict[str, Any]
     for name in cfg.metrics:
         metric = metric_of(name)
         settings = {k: v for k, v in cfg.metric_kwargs.get(name, {}).items() if k in metric.parameters}
+        if model is not None and "model" in metric.parameters:
+            settings["model"] = model
         if metric.sample_only:
             note = f" x {cfg.sanity_images} images, once per method"
             rows.append({"kind": "metric", "name": name, "note": note,
@@ -444,7 +450,7 @@ def estimate(model: nn.Module, dataset: ImageData, cfg: RunConfig) -> Plan:
     model = model.to(cfg.device)
     cfg = dataclasses.replace(cfg, out=None, grid_images=0)
     explainers, _ = build_explainers(model, cfg)
-    rows = cost_rows(explainers, cfg)
+    rows = cost_rows(explainers, cfg, model)
     runner = BatchRunner(model, dataset, cfg, explainers)
     n_timed = 0
     start = time.perf_counter()

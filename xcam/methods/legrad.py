@@ -59,6 +59,8 @@ class LeGrad(AttentionExplainer):
         >>> LeGrad(vit, blocks=[-4, -3, -2, -1])(x).maps.shape  # (B, H, W)
     """
 
+    needs_class_targets = True  # each block is scored through the head: class scores only
+
     def __init__(self, model: nn.Module, blocks: Sequence[int] | None = None, pooling: Pooling = "mean",
                  *, projection: Callable[[Tensor], Tensor] | None = None,
                  output: OutputFn | None = None) -> None:
