@@ -125,6 +125,31 @@ def test_plan_counts_the_layers_of_the_model_for_the_sanity_metrics(tmp_path, da
     assert rows[("metric", "model_parameter_randomization")] == want > 2
 
 
+def test_plan_of_a_long_run_counts_passes_instead_of_timing_every_method(tmp_path, dataset, model,
+                                                                         monkeypatch):
+    """Where a batch of every method would take long (here: any batch), only the clean pass is
+    timed and the estimate is the forward passes per image times it, said to be a lower bound."""
+    from xcam.evaluation import engine
+
+    monkeypatch.setattr(engine, "TIMED_BATCH_SECONDS", 0.0)
+    ran: list[str] = []
+    monkeypatch.setattr(engine.BatchRunner, "explain_shared",
+                        lambda self, images, labels: ran.append("explained"))
+    p = plan(model, dataset / "boxes.csv", ["gradcam", "scorecam"], ["pointing_game", "deletion"],
+             preprocess=PREP, method_kwargs={"gradcam": {"layer": "features"},
+                                             "scorecam": {"layer": "features"}},
+             metric_kwargs={"deletion": {"steps": 5}}, batch_size=2, controls=False,
+             out=tmp_path / "never")
+    assert not ran and not p.timed and p.timed_images == 2 and p.forward_seconds > 0
+    scorecam = EXPLAINERS.get("scorecam")(model, layer="features")
+    deletion = METRICS.get("deletion").forward_passes(1, steps=5)
+    passes = 1 + scorecam.forward_passes(1) + 2 * deletion  # two methods, each scored by deletion
+    assert engine.passes_per_image(p.rows, p.n_images) == passes
+    assert p.seconds_per_image == pytest.approx(passes * p.forward_seconds)
+    assert p.estimated_seconds == pytest.approx(len(BOXES) * p.seconds_per_image)
+    assert "lower bound" in str(p) and f"{passes:,} forward passes per image" in str(p)
+
+
 def test_cli_dry_run_prints_the_plan(tmp_path, dataset, capsys):
     from xcam.cli import EXIT_OK, main
 

@@ -397,8 +397,14 @@ class Plan:
             forward passes (images through the model) per image (a method's own; a metric's per
             image and method; a sample-only metric's per method, over ``sanity_images`` images).
         timed_images: images of the timed batch.
-        seconds_per_image: the timed batch's seconds per image (every method and metric).
-        estimated_seconds: ``seconds_per_image * n_images`` plus the sample-only metrics' share.
+        seconds_per_image: seconds per image of the whole run's work (every method and metric):
+            the timed batch's, or, where timing it would be long (``timed=False``), the forward
+            passes per image times the timed clean forward pass of one image.
+        estimated_seconds: ``seconds_per_image * n_images``.
+        timed: the batch ran every method and metric (else the estimate counts forward passes:
+            backward passes and the methods' and metrics' own arithmetic are left out, so the run
+            takes longer).
+        forward_seconds: the clean forward pass's seconds per image.
     """
 
     n_images: int
@@ -406,6 +412,8 @@ class Plan:
     timed_images: int
     seconds_per_image: float
     estimated_seconds: float
+    timed: bool = True
+    forward_seconds: float = float("nan")
 
     def __str__(self) -> str:
         """The plan as a plain-text table."""
@@ -414,10 +422,32 @@ class Plan:
         for r in self.rows:
             passes = "?" if r["forward_passes"] is None else f"{r['forward_passes']:g}"
             lines.append(f"{r['kind']:<7} {r['name']:<{width}} {passes}{r.get('note', '')}")
-        lines.append(f"{self.n_images} images; one batch of {self.timed_images} took "
-                     f"{self.seconds_per_image:.3f} s per image: estimated "
+        if self.timed:
+            how = (f"one batch of {self.timed_images} took {self.seconds_per_image:.3f} s per "
+                   "image")
+        else:
+            how = (f"{passes_per_image(self.rows, self.n_images):,.0f} forward passes per image x "
+                   f"{self.forward_seconds:.4f} s per pass (timed on {self.timed_images} images; "
+                   "backward passes and the methods' own work not counted, so a lower bound)")
+        lines.append(f"{self.n_images} images; {how}: estimated "
                      f"{format_seconds(self.estimated_seconds)} for the run (one process)")
         return "\n".join(lines)
+
+
+def passes_per_image(rows: list[dict[str, Any]], n_images: int) -> float:
+    """Forward passes per image of the whole run, from :func:`cost_rows` (unknown counts as 1).
+
+    A metric row counts once per method; a sample-only metric's passes are spread over the images.
+    """
+    methods = [r for r in rows if r["kind"] == "method"]
+    total = float(sum(1 if r["forward_passes"] is None else r["forward_passes"] for r in methods))
+    for r in rows:
+        if r["kind"] != "metric" or r["forward_passes"] is None:
+            continue
+        share = r["forward_passes"] / max(n_images, 1) if "images" in r.get("note", "") \
+            else r["forward_passes"]
+        total += share * len(methods)
+    return total
 
 
 def cost_rows(explainers: dict[str, Any], cfg: RunConfig,
@@ -445,23 +475,40 @@ def cost_rows(explainers: dict[str, Any], cfg: RunConfig,
     return rows
 
 
+TIMED_BATCH_SECONDS = 60.0
+"""A dry run times a whole batch of every method and metric only when it should take less."""
+
+
 def estimate(model: nn.Module, dataset: ImageData, cfg: RunConfig) -> Plan:
-    """Cost rows and one timed batch of every method and metric on the first images (nothing written)."""
+    """Cost rows and an estimated time from the first batch (nothing written).
+
+    The batch's clean forward pass is timed first. If every method and metric on the batch should
+    take under :data:`TIMED_BATCH_SECONDS` (forward passes times that pass), they run and are
+    timed; otherwise the estimate is the forward passes times the timed pass.
+    """
     model = model.to(cfg.device)
     cfg = dataclasses.replace(cfg, out=None, grid_images=0)
     explainers, _ = build_explainers(model, cfg)
     rows = cost_rows(explainers, cfg, model)
+    passes = passes_per_image(rows, len(dataset))
     runner = BatchRunner(model, dataset, cfg, explainers)
-    n_timed = 0
-    start = time.perf_counter()
+    n_timed, timed, forward, per_image = 0, False, float("nan"), float("nan")
     try:
         first = list(range(min(cfg.batch_size, len(dataset))))
         for items in runner.loader([first] if first else []):
+            start = time.perf_counter()
             images, _ = runner.prepare(items)
             n_timed = len(images)
-            if images:
+            if not images:
+                break
+            forward = (time.perf_counter() - start) / n_timed
+            timed = forward * passes * n_timed <= TIMED_BATCH_SECONDS
+            if timed:
+                start = time.perf_counter()
                 runner.explain_shared(images, cfg.labels)
+                per_image = forward + (time.perf_counter() - start) / n_timed
+            else:
+                per_image = forward * passes
     finally:
         runner.close()
-    per_image = (time.perf_counter() - start) / n_timed if n_timed else float("nan")
-    return Plan(len(dataset), rows, n_timed, per_image, per_image * len(dataset))
+    return Plan(len(dataset), rows, n_timed, per_image, per_image * len(dataset), timed, forward)
