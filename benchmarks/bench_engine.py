@@ -7,7 +7,8 @@ XGrad-CAM, Layer-CAM, HiResCAM, Eigen-CAM at the automatic layer) with the point
 pointing game, MaxBoxAcc and average drop:
 
 - **engine**: one :func:`xcam.compare` call (``batch_size`` 8, ``XCAM_BENCH_ENGINE_BATCH`` to change;
-  ``num_workers`` 2): images decoded by a DataLoader, one clean forward and ONE shared forward +
+  ``num_workers`` 2, or 0 on a machine with 2 cores or fewer, ``XCAM_BENCH_ENGINE_WORKERS`` to
+  change): images decoded by a DataLoader, one clean forward and ONE shared forward +
   backward per batch for the seven methods, average drop of the seven maps in shared perturbed
   passes of at most ``batch_size`` images, every metric on the whole batch;
 - **per image**: what the engine replaces, the sum of the per-image calls of the former engine:
@@ -35,6 +36,9 @@ COLUMNS = "x0=x0_227,y0=y0_227,x1=x1_227,y1=y1_227"
 METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam")
 METRICS = ("pointing_game", "energy_pointing_game", "max_box_acc", "average_drop")
 BATCH = int(os.environ.get("XCAM_BENCH_ENGINE_BATCH", "8"))  # images per batch (CPU caches: small)
+# DataLoader processes: none on a 2-core machine, where they take cores from the model's passes
+# (EfficientNet-Lite0, 64 images: 200 ms per image with 2 workers, 181 with 1, 145 with none)
+WORKERS = int(os.environ.get("XCAM_BENCH_ENGINE_WORKERS", "0" if (os.cpu_count() or 1) <= 2 else "2"))
 
 
 def _skip() -> str | None:
@@ -57,7 +61,7 @@ def _engine(model: Any, n: int, device: str,
     start = time.perf_counter()
     result = compare(model, DATA / "annotations_227.csv", list(METHODS), list(metrics),
                      preprocess=preprocessing("efficientnet_lite0"), targets="label", columns=COLUMNS,
-                     limit=n, device=device, controls=False, batch_size=BATCH, num_workers=2,
+                     limit=n, device=device, controls=False, batch_size=BATCH, num_workers=WORKERS,
                      metric_kwargs={"average_drop": {"batch_size": BATCH}},
                      progress=False, report=False)
     seconds = time.perf_counter() - start
@@ -130,7 +134,8 @@ def main(quick: bool = False) -> str:
     diff = max(abs(eng_means[k] - per_means[k]) for k in per_means)
     rows = [
         ["per-image calls (former engine)", f"{per_s:.1f}", f"{1000 * per_s / n:.0f}", "1.00x"],
-        [f"engine (batch {BATCH}, shared pass, 2 workers)", f"{eng_s:.1f}", f"{1000 * eng_s / n:.0f}",
+        [f"engine (batch {BATCH}, shared pass, {WORKERS} workers)", f"{eng_s:.1f}",
+         f"{1000 * eng_s / n:.0f}",
          f"{per_s / eng_s:.2f}x"],
         ["per-image calls, without MaxBoxAcc", f"{per_wo:.1f}", f"{1000 * per_wo / n:.0f}", "1.00x"],
         ["engine, without MaxBoxAcc", f"{eng_wo:.1f}", f"{1000 * eng_wo / n:.0f}",
