@@ -39,7 +39,7 @@ images (each image exactly once), writes ``records.rank{r}.jsonl``, and gathers 
 every rank; rank 0 writes the table, the summary and the report, which equal a single-process run's.
 
 :func:`plan` is the dry run: forward passes per method and metric, and the time a run would take,
-estimated from one timed batch.
+estimated from one timed batch (or, for a long run, from the forward passes and one timed pass).
 """
 
 from __future__ import annotations
@@ -219,7 +219,8 @@ def plan(model: nn.Module, data: Any, methods: Any = None, metrics: Any = None, 
 
     Nothing is written. Lists the forward passes (images through the model) per image of every
     method and every metric, and times one batch of every method and metric on the first images
-    to estimate the run's duration.
+    to estimate the run's duration; where that batch would take over a minute, it times the clean
+    pass only and multiplies by the forward passes (a lower bound; ``Plan.timed`` is False).
 
     Returns:
         :class:`~xcam.evaluation.engine.Plan`; ``print(plan)`` shows the table.
