@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xcam"
 
 #: part of each top-level module or subpackage of xcam, and the parts' order (imports point down)
 CORE = {"__init__", "errors", "_checks", "outputs", "layers", "capture", "autolayer", "targets",
-        "explanation", "registry", "postprocess", "viz", "embeddings"}
+        "explanation", "registry", "postprocess", "viz", "embeddings", "_layout"}
 MIDDLE = {"methods", "metrics", "lfi"}
 EVALUATION = {"compare", "data", "report", "models", "evaluation"}
 RANK = {**{m: 0 for m in CORE}, **{m: 1 for m in MIDDLE}, **{m: 2 for m in EVALUATION}, "cli": 3,
