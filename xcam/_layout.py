@@ -75,8 +75,9 @@ def layout_fallback(model: nn.Module, run: Callable[[bool], T], channels_last: b
     _PLAIN_LAYOUT.add(model)
     warn(
         f"{type(model).__name__} cannot run on channels-last batches (e.g. .view() on a feature "
-        "map); xcam runs it in the plain layout from now on (pass channels_last=False to skip the "
-        "try)"
+        "map); xcam runs it in the plain layout from now on, in explainers and metrics alike (an "
+        "explainer's channels_last=False skips the try; .reshape() in the model lets it run "
+        "channels-last)"
     )
     return result
 
