@@ -14,6 +14,7 @@ or ``"out"``, tuples and lists, Inception's namedtuples); ``output=`` (a callabl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -336,13 +337,18 @@ def _masked_plan(
     inputs: Tensor,
     maps: Tensor,
     targets: object,
-    baseline: float | Tensor,
-    batch_size: int,
-    clean_output: Tensor | None,
-    output: OutputFn | None,
+    baseline: float | Tensor = 0.0,
+    batch_size: int = 64,
+    *,
+    clean_output: Tensor | None = None,
+    output: OutputFn | None = None,
     finish: Callable[[Tensor, Tensor], Tensor],
 ) -> Perturbed:
-    """``m * x + (1 - m) * baseline``; ``finish(Y, O)`` gets the target probability on ``x`` and on it."""
+    """``m * x + (1 - m) * baseline``; ``finish(Y, O)`` gets the target probability on ``x`` and on it.
+
+    With ``finish`` bound, the perturbed images of :func:`average_drop` or
+    :func:`increase_in_confidence` (their arguments) and how their result is read.
+    """
     model = check_model(model)
     x, m = check_inputs_and_maps(inputs, maps, model)
     check_batch_size(batch_size)
@@ -369,36 +375,8 @@ def _increase(y: Tensor, o: Tensor) -> Tensor:
     return (o > y).float()
 
 
-def _average_drop_plan(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    maps: Tensor,
-    targets: object,
-    baseline: float | Tensor = 0.0,
-    batch_size: int = 64,
-    *,
-    clean_output: Tensor | None = None,
-    output: OutputFn | None = None,
-) -> Perturbed:
-    """The perturbed images of :func:`average_drop` (its arguments) and how its result is read."""
-    return _masked_plan(model, inputs, maps, targets, baseline, batch_size, clean_output, output,
-                        _drop)
-
-
-def _increase_plan(
-    model: Callable[[Tensor], Any],
-    inputs: Tensor,
-    maps: Tensor,
-    targets: object,
-    baseline: float | Tensor = 0.0,
-    batch_size: int = 64,
-    *,
-    clean_output: Tensor | None = None,
-    output: OutputFn | None = None,
-) -> Perturbed:
-    """The perturbed images of :func:`increase_in_confidence` and how its result is read."""
-    return _masked_plan(model, inputs, maps, targets, baseline, batch_size, clean_output, output,
-                        _increase)
+_average_drop_plan = functools.partial(_masked_plan, finish=_drop)
+_increase_plan = functools.partial(_masked_plan, finish=_increase)
 
 
 def _masked_cost(n: int, p: dict[str, Any]) -> int:
