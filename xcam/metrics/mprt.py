@@ -17,7 +17,6 @@ parametrized modules in forward order, cumulatively, each with a seed (``seed + 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_inputs, check_number, check_positive_int, make_generator
-from ..errors import InputTypeError
+from .._checks import check_number, check_positive_int, make_generator
 from ..outputs import OutputFn
-from ..targets import class_indices
 from ._explain import explainer_images, explanation_maps
-from ._forward import clean_forward
-from ._inputs import check_model, check_output_fn
 from .base import PerImage, metric
-from .sanity import bind_explainer, randomized_layers, reinitialize
+from .sanity import randomized_layers, reinitialize, start_cascade
 from .similarity import spearman as _spearman
 
 __all__ = ["SmoothMPRTResult", "smooth_mprt", "efficient_mprt", "histogram_entropy"]
@@ -164,29 +159,22 @@ def smooth_mprt(
     Returns:
         :class:`SmoothMPRTResult` with the (B, L) correlations.
     """
-    if not isinstance(model, nn.Module):
-        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_model(model)
-    x = check_inputs(inputs, model=model)
     n_samples = check_positive_int("n_samples", n_samples)
     noise_level = check_number("noise_level", noise_level, minimum=0.0)
     batch_size = check_positive_int("batch_size", batch_size)
-    names = _bottom_up(model, layers)
-    base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
-    indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
-    randomized = copy.deepcopy(model)
-    modules = dict(randomized.named_modules())
-    explain = bind_explainer(explainer, randomized, explainer_kwargs)
+    c = start_cascade(model, explainer, inputs, targets, lambda m: _bottom_up(m, layers), seed,
+                      explainer_kwargs, output)
 
     def denoised() -> Tensor:
-        return _smooth_maps(explain, x, indices, n_samples, noise_level, base_seed, batch_size, absolute)
+        return _smooth_maps(c.explain, c.x, c.indices, n_samples, noise_level, c.base_seed, batch_size,
+                            absolute)
 
     original = denoised()
     rho = []
-    for j, name in enumerate(names):
-        reinitialize(modules[name], base_seed + j)
+    for j, name in enumerate(c.names):
+        reinitialize(c.modules[name], c.base_seed + j)
         rho.append(_spearman(original, denoised()))
-    return SmoothMPRTResult(tuple(names), torch.stack(rho, dim=1).float())
+    return SmoothMPRTResult(tuple(c.names), torch.stack(rho, dim=1).float())
 
 
 def histogram_entropy(maps: Tensor, n_bins: int = 100) -> Tensor:
@@ -254,19 +242,11 @@ def efficient_mprt(
     Returns:
         (B,) float32 relative rise; NaN where the trained model's map has entropy 0 (constant).
     """
-    if not isinstance(model, nn.Module):
-        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_model(model)
-    x = check_inputs(inputs, model=model)
-    names = _bottom_up(model, layers)
-    base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
-    indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
-    randomized = copy.deepcopy(model)
-    modules = dict(randomized.named_modules())
-    explain = bind_explainer(explainer, randomized, explainer_kwargs)
-    before = histogram_entropy(explanation_maps(explain, x, indices), n_bins)
-    for j, name in enumerate(names):
-        reinitialize(modules[name], base_seed + j)
-    after = histogram_entropy(explanation_maps(explain, x, indices), n_bins)
+    c = start_cascade(model, explainer, inputs, targets, lambda m: _bottom_up(m, layers), seed,
+                      explainer_kwargs, output)
+    before = histogram_entropy(explanation_maps(c.explain, c.x, c.indices), n_bins)
+    for j, name in enumerate(c.names):
+        reinitialize(c.modules[name], c.base_seed + j)
+    after = histogram_entropy(explanation_maps(c.explain, c.x, c.indices), n_bins)
     rise = (after - before) / torch.where(before > 0, before, torch.full_like(before, float("nan")))
     return rise.float()

@@ -163,6 +163,49 @@ def randomized_layers(model: nn.Module, layers: Sequence[str] | None) -> list[st
     return names
 
 
+@dataclass(frozen=True)
+class Cascade:
+    """What the randomization checks start from (:func:`start_cascade`).
+
+    Attributes:
+        x: the checked inputs.
+        names: the layers to re-initialize, in order.
+        indices: (B,) the classes explained (chosen on the trained model when targets is None).
+        base_seed: step ``j`` re-initializes with ``base_seed + j``.
+        modules: the deep copy's modules by name (the copy is what gets re-initialized).
+        explain: the explainer bound to the copy (:func:`bind_explainer`).
+    """
+
+    x: Tensor
+    names: list[str]
+    indices: Tensor
+    base_seed: int
+    modules: dict[str, nn.Module]
+    explain: Callable[..., Any]
+
+
+def start_cascade(model: object, explainer: object, inputs: Tensor, targets: object,
+                  layers: Callable[[nn.Module], list[str]], seed: int | None,
+                  explainer_kwargs: dict[str, Any] | None, output: OutputFn | None) -> Cascade:
+    """The checks and the set-up shared by the randomization metrics (the caller's model untouched).
+
+    ``layers(model)`` checks and orders the layers to re-initialize.
+
+    Raises:
+        InputTypeError: ``model`` is not an ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
+    x = check_inputs(inputs, model=model)
+    names = layers(model)
+    base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
+    indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
+    randomized = copy.deepcopy(model)
+    return Cascade(x, names, indices, base_seed, dict(randomized.named_modules()),
+                   bind_explainer(explainer, randomized, explainer_kwargs))
+
+
 def _randomization_cost(n: int, p: dict[str, Any]) -> int:
     model = p.get("model")
     if not isinstance(model, nn.Module):
@@ -225,25 +268,16 @@ def model_parameter_randomization(
     Returns:
         :class:`RandomizationResult` with (B, L) ``spearman`` and ``ssim``.
     """
-    if not isinstance(model, nn.Module):
-        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_model(model)
-    x = check_inputs(inputs, model=model)
-    names = randomized_layers(model, layers)
-    base_seed = int(make_generator(seed, torch.device("cpu")).initial_seed())
-    indices = class_indices(targets, clean_forward(model, x, None, check_output_fn(output)))
-
-    randomized = copy.deepcopy(model)
-    modules = dict(randomized.named_modules())
-    explain = bind_explainer(explainer, randomized, explainer_kwargs)
-    original = explanation_maps(explain, x, indices)
+    c = start_cascade(model, explainer, inputs, targets, lambda m: randomized_layers(m, layers),
+                      seed, explainer_kwargs, output)
+    original = explanation_maps(c.explain, c.x, c.indices)
     rho, sim = [], []
-    for j, name in enumerate(names):
-        reinitialize(modules[name], base_seed + j)
-        new = explanation_maps(explain, x, indices)
+    for j, name in enumerate(c.names):
+        reinitialize(c.modules[name], c.base_seed + j)
+        new = explanation_maps(c.explain, c.x, c.indices)
         rho.append(_spearman(original, new))
         sim.append(_ssim(original, new))
-    return RandomizationResult(tuple(names), torch.stack(rho, dim=1), torch.stack(sim, dim=1))
+    return RandomizationResult(tuple(c.names), torch.stack(rho, dim=1), torch.stack(sim, dim=1))
 
 
 def _random_logit_cost(n: int, p: dict[str, Any]) -> int:
